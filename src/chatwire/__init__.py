@@ -1,0 +1,3 @@
+"""chatwire: a chat-completion gateway."""
+
+__version__ = "0.1.0"

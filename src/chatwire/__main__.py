@@ -1,0 +1,3 @@
+from chatwire.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""Small ASGI helpers for the routes that write straight to ``send`` (the hot path)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from chatwire.errors import BodyTooLarge, ChatwireError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_json = msgspec.json.Encoder()
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request body was still being read."""
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def request_id(scope: Scope) -> bytes:
+    given = header(scope, b"x-request-id")
+    if given and len(given) <= 64 and given.isascii() and given.replace(b"-", b"").isalnum():
+        return given
+    return secrets.token_hex(8).encode()
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False) and not parts:
+            if len(body) > limit:
+                raise _too_large(limit)
+            return body
+        size += len(body)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(body)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(
+        f"The request body is larger than {limit} bytes (CHATWIRE_MAX_BODY_BYTES)."
+    )
+
+
+async def send_error(send: Send, error: ChatwireError, rid: bytes) -> None:
+    body = _json.encode({"message": error.message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", rid),
+        *error.headers(),
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

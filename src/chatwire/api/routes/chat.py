@@ -1,0 +1,69 @@
+"""POST /api/chat/{provider}: chatbot-ui's chat route, streaming plain text.
+
+This route is the hot path, so it is a bare ASGI endpoint that writes straight to
+``send``: no per-request Request/Response objects, no per-chunk allocations beyond the
+bytes themselves (see ../shared/bench for what the framework layers cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from chatwire.api.asgi import ClientGone, Receive, Scope, Send, header, read_body, request_id, send_error
+from chatwire.api.schemas import decode_chat_request
+from chatwire.errors import ChatwireError, KeyMissing, ProviderNotFound
+from chatwire.services import Services
+from chatwire.streaming import DisconnectWatch, relay_text
+
+log = logging.getLogger("chatwire.chat")
+
+
+class ChatRoute:
+    """ASGI app for ``/api/chat/{provider}``; finds its services on the app's state."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = scope["app"].state.services
+        rid = request_id(scope)
+        try:
+            await self._handle(services, scope, receive, send, rid)
+        except ChatwireError as error:
+            await send_error(send, error, rid)
+        except ClientGone:
+            log.debug("request %s: client went away before its body arrived", rid.decode())
+
+    async def _handle(
+        self, services: Services, scope: Scope, receive: Receive, send: Send, rid: bytes
+    ) -> None:
+        authorization = header(scope, b"authorization")
+        user = await services.auth.user_for_authorization(
+            authorization.decode("latin-1") if authorization is not None else None
+        )
+        name: str = scope["path_params"]["provider"]
+        provider = services.providers.get(name)
+        if provider is None:
+            known = ", ".join(sorted(services.providers))
+            raise ProviderNotFound(f"Unknown provider '{name[:50]}'. Known providers: {known}.")
+        body = await read_body(scope, receive, services.settings.max_body_bytes)
+        request = decode_chat_request(body)
+        key = provider.env_key
+        if key is None:
+            profile = await services.profile(user.id)
+            key = profile.get(provider.key_field)
+            if key is None:
+                raise KeyMissing(provider.key_missing_message())
+        limits = services.catalogue.limits(provider.name, request.chatSettings.model)
+        call = provider.adapter.build(provider, request, key, limits)
+
+        watch = DisconnectWatch(receive)
+        try:
+            await relay_text(services.http, provider, call, services.timeouts, send, rid)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            log.info("request %s: client went away, upstream request cancelled", rid.decode())
+        finally:
+            watch.close()

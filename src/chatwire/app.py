@@ -1,0 +1,68 @@
+"""The application factory: routes, error handlers, and services tied to the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from chatwire import __version__
+from chatwire.api.routes import keys, profile
+from chatwire.api.routes.chat import ChatRoute
+from chatwire.core.config import Settings
+from chatwire.errors import ChatwireError
+from chatwire.services import Services
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(title="chatwire", version=__version__, lifespan=lifespan)
+    app.include_router(profile.router)
+    app.include_router(keys.router)
+    app.router.routes.append(Route("/api/chat/{provider}", ChatRoute(), methods=["POST"]))
+
+    @app.get("/healthz", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_exception_handler(ChatwireError, _chatwire_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    return app
+
+
+async def _chatwire_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChatwireError)
+    headers = {k.decode(): v.decode() for k, v in exc.headers()}
+    return JSONResponse({"message": exc.message}, status_code=exc.status, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+    return JSONResponse({"message": "Invalid request: " + "; ".join(problems)}, status_code=400)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )

@@ -1,0 +1,75 @@
+"""The model catalogue: per-model limits, shipped as data and overridable by the operator.
+
+The package carries ``catalogue.json`` (chatbot-ui's model-limits table plus each
+provider's current models). ``CHATWIRE_MODELS_FILE`` names a JSON file of the same shape
+whose entries are merged over it, field by field, so an operator can add a model or
+change a limit without touching code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    min_temperature: float = 0.0
+    max_temperature: float = 1.0
+    max_output: int | None = None
+    context: int | None = None
+    label: str = ""
+    retired: bool = False
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    models: dict[str, dict[str, ModelEntry]]
+
+    @classmethod
+    def load(cls, operator_file: Path | None = None) -> Catalogue:
+        raw = _read_json(resources.files("chatwire").joinpath("catalogue.json").read_bytes(), "")
+        if operator_file is not None:
+            try:
+                data = operator_file.read_bytes()
+            except OSError as exc:
+                raise CatalogueError(f"Cannot read models file {operator_file}: {exc}") from exc
+            _merge(raw, _read_json(data, str(operator_file)))
+        try:
+            models = msgspec.convert(raw, dict[str, dict[str, ModelEntry]])
+        except msgspec.ValidationError as exc:
+            raise CatalogueError(f"Invalid model catalogue: {exc}") from exc
+        return cls(models)
+
+    def limits(self, provider: str, model: str) -> ModelEntry | None:
+        return self.models.get(provider, {}).get(model)
+
+    def clamp_temperature(self, provider: str, model: str, value: float) -> float:
+        entry = self.limits(provider, model)
+        if entry is None:
+            return value
+        return min(max(value, entry.min_temperature), entry.max_temperature)
+
+
+def _read_json(data: bytes, name: str) -> dict[str, dict[str, dict[str, Any]]]:
+    try:
+        parsed = msgspec.json.decode(data, type=dict[str, dict[str, dict[str, Any]]])
+    except msgspec.DecodeError as exc:
+        raise CatalogueError(f"Invalid models file {name}: {exc}") from exc
+    return parsed
+
+
+def _merge(
+    base: dict[str, dict[str, dict[str, Any]]], extra: dict[str, dict[str, dict[str, Any]]]
+) -> None:
+    for provider, models in extra.items():
+        target = base.setdefault(provider, {})
+        for model, fields in models.items():
+            target.setdefault(model, {}).update(fields)

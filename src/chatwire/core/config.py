@@ -1,0 +1,104 @@
+"""Settings: the only place configuration is read from the environment.
+
+Every chatwire setting carries the ``CHATWIRE_`` prefix and may also come from a ``.env``
+file. The provider key overrides keep chatbot-ui's variable names (``MISTRAL_API_KEY``...)
+so an existing chatbot-ui deployment's environment works unchanged; when set, they apply
+to every user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    # Provider overrides are read without the CHATWIRE_ prefix, as chatbot-ui named them.
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CHATWIRE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Path(".chatwire")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    secret_key: SecretStr | None = None
+    log_level: str = "info"
+    access_log: bool = False
+
+    mistral_base_url: str = "https://api.mistral.ai/v1"
+    models_file: Path | None = None
+
+    # Upstream timeouts, in seconds.
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)
+
+    # How long a token's user and a user's profile are reused before being read again.
+    # A key stored by another process takes effect after at most this long.
+    cache_ttl: float = Field(default=1.0, ge=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+
+    # chatbot-ui's environment overrides: one value for every user.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_organization_id: str | None = Field(
+        default=None, validation_alias=_env("OPENAI_ORGANIZATION_ID")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
+    )
+    google_gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("GOOGLE_GEMINI_API_KEY")
+    )
+    mistral_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("MISTRAL_API_KEY")
+    )
+    groq_api_key: SecretStr | None = Field(default=None, validation_alias=_env("GROQ_API_KEY"))
+    perplexity_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("PERPLEXITY_API_KEY")
+    )
+    openrouter_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("OPENROUTER_API_KEY")
+    )
+    azure_openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("AZURE_OPENAI_API_KEY")
+    )
+    azure_openai_endpoint: str | None = Field(
+        default=None, validation_alias=_env("AZURE_OPENAI_ENDPOINT")
+    )
+    azure_gpt_35_turbo_name: str | None = Field(
+        default=None, validation_alias=_env("AZURE_GPT_35_TURBO_NAME")
+    )
+    azure_gpt_45_turbo_name: str | None = Field(
+        default=None, validation_alias=_env("AZURE_GPT_45_TURBO_NAME")
+    )
+    azure_gpt_45_vision_name: str | None = Field(
+        default=None, validation_alias=_env("AZURE_GPT_45_VISION_NAME")
+    )
+    azure_embeddings_name: str | None = Field(
+        default=None, validation_alias=_env("AZURE_EMBEDDINGS_NAME")
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'chatwire.db').resolve()}"
+
+    def env_value(self, field: str) -> str | None:
+        """The environment override for a profile field, or None when unset or empty."""
+        value = getattr(self, field, None)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return value or None

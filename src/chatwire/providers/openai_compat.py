@@ -1,0 +1,104 @@
+"""The OpenAI-compatible wire format: chat/completions with data-only server-sent events.
+
+Mistral speaks it, and so do most providers. The request body is built from typed structs
+(so only fields the provider accepts are ever sent) and each stream chunk is decoded by a
+typed decoder that reads just the delta, finish reason and error, skipping the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from chatwire.api.schemas import Message
+from chatwire.providers.base import Provider, StreamFailed, UpstreamCall
+from chatwire.providers.messages import readable_message
+
+if TYPE_CHECKING:
+    from chatwire.api.schemas import ChatRequest
+    from chatwire.catalogue import ModelEntry
+
+
+class _Payload(msgspec.Struct, omit_defaults=True):
+    model: str
+    messages: list[Message]
+    stream: bool
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta = msgspec.field(default_factory=_Delta)
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] = msgspec.field(default_factory=list)
+    error: Any = None
+
+
+class OpenAICompatible:
+    """Adapter for ``POST {base}/chat/completions`` with ``stream: true``."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._chunk = msgspec.json.Decoder(_Chunk)
+
+    def build(
+        self, provider: Provider, request: ChatRequest, key: str, limits: ModelEntry | None
+    ) -> UpstreamCall:
+        settings = request.chatSettings
+        temperature = settings.temperature
+        if temperature is not None and limits is not None:
+            temperature = min(max(temperature, limits.min_temperature), limits.max_temperature)
+        payload = _Payload(
+            model=settings.model,
+            messages=request.messages,
+            stream=True,
+            max_tokens=limits.max_output if limits and provider.quirks.send_max_tokens else None,
+            temperature=temperature if provider.quirks.send_temperature else None,
+        )
+        return UpstreamCall(
+            url=provider.base_url + "/chat/completions",
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream",
+            },
+            body=self._encoder.encode(payload),
+        )
+
+    async def texts(self, provider: Provider, lines: AsyncIterator[bytes]) -> AsyncIterator[str]:
+        finished = False
+        decode = self._chunk.decode
+        async for line in lines:
+            # Comments (":"), "event:"/"id:" fields and blank separators carry no text.
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            try:
+                chunk = decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise StreamFailed(f"an event that is not a valid chunk ({exc})") from exc
+            if chunk.error is not None:
+                detail = readable_message(msgspec.json.encode(chunk.error)) or "no details"
+                raise StreamFailed(f"an error in the middle of the reply: {detail}")
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            if choice.delta.content:
+                yield choice.delta.content
+            if choice.finish_reason is not None:
+                if choice.finish_reason == "error":
+                    raise StreamFailed("the reply ended with finish_reason 'error'")
+                finished = True
+        if not finished:
+            raise StreamFailed("the stream ended before the reply was complete")

@@ -1,0 +1,70 @@
+"""Running the server: migrations, first-start user, then uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+
+from chatwire.core.config import Settings
+from chatwire.errors import StreamAborted
+
+
+class DropAbortedStreamTraces(logging.Filter):
+    """An aborted stream is logged once by chatwire with its request id; the server's own
+    'Exception in ASGI application' traceback for it would only be noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, StreamAborted)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"aborted": {"()": DropAbortedStreamTraces}},
+        "formatters": {
+            "default": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+                "filters": ["aborted"],
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn.access": {"handlers": ["default"], "level": "INFO", "propagate": False},
+            "chatwire": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+        },
+    }
+    return config
+
+
+def uvicorn_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": log_config(settings.log_level),
+        "access_log": settings.access_log,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    options.update(overrides)
+    return options
+
+
+def run(settings: Settings) -> None:
+    options = uvicorn_config(settings)
+    if settings.workers > 1:
+        uvicorn.run("chatwire.app:create_app", factory=True, workers=settings.workers, **options)
+    else:
+        from chatwire.app import create_app
+
+        uvicorn.run(create_app(settings), **options)

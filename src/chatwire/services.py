@@ -1,0 +1,81 @@
+"""Everything a request needs, built once in the app's lifespan and closed with it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from async_lru import alru_cache
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatwire.api.auth import Authenticator
+from chatwire.catalogue import Catalogue
+from chatwire.core.config import Settings
+from chatwire.providers.base import Provider, Timeouts
+from chatwire.providers.registry import build_providers
+from chatwire.store.crypto import KeyBox, load_secret_keys
+from chatwire.store.db import make_engine
+from chatwire.store.records import Profile
+from chatwire.store.repo import Store
+
+log = logging.getLogger("chatwire")
+
+ProfileLookup = Callable[[int], Awaitable[Profile]]
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    store: Store
+    auth: Authenticator
+    profile: ProfileLookup
+    catalogue: Catalogue
+    providers: dict[str, Provider]
+    timeouts: Timeouts
+    http: aiohttp.ClientSession
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.resolved_database_url)
+        store = Store(engine, KeyBox(load_secret_keys(settings)))
+        ttl = settings.cache_ttl
+        profile: ProfileLookup = (
+            alru_cache(maxsize=10_000, ttl=ttl)(store.get_profile) if ttl > 0 else store.get_profile
+        )
+        timeouts = Timeouts(
+            connect=settings.connect_timeout,
+            first_byte=settings.first_byte_timeout,
+            idle=settings.idle_timeout,
+        )
+        # One pool per process: every upstream request reuses these keep-alive connections.
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=timeouts.connect, sock_read=timeouts.first_byte
+            ),
+            read_bufsize=2**18,
+            skip_auto_headers=("User-Agent",),
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            store=store,
+            auth=Authenticator(store.user_for_token, ttl),
+            profile=profile,
+            catalogue=Catalogue.load(settings.models_file),
+            providers=build_providers(settings),
+            timeouts=timeouts,
+            http=http,
+        )
+
+    def profile_changed(self, user_id: int) -> None:
+        invalidate = getattr(self.profile, "cache_invalidate", None)
+        if invalidate is not None:
+            invalidate(user_id)
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.engine.dispose()

@@ -1,0 +1,137 @@
+"""Relay one upstream reply to the client as plain text, piece by piece.
+
+The response is started only once the first piece of text is in hand, so every failure
+before it (refused, timed out, an error status, a broken first event) still becomes a
+proper error status with a readable message. After that, a failure can no longer change
+the status: the response is cut without a clean end (``StreamAborted``) so the client's
+reader fails instead of keeping a silently truncated reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+
+from chatwire.errors import ChatwireError, StreamAborted
+from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
+
+log = logging.getLogger("chatwire.stream")
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+MAX_ERROR_BODY = 64 * 1024
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed, ValueError)
+
+
+def text_headers(request_id: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"x-experimental-stream-data", b"false"),
+        (b"x-accel-buffering", b"no"),
+        (b"cache-control", b"no-cache"),
+        (b"x-request-id", request_id),
+    ]
+
+
+async def relay_text(
+    http: aiohttp.ClientSession,
+    provider: Provider,
+    call: UpstreamCall,
+    timeouts: Timeouts,
+    send: Send,
+    request_id: bytes,
+) -> None:
+    started = False
+    phase = "first_byte"
+    try:
+        async with http.post(call.url, data=call.body, headers=call.headers) as resp:
+            if resp.status != 200:
+                body = await _read_limited(resp.content, MAX_ERROR_BODY)
+                raise provider.error_for_status(
+                    resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
+                )
+            _switch_to_idle_timeout(resp, timeouts.idle)
+            phase = "idle"
+            async for piece in provider.adapter.texts(provider, resp.content):
+                if not started:
+                    # Leading whitespace of the reply is trimmed, up to the first real text.
+                    piece = piece.lstrip()
+                    if not piece:
+                        continue
+                    await send(
+                        {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
+                    )
+                    started = True
+                await send({"type": "http.response.body", "body": piece.encode(), "more_body": True})
+    except ChatwireError:
+        if started:  # pragma: no cover - errors by status happen before any text
+            raise StreamAborted from None
+        raise
+    except _TRANSPORT_ERRORS as exc:
+        error = provider.transport_error(exc, phase, timeouts)
+        if not started:
+            raise error from exc
+        log.warning(
+            "request %s: %s failed after the reply started, response aborted: %s",
+            request_id.decode(),
+            provider.name,
+            error.message,
+        )
+        raise StreamAborted(error.message) from exc
+    if not started:
+        await send({"type": "http.response.start", "status": 200, "headers": text_headers(request_id)})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:
+    # The session's read timeout is the first-byte timeout; once the upstream has
+    # answered, the gap allowed between two reads becomes the idle timeout.
+    connection = resp.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is not None:
+        protocol.read_timeout = idle
+        protocol.start_timeout()
+
+
+async def _read_limited(content: aiohttp.StreamReader, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+class DisconnectWatch:
+    """Cancel the current task as soon as the client goes away, in any phase.
+
+    Call only after the request body has been read: from then on ``receive()`` yields
+    nothing but ``http.disconnect``.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._done = False
+        self._owner = asyncio.current_task()
+        self._task = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self._done and self._owner is not None:
+            self.gone = True
+            self._owner.cancel()
+
+    def close(self) -> None:
+        self._done = True
+        self._task.cancel()

@@ -1,0 +1,106 @@
+"""Shared fixtures: a fake Mistral and a real chatwire server, both on 127.0.0.1 TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from chatwire.app import create_app
+from chatwire.cli import open_store, prepare
+from chatwire.core.config import Settings
+from chatwire.server import uvicorn_config
+from chatwire.testing.fake_mistral import FakeMistral
+
+FAKE_KEY = "fake-mistral-key-0123456789"
+
+
+@dataclass
+class Running:
+    url: str
+    settings: Settings
+    token: str
+    user_id: int
+    client: httpx.AsyncClient
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def chat_body(self, content: str = "Hello there", model: str = "mistral-small-latest", **settings: Any) -> dict[str, Any]:
+        return {
+            "chatSettings": {"model": model, **settings},
+            "messages": [
+                {"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": content},
+            ],
+        }
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeMistral]:
+    upstream = FakeMistral(api_key=FAKE_KEY)
+    await upstream.start()
+    try:
+        yield upstream
+    finally:
+        await upstream.stop()
+
+
+ServerFactory = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[ServerFactory]:
+    """Start chatwire (uvicorn, real TCP) with settings overrides; a user 'alice' with a token,
+    and, unless ``stored_key=None``, the fake's key stored in her profile."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+
+    async def start(stored_key: str | None = FAKE_KEY, **overrides: Any) -> Running:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / f"data{len(servers)}",
+            "database_url": None,
+            "secret_key": None,
+            "mistral_base_url": fake.base_url,
+            "mistral_api_key": None,
+            "cache_ttl": 1.0,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        await asyncio.to_thread(prepare, settings)
+        async with open_store(settings) as store:
+            user, token = await store.create_user("alice")
+            if stored_key is not None:
+                await store.update_profile(user.id, {"mistral_api_key": stored_key})
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(settings), **uvicorn_config(settings, port=port))
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.AsyncClient(base_url=url, timeout=10)
+        servers.append((server, task, client))
+        return Running(url=url, settings=settings, token=token, user_id=user.id, client=client)
+
+    yield start
+    for server, task, client in servers:
+        await client.aclose()
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> Running:
+    return await make_server()
