@@ -34,7 +34,9 @@ class Running:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def chat_body(self, content: str = "Hello there", model: str = "mistral-small-latest", **settings: Any) -> dict[str, Any]:
+    def chat_body(
+        self, content: str = "Hello there", model: str = "mistral-small-latest", **settings: Any
+    ) -> dict[str, Any]:
         return {
             "chatSettings": {"model": model, **settings},
             "messages": [

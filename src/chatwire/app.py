@@ -9,17 +9,41 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
 
 from chatwire import __version__
+from chatwire.api.asgi import Receive, Scope, Send
 from chatwire.api.routes import keys, profile
-from chatwire.api.routes.chat import ChatRoute
+from chatwire.api.routes.chat import PREFIX, ChatRoute
 from chatwire.core.config import Settings
 from chatwire.errors import ChatwireError
 from chatwire.services import Services
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class Chatwire:
+    """The ASGI application.
+
+    The chat path goes straight to its bare ASGI endpoint; everything else goes through
+    FastAPI. Measured on the 2-core bench machine (32 connections, 20-delta replies), the
+    framework's middleware layers and router wrap every ``send`` and cost the relay about
+    a fifth of its throughput, so the hot path skips them.
+    """
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+        self.chat = ChatRoute(api.state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self.chat(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Chatwire:
+    return Chatwire(create_api(settings))
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
 
     @asynccontextmanager
@@ -34,7 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="chatwire", version=__version__, lifespan=lifespan)
     app.include_router(profile.router)
     app.include_router(keys.router)
-    app.router.routes.append(Route("/api/chat/{provider}", ChatRoute(), methods=["POST"]))
 
     @app.get("/healthz", tags=["health"])
     async def health() -> dict[str, str]:
@@ -57,7 +80,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     problems = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        problems.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+        problems.append(
+            f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "")
+        )
     return JSONResponse({"message": "Invalid request: " + "; ".join(problems)}, status_code=400)
 
 

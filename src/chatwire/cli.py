@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -74,7 +74,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Start the server (applies migrations first)."""
     from chatwire.server import run
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
+    given: dict[str, Any] = {"host": host, "port": port, "workers": workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = Settings(**overrides)
     prepare(settings)
     first = with_store(settings, first_start_user)
@@ -202,7 +203,9 @@ def keys() -> None:
 def profile_field(provider: str) -> str:
     field = KEY_FIELDS.get(provider, provider)
     if field not in PROFILE_TEXT_FIELDS:
-        names = ", ".join([*KEY_FIELDS, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)])
+        names = ", ".join(
+            [*KEY_FIELDS, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)]
+        )
         fail(f"unknown provider or field '{provider}'; one of: {names}")
     return field
 

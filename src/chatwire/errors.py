@@ -7,6 +7,7 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── RequestInvalid          400  body not JSON, a field missing or of the wrong type
     ├── KeyMissing              400  no key for the provider, stored or from the environment
     ├── ProviderNotFound        404  /api/chat/<name> for a provider chatwire does not know
+    ├── MethodNotAllowed        405  anything but POST on a chat route
     ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
     └── UpstreamError           the provider's own answer, status passed through
@@ -14,8 +15,9 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
         ├── UpstreamUnreachable 502  connection refused, reset, DNS, TLS, broken reply
         └── UpstreamTimeout     504  no answer within the connect or first-byte timeout
 
-Lower-level errors (aiohttp, msgspec) are mapped to these in one place per boundary:
-``providers.base.map_transport_error`` for the upstream, ``api.chat`` for request bodies.
+Lower-level errors are mapped to these in one place per boundary: for the upstream,
+``Provider.error_for_status`` (by status) and ``Provider.transport_error`` (aiohttp and
+stream failures); for request bodies, ``api.schemas.decode_chat_request`` (msgspec).
 A failure after the reply has started streaming cannot change the status any more; it
 becomes ``StreamAborted`` and the response is cut without a clean end.
 """
@@ -46,6 +48,13 @@ class KeyMissing(ChatwireError):
 
 class ProviderNotFound(ChatwireError):
     status = 404
+
+
+class MethodNotAllowed(ChatwireError):
+    status = 405
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", b"POST")]
 
 
 class BodyTooLarge(ChatwireError):

@@ -64,10 +64,16 @@ async def relay_text(
                     if not piece:
                         continue
                     await send(
-                        {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": text_headers(request_id),
+                        }
                     )
                     started = True
-                await send({"type": "http.response.body", "body": piece.encode(), "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": piece.encode(), "more_body": True}
+                )
     except ChatwireError:
         if started:  # pragma: no cover - errors by status happen before any text
             raise StreamAborted from None
@@ -84,7 +90,9 @@ async def relay_text(
         )
         raise StreamAborted(error.message) from exc
     if not started:
-        await send({"type": "http.response.start", "status": 200, "headers": text_headers(request_id)})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
+        )
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -6,9 +6,7 @@ import pytest
 
 from chatwire.providers.messages import readable_message
 
-DETAIL = (
-    '[{"type":"extra_forbidden","loc":["body","n"],"msg":"Extra inputs are not permitted","input":1}]'
-)
+DETAIL = '[{"type":"extra_forbidden","loc":["body","n"],"msg":"Extra inputs are not permitted","input":1}]'
 
 
 @pytest.mark.parametrize(
@@ -19,7 +17,7 @@ DETAIL = (
         (b'{"detail":"Unauthorized"}', "Unauthorized"),
         # 422, three generations
         (
-            b'{"object":"error","message":{"detail":' + DETAIL.encode() + b'},'
+            b'{"object":"error","message":{"detail":' + DETAIL.encode() + b"},"
             b'"type":"invalid_request_error","param":null,"code":null}',
             "n: Extra inputs are not permitted",
         ),
@@ -48,7 +46,10 @@ DETAIL = (
             "Rate limit exceeded",
         ),
         # OpenAI's shape, used by the OpenAI-compatible providers
-        (b'{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}', "Incorrect API key provided"),
+        (
+            b'{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}',
+            "Incorrect API key provided",
+        ),
         # 5xx with a plain-text body
         (b"upstream connect error", "upstream connect error"),
     ],
@@ -67,7 +68,17 @@ def test_several_validation_errors_are_all_named() -> None:
     )
 
 
-@pytest.mark.parametrize("body", [b"", b"   ", b"<html><body>502 Bad Gateway</body></html>", b"{}", b'{"object":"error"}', b"null"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"<html><body>502 Bad Gateway</body></html>",
+        b"{}",
+        b'{"object":"error"}',
+        b"null",
+    ],
+)
 def test_bodies_without_a_message_give_none(body: bytes) -> None:
     assert readable_message(body) is None
 

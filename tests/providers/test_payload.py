@@ -15,9 +15,9 @@ from chatwire.providers.registry import build_providers
 
 
 def build(body: dict[str, Any], key: str = "k-123") -> tuple[str, dict[str, str], dict[str, Any]]:
-    provider = build_providers(Settings(mistral_base_url="http://up.test/v1/", mistral_api_key=None))[
-        "mistral"
-    ]
+    provider = build_providers(
+        Settings(mistral_base_url="http://up.test/v1/", mistral_api_key=None)
+    )["mistral"]
     request = decode_chat_request(json.dumps(body).encode())
     limits = Catalogue.load().limits("mistral", request.chatSettings.model)
     call = provider.adapter.build(provider, request, key, limits)
@@ -109,10 +109,19 @@ def test_unknown_message_fields_are_not_forwarded() -> None:
         (b"", "empty"),
         (b'{"messages": []}', "chatSettings"),
         (b'{"chatSettings": {"model": 3}, "messages": []}', "$.chatSettings.model"),
-        (b'{"chatSettings": {"model": "m"}, "messages": [{"role": "robot", "content": "x"}]}', "$.messages[0].role"),
+        (
+            b'{"chatSettings": {"model": "m"}, "messages": [{"role": "robot", "content": "x"}]}',
+            "$.messages[0].role",
+        ),
         (b'{"chatSettings": {"model": "m"}, "messages": "hi"}', "$.messages"),
-        (b'{"chatSettings": {"model": "m", "temperature": "hot"}, "messages": []}', "$.chatSettings.temperature"),
-        (b'{"chatSettings": {"model": "m"}, "messages": [{"role": "user", "content": [{"type": "audio"}]}]}', "$.messages[0].content"),
+        (
+            b'{"chatSettings": {"model": "m", "temperature": "hot"}, "messages": []}',
+            "$.chatSettings.temperature",
+        ),
+        (
+            b'{"chatSettings": {"model": "m"}, "messages": [{"role": "user", "content": [{"type": "audio"}]}]}',
+            "$.messages[0].content",
+        ),
         (b'\xff\xfe{"chatSettings"', "not valid JSON"),
     ],
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -22,22 +22,29 @@ class ClientGone(Exception):
     """The client disconnected while its request body was still being read."""
 
 
-def header(scope: Scope, name: bytes) -> bytes | None:
+class Heads(NamedTuple):
+    """The request headers the chat route reads, found in one pass."""
+
+    authorization: bytes | None
+    content_length: bytes | None
+    request_id: bytes
+
+
+def read_heads(scope: Scope) -> Heads:
+    authorization = length = given = None
     for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
+        if key == b"authorization":
+            authorization = value
+        elif key == b"content-length":
+            length = value
+        elif key == b"x-request-id":
+            given = value
+    if not (given and len(given) <= 64 and given.replace(b"-", b"").isalnum() and given.isascii()):
+        given = secrets.token_hex(8).encode()
+    return Heads(authorization, length, given)
 
 
-def request_id(scope: Scope) -> bytes:
-    given = header(scope, b"x-request-id")
-    if given and len(given) <= 64 and given.isascii() and given.replace(b"-", b"").isalnum():
-        return given
-    return secrets.token_hex(8).encode()
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    declared = header(scope, b"content-length")
+async def read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     parts: list[bytes] = []
@@ -60,9 +67,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> BodyTooLarge:
-    return BodyTooLarge(
-        f"The request body is larger than {limit} bytes (CHATWIRE_MAX_BODY_BYTES)."
-    )
+    return BodyTooLarge(f"The request body is larger than {limit} bytes (CHATWIRE_MAX_BODY_BYTES).")
 
 
 async def send_error(send: Send, error: ChatwireError, rid: bytes) -> None:

@@ -7,7 +7,8 @@ same token share one read. Revocation elsewhere takes effect within the TTL.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from async_lru import alru_cache
 
@@ -20,7 +21,7 @@ HOW_TO_AUTHENTICATE = (
     "or 'chatwire tokens create NAME' (existing user)."
 )
 
-Lookup = Callable[[str], Awaitable[UserRecord | None]]
+Lookup = Callable[[str], Coroutine[Any, Any, UserRecord | None]]
 
 
 class Authenticator:

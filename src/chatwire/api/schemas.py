@@ -58,7 +58,9 @@ _decoder = msgspec.json.Decoder(ChatRequest)
 def decode_chat_request(body: bytes) -> ChatRequest:
     """Decode a request body whatever its Content-Type; errors name the offending field."""
     if not body:
-        raise RequestInvalid("The request body is empty: send a JSON object with chatSettings and messages.")
+        raise RequestInvalid(
+            "The request body is empty: send a JSON object with chatSettings and messages."
+        )
     try:
         return _decoder.decode(body)
     except msgspec.ValidationError as exc:

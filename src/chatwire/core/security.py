@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-TOKEN_PREFIX = "cw_"
+TOKEN_PREFIX = "cw_"  # noqa: S105 (a prefix, not a secret)
 
 
 def new_token() -> str:

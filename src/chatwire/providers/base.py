@@ -9,7 +9,7 @@ the upstream's stream into text pieces, and how to read its error bodies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,7 +52,7 @@ class WireAdapter(Protocol):
         self, provider: Provider, request: ChatRequest, key: str, limits: ModelEntry | None
     ) -> UpstreamCall: ...
 
-    def texts(self, provider: Provider, lines: AsyncIterator[bytes]) -> AsyncIterator[str]: ...
+    def texts(self, provider: Provider, lines: AsyncIterable[bytes]) -> AsyncIterator[str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,9 @@ class Provider:
     def key_missing_message(self) -> str:
         return f"{self.label} API Key not found. Please set it in your profile settings."
 
-    def error_for_status(self, status: int, reason: str, retry_after: str | None, body: bytes) -> UpstreamError:
+    def error_for_status(
+        self, status: int, reason: str, retry_after: str | None, body: bytes
+    ) -> UpstreamError:
         """Map an upstream error response, by status, to the most specific error."""
         if status == 401:
             return UpstreamKeyInvalid(
@@ -101,9 +103,8 @@ class Provider:
                 "(CHATWIRE_IDLE_TIMEOUT). Try again later."
             )
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return UpstreamUnreachable(
-                f"Could not connect to {self.label}: {exc.os_error.strerror or 'connection failed'}."
-            )
+            reason = exc.os_error.strerror or "connection failed"
+            return UpstreamUnreachable(f"Could not connect to {self.label}: {reason}.")
         if isinstance(exc, StreamFailed):
             return UpstreamUnreachable(f"{self.label} sent a broken reply: {exc}")
         return UpstreamUnreachable(

@@ -7,7 +7,7 @@ typed decoder that reads just the delta, finish reason and error, skipping the r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -74,7 +74,7 @@ class OpenAICompatible:
             body=self._encoder.encode(payload),
         )
 
-    async def texts(self, provider: Provider, lines: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    async def texts(self, provider: Provider, lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
         finished = False
         decode = self._chunk.decode
         async for line in lines:

@@ -10,41 +10,64 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from chatwire.api.asgi import ClientGone, Receive, Scope, Send, header, read_body, request_id, send_error
+from starlette.datastructures import State
+
+from chatwire.api.asgi import (
+    ClientGone,
+    Heads,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    read_heads,
+    send_error,
+)
 from chatwire.api.schemas import decode_chat_request
-from chatwire.errors import ChatwireError, KeyMissing, ProviderNotFound
+from chatwire.errors import ChatwireError, KeyMissing, MethodNotAllowed, ProviderNotFound
 from chatwire.services import Services
 from chatwire.streaming import DisconnectWatch, relay_text
 
 log = logging.getLogger("chatwire.chat")
 
 
+PREFIX = "/api/chat/"
+
+
 class ChatRoute:
-    """ASGI app for ``/api/chat/{provider}``; finds its services on the app's state."""
+    """ASGI app for ``/api/chat/{provider}``.
+
+    ``state`` is the application's state, where the lifespan puts the services.
+    """
+
+    def __init__(self, state: State) -> None:
+        self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services: Services = scope["app"].state.services
-        rid = request_id(scope)
+        services: Services = self._state.services
+        heads = read_heads(scope)
+        rid = heads.request_id
         try:
-            await self._handle(services, scope, receive, send, rid)
+            await self._handle(services, scope, receive, send, heads)
         except ChatwireError as error:
             await send_error(send, error, rid)
         except ClientGone:
             log.debug("request %s: client went away before its body arrived", rid.decode())
 
     async def _handle(
-        self, services: Services, scope: Scope, receive: Receive, send: Send, rid: bytes
+        self, services: Services, scope: Scope, receive: Receive, send: Send, heads: Heads
     ) -> None:
-        authorization = header(scope, b"authorization")
+        if scope["method"] != "POST":
+            raise MethodNotAllowed("Use POST for /api/chat/<provider>.")
+        authorization = heads.authorization
         user = await services.auth.user_for_authorization(
             authorization.decode("latin-1") if authorization is not None else None
         )
-        name: str = scope["path_params"]["provider"]
+        name: str = scope["path"][len(PREFIX) :]
         provider = services.providers.get(name)
         if provider is None:
             known = ", ".join(sorted(services.providers))
             raise ProviderNotFound(f"Unknown provider '{name[:50]}'. Known providers: {known}.")
-        body = await read_body(scope, receive, services.settings.max_body_bytes)
+        body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
         request = decode_chat_request(body)
         key = provider.env_key
         if key is None:
@@ -57,13 +80,18 @@ class ChatRoute:
 
         watch = DisconnectWatch(receive)
         try:
-            await relay_text(services.http, provider, call, services.timeouts, send, rid)
+            await relay_text(
+                services.http, provider, call, services.timeouts, send, heads.request_id
+            )
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            log.info("request %s: client went away, upstream request cancelled", rid.decode())
+            log.info(
+                "request %s: client went away, upstream request cancelled",
+                heads.request_id.decode(),
+            )
         finally:
             watch.close()

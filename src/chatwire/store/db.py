@@ -1,0 +1,132 @@
+"""Engines, sessions and schema upgrades for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from chatwire.store.crypto import ensure_data_dir
+
+SCRIPT_LOCATION = "chatwire:migrations"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with chatwire's async driver filled in; other databases are refused."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        if parsed.drivername not in ("postgres", "postgresql", "postgresql+asyncpg"):
+            raise ValueError("PostgreSQL URLs must use the asyncpg driver (postgresql+asyncpg://)")
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+aiosqlite"):
+            raise ValueError("SQLite URLs must use the aiosqlite driver (sqlite+aiosqlite://)")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValueError(
+        f"unsupported database '{backend}': use sqlite+aiosqlite:/// or postgresql+asyncpg://"
+    )
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or url.query.get("mode") == "memory":
+        return None  # URI filenames: left to SQLite
+    return Path(database)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the data directory (0700) and an empty database file (0600) if missing.
+
+    SQLite gives its -wal and -shm files the database file's permissions.
+    """
+    ensure_data_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")  # wait up to 5 s for another writer
+        # Readers and the writer do not block each other; several workers share the file.
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine; parameters are hidden from error messages (they may carry secrets)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_file(parsed)
+        if path is not None:
+            prepare_sqlite_file(path)
+        engine = create_async_engine(parsed, hide_parameters=True)
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    return create_async_engine(
+        parsed,
+        hide_parameters=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=30,
+        pool_pre_ping=True,  # survive server restarts and idle-connection reapers
+        pool_recycle=1800,
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Records are copied out inside the transaction; nothing needs reloading after commit.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration built in code: no alembic.ini is needed on disk."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("path_separator", "os")
+    # Passed as an attribute, not an option: configparser would mangle '%' in passwords.
+    config.attributes["database_url"] = normalize_url(url).render_as_string(hide_password=False)
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Apply every migration (``alembic upgrade head``), synchronously.
+
+    Safe to run from several processes at once on PostgreSQL (an advisory lock serialises
+    them). Not from several threads of one process at once: Alembic's context is global.
+    """
+    parsed = normalize_url(url)
+    path = sqlite_file(parsed)
+    if path is not None:
+        prepare_sqlite_file(path)
+    config = alembic_config(url)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(config, "head")
+        return
+    # Called from inside an event loop: the migration env needs a loop of its own.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatwire-upgrade") as pool:
+        pool.submit(command.upgrade, config, "head").result()

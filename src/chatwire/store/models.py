@@ -1,0 +1,161 @@
+"""The database tables, as SQLAlchemy 2 declarative models.
+
+``migrations/versions`` creates exactly these tables; a test compares the two. Secrets are
+never stored in clear: ``api_tokens`` holds only the SHA-256 of a token, and the key
+columns of ``profiles`` and ``custom_models`` hold Fernet ciphertext (``store.crypto``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chatwire.store.records import MAX_FIELD_LENGTH
+
+# Deterministic constraint names, so migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+USER_NAME_LENGTH = 100
+TOKEN_HASH_LENGTH = 64  # sha256, hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp with time zone that always comes back aware, in UTC, on every backend
+    (SQLite stores it without a zone and hands it back naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: chatwire stores aware UTC timestamps only")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        stamp: datetime = value
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime, nullable=False, default=utcnow, server_default=func.now())
+
+
+def _owner(*, primary_key: bool = False) -> Mapped[int]:
+    return mapped_column(
+        Integer,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        primary_key=primary_key,
+        index=not primary_key,
+    )
+
+
+def _secret() -> Mapped[str | None]:
+    # Fernet ciphertext is about 4/3 of the plaintext plus ~100 bytes: sized as Text.
+    return mapped_column(Text, nullable=True)
+
+
+def _text() -> Mapped[str | None]:
+    return mapped_column(String(MAX_FIELD_LENGTH), nullable=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(USER_NAME_LENGTH), nullable=False, unique=True)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = _owner()
+    token_hash: Mapped[str] = mapped_column(
+        String(TOKEN_HASH_LENGTH), nullable=False, unique=True, index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ProfileRow(Base):
+    """One row per user, created on the first update; column names follow chatbot-ui's."""
+
+    __tablename__ = "profiles"
+
+    user_id: Mapped[int] = _owner(primary_key=True)
+    # One column per name of records.PROFILE_TEXT_FIELDS (a test checks they match);
+    # the *_api_key columns (records.SECRET_FIELDS) hold ciphertext.
+    openai_api_key: Mapped[str | None] = _secret()
+    openai_organization_id: Mapped[str | None] = _text()
+    anthropic_api_key: Mapped[str | None] = _secret()
+    google_gemini_api_key: Mapped[str | None] = _secret()
+    mistral_api_key: Mapped[str | None] = _secret()
+    groq_api_key: Mapped[str | None] = _secret()
+    perplexity_api_key: Mapped[str | None] = _secret()
+    openrouter_api_key: Mapped[str | None] = _secret()
+    azure_openai_api_key: Mapped[str | None] = _secret()
+    azure_openai_endpoint: Mapped[str | None] = _text()
+    azure_openai_35_turbo_id: Mapped[str | None] = _text()
+    azure_openai_45_turbo_id: Mapped[str | None] = _text()
+    azure_openai_45_vision_id: Mapped[str | None] = _text()
+    azure_openai_embeddings_id: Mapped[str | None] = _text()
+    use_azure_openai: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime,
+        nullable=False,
+        default=utcnow,
+        onupdate=utcnow,
+        server_default=func.now(),
+    )
+
+
+class CustomModelRow(Base):
+    __tablename__ = "custom_models"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = _owner()
+    name: Mapped[str] = mapped_column(String(USER_NAME_LENGTH), nullable=False)
+    model_id: Mapped[str] = mapped_column(String(MAX_FIELD_LENGTH), nullable=False)
+    base_url: Mapped[str] = mapped_column(String(MAX_FIELD_LENGTH), nullable=False)
+    api_key: Mapped[str] = mapped_column(Text, nullable=False)  # ciphertext
+    context_length: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=4096, server_default="4096"
+    )
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    created_at: Mapped[datetime] = _created_at()

@@ -1,0 +1,392 @@
+"""The store: users, bearer tokens, profiles and custom models, one short transaction each.
+
+Every query about a user's data filters by that user's id; records leave with secrets
+decrypted (``records``), rows never leave. Exceptions::
+
+    UserExists          create_user with a name that is taken
+    UserNotFound        a user name (or id) that does not exist
+    CustomModelExists   a user's second custom model of the same name (a ValueError)
+    ValueError          invalid input; the message names the field, never its value
+    crypto.SecretKeyMismatch  stored secrets do not decrypt with the configured keys
+"""
+
+from __future__ import annotations
+
+import hmac
+import unicodedata
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from chatwire.core.security import hash_token, new_token
+from chatwire.store.crypto import KeyBox
+from chatwire.store.db import make_sessionmaker
+from chatwire.store.models import (
+    USER_NAME_LENGTH,
+    ApiToken,
+    CustomModelRow,
+    ProfileRow,
+    User,
+    utcnow,
+)
+from chatwire.store.records import (
+    MAX_FIELD_LENGTH,
+    PROFILE_TEXT_FIELDS,
+    SECRET_FIELDS,
+    CustomModel,
+    Profile,
+    TokenRecord,
+    UserRecord,
+)
+
+PROFILE_FLAGS = frozenset({"use_azure_openai"})
+CUSTOM_MODEL_TEXT = {
+    "name": USER_NAME_LENGTH,
+    "model_id": MAX_FIELD_LENGTH,
+    "base_url": MAX_FIELD_LENGTH,
+    "api_key": MAX_FIELD_LENGTH,
+    "description": MAX_FIELD_LENGTH,
+}
+CUSTOM_MODEL_FIELDS = frozenset({*CUSTOM_MODEL_TEXT, "context_length"})
+# Control, format, surrogate and line/paragraph separator characters.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+class UserExists(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"user {name!r} exists already")
+        self.name = name
+
+
+class UserNotFound(Exception):
+    def __init__(self, user: str | int) -> None:
+        super().__init__(
+            f"no user {user!r}" if isinstance(user, str) else f"no user with id {user}"
+        )
+        self.user = user
+
+
+class CustomModelExists(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a custom model named {name!r} exists already")
+        self.name = name
+
+
+def _rowcount(result: object) -> int:
+    # session.execute() is typed as returning Result; DML gives a CursorResult with rowcount.
+    return int(getattr(result, "rowcount", 0))
+
+
+def _has_forbidden(text: str) -> bool:
+    return any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text)
+
+
+def validate_user_name(name: str) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= USER_NAME_LENGTH:
+        raise ValueError(f"a user name must be 1 to {USER_NAME_LENGTH} characters")
+    if _has_forbidden(name):
+        raise ValueError("a user name must not contain control characters")
+    if name != name.strip():
+        raise ValueError("a user name must not start or end with whitespace")
+    return name
+
+
+def _text(name: str, value: object, limit: int = MAX_FIELD_LENGTH) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    if len(value) > limit:
+        raise ValueError(f"{name} is longer than {limit} characters")
+    return value
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, keybox: KeyBox) -> None:
+        self._engine = engine
+        self._sessions = make_sessionmaker(engine)
+        self._keybox = keybox
+
+    def __repr__(self) -> str:
+        return f"<Store {self._engine.url.get_backend_name()}>"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    # Users and tokens
+
+    async def create_user(self, name: str) -> tuple[UserRecord, str]:
+        """A new user and its first bearer token (shown once: only its hash is kept)."""
+        validate_user_name(name)
+        token = new_token()
+        try:
+            async with self._sessions.begin() as session:
+                user = User(name=name)
+                session.add(user)
+                await session.flush()
+                session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))
+                record = UserRecord(id=user.id, name=user.name)
+        except IntegrityError as exc:
+            raise UserExists(name) from exc
+        return record, token
+
+    async def create_token(self, user_name: str) -> str:
+        token = new_token()
+        async with self._sessions.begin() as session:
+            user_id = await self._user_id(session, user_name)
+            session.add(ApiToken(user_id=user_id, token_hash=hash_token(token)))
+        return token
+
+    async def list_tokens(self, user_name: str) -> list[TokenRecord]:
+        async with self._sessions.begin() as session:
+            user_id = await self._user_id(session, user_name)
+            rows = await session.scalars(
+                select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+            )
+            return [
+                TokenRecord(
+                    id=row.id,
+                    user_name=user_name,
+                    created_at=row.created_at,
+                    revoked_at=row.revoked_at,
+                )
+                for row in rows
+            ]
+
+    async def revoke_token(self, token_id: int) -> bool:
+        async with self._sessions.begin() as session:
+            return await self._revoke(session, ApiToken.id == token_id) == 1
+
+    async def revoke_token_value(self, token: str) -> bool:
+        async with self._sessions.begin() as session:
+            return await self._revoke(session, ApiToken.token_hash == hash_token(token)) == 1
+
+    async def revoke_all_tokens(self, user_name: str) -> int:
+        """Revoke every active token of the user; returns how many there were."""
+        async with self._sessions.begin() as session:
+            user_id = await self._user_id(session, user_name)
+            return await self._revoke(session, ApiToken.user_id == user_id)
+
+    async def _revoke(self, session: AsyncSession, condition: ColumnElement[bool]) -> int:
+        result = await session.execute(
+            update(ApiToken)
+            .where(condition, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result)
+
+    async def user_for_token(self, token: str) -> UserRecord | None:
+        """The user an active token belongs to; None for unknown or revoked tokens."""
+        if not token:
+            return None
+        wanted = hash_token(token)
+        async with self._sessions.begin() as session:
+            row = (
+                await session.execute(
+                    select(ApiToken.token_hash, User.id, User.name)
+                    .join(User, User.id == ApiToken.user_id)
+                    .where(ApiToken.token_hash == wanted, ApiToken.revoked_at.is_(None))
+                )
+            ).first()
+        if row is None or not hmac.compare_digest(row.token_hash, wanted):
+            return None
+        return UserRecord(id=row.id, name=row.name)
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        async with self._sessions.begin() as session:
+            user = await session.scalar(select(User).where(User.name == name))
+            return None if user is None else UserRecord(id=user.id, name=user.name)
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self._sessions.begin() as session:
+            users = await session.scalars(select(User).order_by(User.id))
+            return [UserRecord(id=user.id, name=user.name) for user in users]
+
+    async def count_users(self) -> int:
+        async with self._sessions.begin() as session:
+            return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+    async def _user_id(self, session: AsyncSession, name: str) -> int:
+        user_id = await session.scalar(select(User.id).where(User.name == name))
+        if user_id is None:
+            raise UserNotFound(name)
+        return user_id
+
+    async def _require_user(self, session: AsyncSession, user_id: int) -> None:
+        if await session.scalar(select(User.id).where(User.id == user_id)) is None:
+            raise UserNotFound(user_id)
+
+    # Profiles
+
+    async def get_profile(self, user_id: int) -> Profile:
+        async with self._sessions.begin() as session:
+            row = await session.get(ProfileRow, user_id)
+            return self._profile(user_id, row)
+
+    async def update_profile(
+        self, user_id: int, changes: Mapping[str, str | bool | None]
+    ) -> Profile:
+        """Set (a string), clear (None or "") or keep (absent) each field; returns the result."""
+        values = self._profile_values(changes)
+        async with self._sessions.begin() as session:
+            await self._require_user(session, user_id)
+            if values:
+                now = utcnow()
+                insert = (
+                    postgresql.insert(ProfileRow)
+                    if self._engine.dialect.name == "postgresql"
+                    else sqlite.insert(ProfileRow)
+                )
+                statement = insert.values(user_id=user_id, updated_at=now, **values)
+                await session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[ProfileRow.user_id], set_={**values, "updated_at": now}
+                    )
+                )
+            row = await session.get(ProfileRow, user_id, populate_existing=True)
+            return self._profile(user_id, row)
+
+    def _profile_values(self, changes: Mapping[str, str | bool | None]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name in PROFILE_FLAGS:
+                if not isinstance(value, bool):
+                    raise ValueError(f"{name} must be true or false")
+                values[name] = value
+            elif name in PROFILE_TEXT_FIELDS:
+                if value is None or value == "":
+                    values[name] = None
+                else:
+                    text = _text(name, value)
+                    values[name] = self._keybox.encrypt(text) if name in SECRET_FIELDS else text
+            else:
+                raise ValueError(f"unknown profile field {name[:100]!r}")
+        return values
+
+    def _profile(self, user_id: int, row: ProfileRow | None) -> Profile:
+        if row is None:
+            return Profile(user_id=user_id, values=dict.fromkeys(PROFILE_TEXT_FIELDS))
+        values: dict[str, str | None] = {}
+        for name in PROFILE_TEXT_FIELDS:
+            stored: str | None = getattr(row, name)
+            if stored is not None and name in SECRET_FIELDS:
+                stored = self._keybox.decrypt(stored)
+            values[name] = stored
+        return Profile(user_id=user_id, values=values, use_azure_openai=row.use_azure_openai)
+
+    # Custom models
+
+    async def list_custom_models(self, user_id: int) -> list[CustomModel]:
+        async with self._sessions.begin() as session:
+            rows = await session.scalars(
+                select(CustomModelRow)
+                .where(CustomModelRow.user_id == user_id)
+                .order_by(CustomModelRow.id)
+            )
+            return [self._custom_model(row) for row in rows]
+
+    async def get_custom_model(self, user_id: int, model_id_pk: int) -> CustomModel | None:
+        async with self._sessions.begin() as session:
+            row = await self._own_model(session, user_id, model_id_pk)
+            return None if row is None else self._custom_model(row)
+
+    async def create_custom_model(
+        self,
+        user_id: int,
+        *,
+        name: str,
+        model_id: str,
+        base_url: str,
+        api_key: str,
+        context_length: int = 4096,
+        description: str = "",
+    ) -> CustomModel:
+        fields = self._custom_model_values(
+            {
+                "name": name,
+                "model_id": model_id,
+                "base_url": base_url,
+                "api_key": api_key,
+                "context_length": context_length,
+                "description": description,
+            }
+        )
+        try:
+            async with self._sessions.begin() as session:
+                await self._require_user(session, user_id)
+                row = CustomModelRow(user_id=user_id, **fields)
+                session.add(row)
+                await session.flush()
+                return self._custom_model(row)
+        except IntegrityError as exc:
+            raise CustomModelExists(name) from exc
+
+    async def update_custom_model(
+        self, user_id: int, pk: int, **changes: str | int
+    ) -> CustomModel | None:
+        """Change the given fields of the user's model ``pk``; None if they have no such model."""
+        fields = self._custom_model_values(changes)
+        try:
+            async with self._sessions.begin() as session:
+                row = await self._own_model(session, user_id, pk)
+                if row is None:
+                    return None
+                for name, value in fields.items():
+                    setattr(row, name, value)
+                await session.flush()
+                return self._custom_model(row)
+        except IntegrityError as exc:
+            raise CustomModelExists(str(changes.get("name", ""))) from exc
+
+    async def delete_custom_model(self, user_id: int, pk: int) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(CustomModelRow)
+                .where(CustomModelRow.user_id == user_id, CustomModelRow.id == pk)
+                .execution_options(synchronize_session=False)
+            )
+            return _rowcount(result) == 1
+
+    async def _own_model(
+        self, session: AsyncSession, user_id: int, pk: int
+    ) -> CustomModelRow | None:
+        return await session.scalar(
+            select(CustomModelRow).where(CustomModelRow.user_id == user_id, CustomModelRow.id == pk)
+        )
+
+    def _custom_model_values(self, changes: Mapping[str, object]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name not in CUSTOM_MODEL_FIELDS:
+                raise ValueError(f"unknown custom model field {name[:100]!r}")
+            if name == "context_length":
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ValueError("context_length must be a positive integer")
+                values[name] = value
+                continue
+            text = _text(name, value, CUSTOM_MODEL_TEXT[name])
+            if name == "name" and (not text.strip() or _has_forbidden(text)):
+                raise ValueError("name must be non-empty, without control characters")
+            if name == "base_url" and not text.startswith(("http://", "https://")):
+                raise ValueError("base_url must start with http:// or https://")
+            if name == "model_id" and not text.strip():
+                raise ValueError("model_id must not be empty")
+            values[name] = self._keybox.encrypt(text) if name == "api_key" else text
+        return values
+
+    def _custom_model(self, row: CustomModelRow) -> CustomModel:
+        return CustomModel(
+            id=row.id,
+            user_id=row.user_id,
+            name=row.name,
+            model_id=row.model_id,
+            base_url=row.base_url,
+            api_key=self._keybox.decrypt(row.api_key),
+            context_length=row.context_length,
+            description=row.description,
+        )
