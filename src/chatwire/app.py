@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -50,6 +51,9 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings)
         app.state.services = services
+        # Everything built so far lives as long as the process: keep it out of the
+        # collector's reach so full collections stay short under load (p99 latency).
+        gc.freeze()
         try:
             yield
         finally:

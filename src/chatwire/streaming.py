@@ -25,7 +25,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 MAX_ERROR_BODY = 64 * 1024
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed, ValueError)
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed)
 
 
 def text_headers(request_id: bytes) -> list[tuple[bytes, bytes]]:
@@ -48,6 +48,20 @@ async def relay_text(
 ) -> None:
     started = False
     phase = "first_byte"
+
+    async def emit(text: str) -> None:
+        nonlocal started
+        if not started:
+            # Leading whitespace of the reply is trimmed, up to the first real text.
+            text = text.lstrip()
+            if not text:
+                return
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
+            )
+            started = True
+        await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
     try:
         async with http.post(call.url, data=call.body, headers=call.headers) as resp:
             if resp.status != 200:
@@ -57,23 +71,15 @@ async def relay_text(
                 )
             _switch_to_idle_timeout(resp, timeouts.idle)
             phase = "idle"
-            async for piece in provider.adapter.texts(provider, resp.content):
-                if not started:
-                    # Leading whitespace of the reply is trimmed, up to the first real text.
-                    piece = piece.lstrip()
-                    if not piece:
-                        continue
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": text_headers(request_id),
-                        }
-                    )
-                    started = True
-                await send(
-                    {"type": "http.response.body", "body": piece.encode(), "more_body": True}
-                )
+            decoder = provider.adapter.decoder(provider)
+            # Whatever arrived in one read is decoded and sent on at once, as one piece.
+            async for block in resp.content.iter_any():
+                text = decoder.feed(block)
+                if text:
+                    await emit(text)
+            text = decoder.close()
+            if text:
+                await emit(text)
     except ChatwireError:
         if started:  # pragma: no cover - errors by status happen before any text
             raise StreamAborted from None

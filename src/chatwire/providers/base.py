@@ -2,14 +2,14 @@
 
 A ``Provider`` is a declaration: its name, the label used in messages, where its key
 lives, its base URL, the wire adapter that speaks its format, and its quirks as data.
-A ``WireAdapter`` knows one wire format: how to build the upstream request, how to turn
-the upstream's stream into text pieces, and how to read its error bodies.
+A ``WireAdapter`` knows one wire format: how to build the upstream request and how to
+decode the upstream's stream into reply text.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +26,7 @@ from chatwire.providers.messages import readable_message
 if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest
     from chatwire.catalogue import ModelEntry
+    from chatwire.providers.lines import LineDecoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,9 @@ class WireAdapter(Protocol):
         self, provider: Provider, request: ChatRequest, key: str, limits: ModelEntry | None
     ) -> UpstreamCall: ...
 
-    def texts(self, provider: Provider, lines: AsyncIterable[bytes]) -> AsyncIterator[str]: ...
+    def decoder(self, provider: Provider) -> LineDecoder:
+        """A fresh decoder for one reply's body."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,13 @@ typed decoder that reads just the delta, finish reason and error, skipping the r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from chatwire.api.schemas import Message
 from chatwire.providers.base import Provider, StreamFailed, UpstreamCall
+from chatwire.providers.lines import LineDecoder
 from chatwire.providers.messages import readable_message
 
 if TYPE_CHECKING:
@@ -74,31 +74,39 @@ class OpenAICompatible:
             body=self._encoder.encode(payload),
         )
 
-    async def texts(self, provider: Provider, lines: AsyncIterable[bytes]) -> AsyncIterator[str]:
-        finished = False
-        decode = self._chunk.decode
-        async for line in lines:
-            # Comments (":"), "event:"/"id:" fields and blank separators carry no text.
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                return
-            try:
-                chunk = decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise StreamFailed(f"an event that is not a valid chunk ({exc})") from exc
-            if chunk.error is not None:
-                detail = readable_message(msgspec.json.encode(chunk.error)) or "no details"
-                raise StreamFailed(f"an error in the middle of the reply: {detail}")
-            if not chunk.choices:
-                continue
-            choice = chunk.choices[0]
-            if choice.delta.content:
-                yield choice.delta.content
-            if choice.finish_reason is not None:
-                if choice.finish_reason == "error":
-                    raise StreamFailed("the reply ended with finish_reason 'error'")
-                finished = True
-        if not finished:
-            raise StreamFailed("the stream ended before the reply was complete")
+    def decoder(self, provider: Provider) -> LineDecoder:
+        return _EventDecoder(self._chunk)
+
+
+class _EventDecoder(LineDecoder):
+    """Data-only server-sent events; each ``data:`` line is one JSON chunk."""
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, decoder: msgspec.json.Decoder[_Chunk]) -> None:
+        super().__init__()
+        self._decode = decoder.decode
+
+    def line(self, line: bytes) -> str | None:
+        # Comments (":"), "event:"/"id:" fields and blank separators carry no text.
+        if not line.startswith(b"data:"):
+            return None
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            self.finished = True
+            return None
+        try:
+            chunk = self._decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StreamFailed(f"an event that is not a valid chunk ({exc})") from exc
+        if chunk.error is not None:
+            detail = readable_message(msgspec.json.encode(chunk.error)) or "no details"
+            raise StreamFailed(f"an error in the middle of the reply: {detail}")
+        if not chunk.choices:
+            return None
+        choice = chunk.choices[0]
+        if choice.finish_reason is not None:
+            if choice.finish_reason == "error":
+                raise StreamFailed("the reply ended with finish_reason 'error'")
+            self.finished = True
+        return choice.delta.content
