@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -300,3 +301,57 @@ async def test_key_stored_elsewhere_takes_effect_within_the_cache_ttl(
             break
         assert time.monotonic() - stored_at < 1.0
         await asyncio.sleep(0.05)
+
+
+async def test_failure_after_200_is_logged_with_the_request_id(server: Running) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("chatwire")
+    logger.addHandler(handler)
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await stream_pieces(
+                server,
+                server.chat_body(model="fake-drop"),
+                headers={**server.auth, "X-Request-ID": "req-drop-42"},
+            )
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert any("req-drop-42" in m and "aborted" in m for m in messages), messages
+
+
+async def test_every_response_carries_a_request_id(server: Running) -> None:
+    ok = await server.client.post(CHAT, json=server.chat_body(), headers=server.auth)
+    assert len(ok.headers["x-request-id"]) == 16
+    bad = await server.client.post(
+        CHAT, content=b"{", headers={**server.auth, "X-Request-ID": "abc-1"}
+    )
+    assert bad.headers["x-request-id"] == "abc-1"
+
+
+async def test_requests_share_one_keep_alive_upstream_connection(
+    server: Running, fake: FakeMistral
+) -> None:
+    # One pool per process: twenty chats in a row reuse a single upstream connection.
+    for _ in range(20):
+        resp = await server.client.post(CHAT, json=server.chat_body(), headers=server.auth)
+        assert resp.status_code == 200
+    assert len(fake.requests) == 20
+    assert fake.open_connections == 1
+
+
+async def test_other_methods_are_405(server: Running) -> None:
+    resp = await server.client.get(CHAT, headers=server.auth)
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "POST"
+    assert "Use POST" in resp.json()["message"]
+
+
+async def test_body_over_the_limit_is_413(make_server: ServerFactory) -> None:
+    server = await make_server(max_body_bytes=1000)
+    body = server.chat_body("x" * 2000)
+    resp = await server.client.post(CHAT, json=body, headers=server.auth)
+    assert resp.status_code == 413
+    assert "CHATWIRE_MAX_BODY_BYTES" in resp.json()["message"]
