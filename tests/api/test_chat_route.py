@@ -305,8 +305,12 @@ async def test_key_stored_elsewhere_takes_effect_within_the_cache_ttl(
 
 async def test_failure_after_200_is_logged_with_the_request_id(server: Running) -> None:
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect()
     logger = logging.getLogger("chatwire")
     logger.addHandler(handler)
     try:
