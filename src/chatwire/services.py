@@ -14,15 +14,16 @@ from chatwire.api.auth import Authenticator
 from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
 from chatwire.providers.base import Provider, Timeouts
-from chatwire.providers.registry import build_providers
+from chatwire.providers.registry import build_providers, profile_overrides
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
-from chatwire.store.records import Profile
+from chatwire.store.records import CustomModel, Profile
 from chatwire.store.repo import Store
 
 log = logging.getLogger("chatwire")
 
 ProfileLookup = Callable[[int], Awaitable[Profile]]
+CustomLookup = Callable[[int, str], Awaitable[CustomModel | None]]
 
 
 @dataclass(slots=True)
@@ -32,6 +33,9 @@ class Services:
     store: Store
     auth: Authenticator
     profile: ProfileLookup
+    custom_model: CustomLookup
+    # Profile field -> the operator's value from the environment, applied over every profile.
+    overrides: dict[str, str]
     catalogue: Catalogue
     providers: dict[str, Provider]
     timeouts: Timeouts
@@ -44,6 +48,15 @@ class Services:
         ttl = settings.cache_ttl
         profile: ProfileLookup = (
             alru_cache(maxsize=10_000, ttl=ttl)(store.get_profile) if ttl > 0 else store.get_profile
+        )
+
+        async def find_custom(user_id: int, record_id: str) -> CustomModel | None:
+            if not record_id.isdigit():
+                return None
+            return await store.get_custom_model(user_id, int(record_id))
+
+        custom: CustomLookup = (
+            alru_cache(maxsize=10_000, ttl=ttl)(find_custom) if ttl > 0 else find_custom
         )
         timeouts = Timeouts(
             connect=settings.connect_timeout,
@@ -65,6 +78,8 @@ class Services:
             store=store,
             auth=Authenticator(store.user_for_token, ttl),
             profile=profile,
+            custom_model=custom,
+            overrides=profile_overrides(settings),
             catalogue=Catalogue.load(settings.models_file),
             providers=build_providers(settings),
             timeouts=timeouts,
@@ -75,6 +90,11 @@ class Services:
         invalidate = getattr(self.profile, "cache_invalidate", None)
         if invalidate is not None:
             invalidate(user_id)
+
+    def custom_models_changed(self) -> None:
+        clear = getattr(self.custom_model, "cache_clear", None)
+        if clear is not None:
+            clear()
 
     async def close(self) -> None:
         await self.http.close()

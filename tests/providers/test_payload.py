@@ -12,6 +12,8 @@ from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
 from chatwire.errors import RequestInvalid
 from chatwire.providers.registry import build_providers
+from chatwire.providers.resolve import ProfileView
+from chatwire.store.records import Profile
 
 
 def build(body: dict[str, Any], key: str = "k-123") -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -20,7 +22,9 @@ def build(body: dict[str, Any], key: str = "k-123") -> tuple[str, dict[str, str]
     )["mistral"]
     request = decode_chat_request(json.dumps(body).encode())
     limits = Catalogue.load().limits("mistral", request.chatSettings.model)
-    call = provider.adapter.build(provider, request, key, limits)
+    fields = ProfileView({}, Profile(user_id=1, values={"mistral_api_key": key}))
+    target = provider.resolve(provider, fields, request, None)
+    call = provider.adapter.build(provider, target, request, limits)
     return call.url, dict(call.headers), json.loads(call.body)
 
 

@@ -37,7 +37,17 @@ class Settings(BaseSettings):
     log_level: str = "info"
     access_log: bool = False
 
+    # Every provider's API base, so tests and self-hosted deployments can point elsewhere.
     mistral_base_url: str = "https://api.mistral.ai/v1"
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com/v1"
+    google_base_url: str = "https://generativelanguage.googleapis.com/v1beta"
+    groq_base_url: str = "https://api.groq.com/openai/v1"
+    perplexity_base_url: str = "https://api.perplexity.ai"
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    ollama_base_url: str = "http://127.0.0.1:11434"
+    azure_api_version: str = "2024-10-21"
+    anthropic_version: str = "2023-06-01"
     models_file: Path | None = None
 
     # Upstream timeouts, in seconds.

@@ -1,15 +1,16 @@
-"""What a provider is, and the one place transport failures become chatwire errors.
+"""What a provider is, and the one place upstream failures become chatwire errors.
 
 A ``Provider`` is a declaration: its name, the label used in messages, where its key
-lives, its base URL, the wire adapter that speaks its format, and its quirks as data.
-A ``WireAdapter`` knows one wire format: how to build the upstream request and how to
-decode the upstream's stream into reply text.
+lives, its base URL, how it authenticates, the wire adapter that speaks its format, and
+its quirks as data. A ``WireAdapter`` knows one wire format: how to build the upstream
+request, how to decode the upstream's stream into reply text, and which error answers
+mean the key was refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,14 +28,31 @@ if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest
     from chatwire.catalogue import ModelEntry
     from chatwire.providers.lines import LineDecoder
+    from chatwire.store.records import CustomModel
 
 
 @dataclass(frozen=True, slots=True)
 class Quirks:
-    # chatbot-ui dropped temperature for some providers; we send it, clamped to the table.
+    # Send chatSettings.temperature, clamped to the model's range from the catalogue.
     send_temperature: bool = True
-    # Send the model's max output from the catalogue as max_tokens.
+    # Send the model's max output from the catalogue (Anthropic requires one).
     send_max_tokens: bool = True
+    # Azure: chatbot-ui model name -> profile field holding that model's deployment id.
+    deployments: Mapping[str, str] = field(default_factory=dict)
+    # Azure: the api-version query parameter.
+    api_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one chat goes, resolved from the provider, the caller's profile and the request."""
+
+    base_url: str
+    key: str
+    model: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: str = ""
+    max_tokens: int | None = None  # overrides the catalogue (custom models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,36 +66,62 @@ class StreamFailed(Exception):
     """The upstream stream broke: malformed data, an error event, or no proper end."""
 
 
+class Fields(Protocol):
+    """The caller's profile with the operator's environment overrides applied."""
+
+    def get(self, name: str) -> str | None: ...
+
+
 class WireAdapter(Protocol):
     def build(
-        self, provider: Provider, request: ChatRequest, key: str, limits: ModelEntry | None
+        self, provider: Provider, target: Target, request: ChatRequest, limits: ModelEntry | None
     ) -> UpstreamCall: ...
 
     def decoder(self, provider: Provider) -> LineDecoder:
         """A fresh decoder for one reply's body."""
         ...
 
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        """Whether an error answer means the provider refused the key."""
+        ...
+
+
+Resolver = Callable[["Provider", Fields, "ChatRequest", "CustomModel | None"], Target]
+
 
 @dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     label: str
-    key_field: str
-    env_var: str
     base_url: str
     adapter: WireAdapter
+    resolve: Resolver
+    # The profile field holding the key, or None for providers without keys (Ollama).
+    key_field: str | None = None
+    # How the key is sent: "bearer", or the name of the header that carries it.
+    auth: str = "bearer"
+    # Extra headers taken from profile fields, e.g. OpenAI-Organization.
+    header_fields: Mapping[str, str] = field(default_factory=dict)
     quirks: Quirks = field(default_factory=Quirks)
-    # The operator's key from the environment, which overrides every user's stored key.
-    env_key: str | None = None
+    # The custom route picks a per-user record by customModelId.
+    uses_custom_models: bool = False
 
     def key_missing_message(self) -> str:
         return f"{self.label} API Key not found. Please set it in your profile settings."
 
+    def auth_headers(self, key: str) -> dict[str, str]:
+        if not key:
+            return {}
+        if self.auth == "bearer":
+            return {"Authorization": f"Bearer {key}"}
+        return {self.auth: key}
+
     def error_for_status(
         self, status: int, reason: str, retry_after: str | None, body: bytes
     ) -> UpstreamError:
-        """Map an upstream error response, by status, to the most specific error."""
-        if status == 401:
+        """Map an upstream error response to the most specific error, by status and by the
+        adapter's structured reading of the body; never by matching message wording."""
+        if status == 401 or self.adapter.key_rejected(status, body):
             return UpstreamKeyInvalid(
                 f"{self.label} API Key is incorrect. Please fix it in your profile settings."
             )
@@ -85,7 +129,7 @@ class Provider:
         return UpstreamError(
             f"{self.label} answered {status}: {text}",
             status=status if 400 <= status <= 599 else 502,
-            retry_after=retry_after if status in (429, 503) else None,
+            retry_after=retry_after if status in (429, 503, 529) else None,
         )
 
     def transport_error(self, exc: BaseException, phase: str, timeouts: Timeouts) -> UpstreamError:
@@ -110,6 +154,8 @@ class Provider:
             return UpstreamUnreachable(f"Could not connect to {self.label}: {reason}.")
         if isinstance(exc, StreamFailed):
             return UpstreamUnreachable(f"{self.label} sent a broken reply: {exc}")
+        if isinstance(exc, aiohttp.InvalidURL):
+            return UpstreamUnreachable(f"The {self.label} URL is not valid; check its base URL.")
         return UpstreamUnreachable(
             f"The connection to {self.label} failed ({type(exc).__name__}). Try again later."
         )

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from chatwire.api.schemas import Message
-from chatwire.providers.base import Provider, StreamFailed, UpstreamCall
+from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
+from chatwire.providers.limits import max_tokens, temperature
 from chatwire.providers.lines import LineDecoder
 from chatwire.providers.messages import readable_message
 
@@ -51,28 +52,29 @@ class OpenAICompatible:
         self._chunk = msgspec.json.Decoder(_Chunk)
 
     def build(
-        self, provider: Provider, request: ChatRequest, key: str, limits: ModelEntry | None
+        self, provider: Provider, target: Target, request: ChatRequest, limits: ModelEntry | None
     ) -> UpstreamCall:
-        settings = request.chatSettings
-        temperature = settings.temperature
-        if temperature is not None and limits is not None:
-            temperature = min(max(temperature, limits.min_temperature), limits.max_temperature)
+        quirks = provider.quirks
         payload = _Payload(
-            model=settings.model,
+            model=target.model,
             messages=request.messages,
             stream=True,
-            max_tokens=limits.max_output if limits and provider.quirks.send_max_tokens else None,
-            temperature=temperature if provider.quirks.send_temperature else None,
+            max_tokens=max_tokens(quirks, target, limits),
+            temperature=temperature(quirks, request, limits),
         )
         return UpstreamCall(
-            url=provider.base_url + "/chat/completions",
+            url=f"{target.base_url}/chat/completions{target.query}",
             headers={
-                "Authorization": f"Bearer {key}",
+                **provider.auth_headers(target.key),
+                **target.headers,
                 "Content-Type": "application/json",
                 "Accept": "text/event-stream",
             },
             body=self._encoder.encode(payload),
         )
+
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        return False  # 401 says it, for every OpenAI-compatible provider
 
     def decoder(self, provider: Provider) -> LineDecoder:
         return _EventDecoder(self._chunk)

@@ -23,7 +23,8 @@ from chatwire.api.asgi import (
     send_error,
 )
 from chatwire.api.schemas import decode_chat_request
-from chatwire.errors import ChatwireError, KeyMissing, MethodNotAllowed, ProviderNotFound
+from chatwire.errors import ChatwireError, MethodNotAllowed, ProviderNotFound
+from chatwire.providers.resolve import ProfileView
 from chatwire.services import Services
 from chatwire.streaming import DisconnectWatch, relay_text
 
@@ -69,14 +70,13 @@ class ChatRoute:
             raise ProviderNotFound(f"Unknown provider '{name[:50]}'. Known providers: {known}.")
         body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
         request = decode_chat_request(body)
-        key = provider.env_key
-        if key is None:
-            profile = await services.profile(user.id)
-            key = profile.get(provider.key_field)
-            if key is None:
-                raise KeyMissing(provider.key_missing_message())
+        fields = ProfileView(services.overrides, await services.profile(user.id))
+        custom = None
+        if provider.uses_custom_models and request.customModelId:
+            custom = await services.custom_model(user.id, request.customModelId)
+        target = provider.resolve(provider, fields, request, custom)
         limits = services.catalogue.limits(provider.name, request.chatSettings.model)
-        call = provider.adapter.build(provider, request, key, limits)
+        call = provider.adapter.build(provider, target, request, limits)
 
         watch = DisconnectWatch(receive)
         try:
