@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from chatwire import __version__
 from chatwire.api.asgi import Receive, Scope, Send
-from chatwire.api.routes import keys, profile
+from chatwire.api.routes import custom_models, keys, models, profile
 from chatwire.api.routes.chat import PREFIX, ChatRoute
 from chatwire.core.config import Settings
 from chatwire.errors import ChatwireError
@@ -62,6 +62,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="chatwire", version=__version__, lifespan=lifespan)
     app.include_router(profile.router)
     app.include_router(keys.router)
+    app.include_router(models.router)
+    app.include_router(custom_models.router)
 
     @app.get("/healthz", tags=["health"])
     async def health() -> dict[str, str]:

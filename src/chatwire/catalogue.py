@@ -23,6 +23,7 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     context: int | None = None
     label: str = ""
     retired: bool = False
+    image_input: bool = False
 
 
 class CatalogueError(ValueError):

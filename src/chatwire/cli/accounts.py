@@ -1,24 +1,14 @@
-"""The ``chatwire`` command: serve, manage users, tokens and keys, run the fake and the demo."""
+"""Users, bearer tokens and stored provider keys."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any, NoReturn, TypeVar
-
 import click
 
-from chatwire import __version__
+from chatwire.cli._support import fail, prepare, read_secret, with_store
 from chatwire.core.config import Settings
 from chatwire.core.security import mask_secret
-from chatwire.store.crypto import KeyBox, load_secret_keys
-from chatwire.store.db import make_engine, upgrade
 from chatwire.store.records import PROFILE_TEXT_FIELDS, SECRET_FIELDS
 from chatwire.store.repo import Store, UserExists, UserNotFound
-
-T = TypeVar("T")
 
 # Provider names accepted by `chatwire keys`, with the profile field each one sets.
 KEY_FIELDS: dict[str, str] = {
@@ -33,82 +23,7 @@ KEY_FIELDS: dict[str, str] = {
 }
 
 
-@asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        yield Store(engine, KeyBox(load_secret_keys(settings)))
-    finally:
-        await engine.dispose()
-
-
-def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
-    async def go() -> T:
-        async with open_store(settings) as store:
-            return await action(store)
-
-    return asyncio.run(go())
-
-
-def prepare(settings: Settings) -> None:
-    """Apply migrations (creating the data directory and secret key on first start)."""
-    load_secret_keys(settings)
-    upgrade(settings.resolved_database_url)
-
-
-def fail(message: str) -> NoReturn:
-    raise click.ClickException(message)
-
-
 @click.group()
-@click.version_option(__version__, prog_name="chatwire")
-def main() -> None:
-    """chatwire: a chat-completion gateway (chatbot-ui chat routes, streaming)."""
-
-
-@main.command()
-@click.option("--host", help="Interface to listen on (CHATWIRE_HOST).")
-@click.option("--port", type=int, help="Port to listen on (CHATWIRE_PORT).")
-@click.option("--workers", type=int, help="Worker processes (CHATWIRE_WORKERS).")
-def serve(host: str | None, port: int | None, workers: int | None) -> None:
-    """Start the server (applies migrations first)."""
-    from chatwire.server import run
-
-    given: dict[str, Any] = {"host": host, "port": port, "workers": workers}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    settings = Settings(**overrides)
-    prepare(settings)
-    first = with_store(settings, first_start_user)
-    if first is not None:
-        click.echo(
-            "\n    No users yet: created user 'local'. Its bearer token (shown once):\n\n"
-            f"        {first}\n\n"
-            "    Use it as 'Authorization: Bearer <token>'. More: chatwire users create NAME\n",
-            err=True,
-        )
-    run(settings)
-
-
-async def first_start_user(store: Store) -> str | None:
-    if await store.count_users():
-        return None
-    _, token = await store.create_user("local")
-    return token
-
-
-@main.group()
-def db() -> None:
-    """Database maintenance."""
-
-
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Apply all migrations to CHATWIRE_DATABASE_URL."""
-    prepare(Settings())
-    click.echo("database is up to date", err=True)
-
-
-@main.group()
 def users() -> None:
     """Create and list users."""
 
@@ -138,7 +53,7 @@ def users_list() -> None:
         click.echo(f"{user.id}\t{user.name}")
 
 
-@main.group()
+@click.group()
 def tokens() -> None:
     """Create, list and revoke bearer tokens."""
 
@@ -195,7 +110,7 @@ def tokens_revoke(token_id: int | None, user: str | None) -> None:
     click.echo("revoked", err=True)
 
 
-@main.group()
+@click.group()
 def keys() -> None:
     """Set, clear and show a user's stored provider keys."""
 
@@ -208,17 +123,6 @@ def profile_field(provider: str) -> str:
         )
         fail(f"unknown provider or field '{provider}'; one of: {names}")
     return field
-
-
-def read_secret(label: str) -> str:
-    if sys.stdin.isatty():
-        value: str = click.prompt(label, hide_input=True)
-    else:
-        value = sys.stdin.readline()
-    value = value.strip()
-    if not value:
-        fail(f"{label}: nothing was entered")
-    return value
 
 
 @keys.command("set")
@@ -281,33 +185,3 @@ def _update_profile(settings: Settings, user: str, field: str, value: str | None
         fail(f"no user '{user}'")
     except ValueError as exc:
         fail(str(exc))
-
-
-@main.command("fake-upstream")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=18080, show_default=True)
-@click.option("--api-key", default="fake-mistral-key", show_default=True)
-@click.option("--first-token-delay", type=float, default=0.0, show_default=True)
-@click.option("--token-delay", type=float, default=0.0, show_default=True)
-def fake_upstream(
-    host: str, port: int, api_key: str, first_token_delay: float, token_delay: float
-) -> None:
-    """Run the fake Mistral upstream (for tests, demos and benchmarks)."""
-    from chatwire.testing import fake_mistral
-
-    fake_mistral.run(
-        host,
-        port,
-        api_key=api_key,
-        first_token_delay=first_token_delay,
-        token_delay=token_delay,
-    )
-
-
-@main.command()
-@click.option("--port", type=int, default=8000, show_default=True)
-def demo(port: int) -> None:
-    """Start a fake Mistral and chatwire wired together, with a demo user and key."""
-    from chatwire.demo import run_demo
-
-    run_demo(port)
