@@ -24,6 +24,8 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     label: str = ""
     retired: bool = False
     image_input: bool = False
+    # Some reasoning models refuse any temperature: none is sent to them.
+    accepts_temperature: bool = True
 
 
 class CatalogueError(ValueError):
@@ -46,7 +48,8 @@ class Catalogue:
         try:
             models = msgspec.convert(raw, dict[str, dict[str, ModelEntry]])
         except msgspec.ValidationError as exc:
-            raise CatalogueError(f"Invalid model catalogue: {exc}") from exc
+            source = f"models file {operator_file}" if operator_file else "model catalogue"
+            raise CatalogueError(f"Invalid {source}: {exc}") from exc
         return cls(models)
 
     def limits(self, provider: str, model: str) -> ModelEntry | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,3 +135,20 @@ def test_bad_bodies_get_a_message_naming_the_problem(body: bytes, named: str) ->
         decode_chat_request(body)
     assert named in caught.value.message
     assert caught.value.status == 400
+
+
+def test_models_that_refuse_temperature_get_none(tmp_path: Path) -> None:
+    models = tmp_path / "models.json"
+    models.write_text(
+        '{"mistral": {"magistral-think": {"accepts_temperature": false, "max_output": 900}}}'
+    )
+    provider = build_providers(Settings(mistral_api_key=None))["mistral"]
+    request = decode_chat_request(json.dumps(chatbot_ui_body(model="magistral-think")).encode())
+    limits = Catalogue.load(models).limits("mistral", "magistral-think")
+    fields = ProfileView({}, Profile(user_id=1, values={"mistral_api_key": "k"}))
+    call = provider.adapter.build(
+        provider, provider.resolve(provider, fields, request, None), request, limits
+    )
+    payload = json.loads(call.body)
+    assert "temperature" not in payload
+    assert payload["max_tokens"] == 900

@@ -16,6 +16,8 @@ def temperature(quirks: Quirks, request: ChatRequest, limits: ModelEntry | None)
     if value is None or not quirks.send_temperature:
         return None
     if limits is not None:
+        if not limits.accepts_temperature:
+            return None
         return min(max(value, limits.min_temperature), limits.max_temperature)
     return value
 
