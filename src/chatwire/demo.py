@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import shlex
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
+from types import FrameType
 
 import click
 import uvicorn
@@ -40,7 +42,14 @@ async def _demo_user(store: Store) -> str:
     return token
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_demo(port: int) -> None:
+    # The server re-raises the signal that stopped it once it has shut down; with this
+    # handler in place, that ends the demo through its cleanup instead of killing it.
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     data_dir = Path(tempfile.mkdtemp(prefix="chatwire-demo-"))
     fake_port = _free_port()
     # Explicit values win over the environment, so a real MISTRAL_API_KEY or database
@@ -70,6 +79,8 @@ def run_demo(port: int) -> None:
         asyncio.run(_serve(settings, fake_port))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 async def _serve(settings: Settings, fake_port: int) -> None:

@@ -91,6 +91,8 @@ def tokens_list(user: str) -> None:
 def tokens_revoke(token_id: int | None, user: str | None) -> None:
     """Revoke a token by id (see 'tokens list'), all of a user's tokens with --user,
     or, with neither, the token read from standard input (never from the command line)."""
+    if user is not None and token_id is not None:
+        raise click.UsageError("give a token id or --user, not both")
     settings = Settings()
     prepare(settings)
     if user is not None:
