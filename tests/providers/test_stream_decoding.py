@@ -96,7 +96,7 @@ def test_a_body_that_ends_early_is_a_failure() -> None:
 
 def test_malformed_json_is_a_failure() -> None:
     d = decoder()
-    with pytest.raises(StreamFailed, match="not a valid chunk"):
+    with pytest.raises(StreamFailed, match="not valid JSON"):
         d.feed(b'data: {"choices": [\n\n')
 
 

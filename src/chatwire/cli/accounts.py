@@ -7,20 +7,12 @@ import click
 from chatwire.cli._support import fail, prepare, read_secret, with_store
 from chatwire.core.config import Settings
 from chatwire.core.security import mask_secret
+from chatwire.providers.registry import PROVIDER_KEY_FIELDS
 from chatwire.store.records import PROFILE_TEXT_FIELDS, SECRET_FIELDS
 from chatwire.store.repo import Store, UserExists, UserNotFound
 
 # Provider names accepted by `chatwire keys`, with the profile field each one sets.
-KEY_FIELDS: dict[str, str] = {
-    "openai": "openai_api_key",
-    "azure": "azure_openai_api_key",
-    "anthropic": "anthropic_api_key",
-    "google": "google_gemini_api_key",
-    "mistral": "mistral_api_key",
-    "groq": "groq_api_key",
-    "perplexity": "perplexity_api_key",
-    "openrouter": "openrouter_api_key",
-}
+KEY_FIELDS = PROVIDER_KEY_FIELDS
 
 
 @click.group()

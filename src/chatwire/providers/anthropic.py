@@ -15,7 +15,7 @@ import msgspec
 from chatwire.providers import content
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
 from chatwire.providers.limits import max_tokens, temperature
-from chatwire.providers.lines import LineDecoder
+from chatwire.providers.lines import JSONLines, LineDecoder
 from chatwire.providers.messages import readable_message
 
 if TYPE_CHECKING:
@@ -105,23 +105,14 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-class _EventDecoder(LineDecoder):
-    """Anthropic's events: text arrives in content_block_delta; message_stop ends the reply."""
+class _EventDecoder(JSONLines[_Event]):
+    """Anthropic's events: text arrives in content_block_delta; message_stop ends the reply.
+    The "event:" lines repeat the type that each data value carries itself."""
 
-    __slots__ = ("_decode",)
+    __slots__ = ()
+    prefix = b"data:"
 
-    def __init__(self, decoder: msgspec.json.Decoder[_Event]) -> None:
-        super().__init__()
-        self._decode = decoder.decode
-
-    def line(self, line: bytes) -> str | None:
-        # "event:" lines repeat the type that the data's own "type" field carries.
-        if not line.startswith(b"data:"):
-            return None
-        try:
-            event = self._decode(line[5:].strip())
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise StreamFailed(f"an event that is not valid JSON ({exc})") from exc
+    def item(self, event: _Event) -> str | None:
         if event.type == "content_block_delta":
             delta = event.delta
             return delta.text if delta is not None and delta.type == "text_delta" else None

@@ -14,7 +14,7 @@ import msgspec
 from chatwire.providers import content
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
 from chatwire.providers.limits import max_tokens, temperature
-from chatwire.providers.lines import LineDecoder
+from chatwire.providers.lines import JSONLines, LineDecoder
 
 if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest, Message
@@ -123,22 +123,13 @@ def _parts(message: Message) -> list[dict[str, Any]]:
     return found
 
 
-class _ChunkDecoder(LineDecoder):
+class _ChunkDecoder(JSONLines[_Chunk]):
     """Each ``data:`` line is a GenerateContentResponse; a finishReason ends the reply."""
 
-    __slots__ = ("_decode",)
+    __slots__ = ()
+    prefix = b"data:"
 
-    def __init__(self, decoder: msgspec.json.Decoder[_Chunk]) -> None:
-        super().__init__()
-        self._decode = decoder.decode
-
-    def line(self, line: bytes) -> str | None:
-        if not line.startswith(b"data:"):
-            return None
-        try:
-            chunk = self._decode(line[5:].strip())
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise StreamFailed(f"an event that is not a valid chunk ({exc})") from exc
+    def item(self, chunk: _Chunk) -> str | None:
         if chunk.error is not None:
             raise StreamFailed(f"an error in the middle of the reply: {chunk.error}")
         if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:

@@ -11,7 +11,13 @@ bench machine. Splitting a block that is already in hand costs one C call.
 
 from __future__ import annotations
 
+from typing import ClassVar, Generic, TypeVar
+
+import msgspec
+
 from chatwire.providers.base import StreamFailed
+
+T = TypeVar("T")
 
 MAX_LINE = 1024 * 1024
 
@@ -50,4 +56,39 @@ class LineDecoder:
         return text or ""
 
     def line(self, line: bytes) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class JSONLines(LineDecoder, Generic[T]):
+    """Lines that each carry one JSON value: NDJSON, or with ``prefix = b"data:"``, the
+    data lines of server-sent events (other SSE fields and comments are skipped). A wire
+    format implements ``item`` for one decoded value."""
+
+    __slots__ = ("_decode",)
+    prefix: ClassVar[bytes] = b""
+
+    def __init__(self, decoder: msgspec.json.Decoder[T]) -> None:
+        super().__init__()
+        self._decode = decoder.decode
+
+    def line(self, line: bytes) -> str | None:
+        if self.prefix:
+            if not line.startswith(self.prefix):
+                return None
+            line = line[len(self.prefix) :]
+        data = line.strip()
+        if not data:
+            return None
+        if data == b"[DONE]":
+            self.finished = True
+            return None
+        try:
+            item = self._decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StreamFailed(
+                f"an event that is not valid JSON of the expected shape ({exc})"
+            ) from exc
+        return self.item(item)
+
+    def item(self, item: T) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError

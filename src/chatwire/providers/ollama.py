@@ -9,7 +9,7 @@ import msgspec
 from chatwire.providers import content
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
 from chatwire.providers.limits import max_tokens, temperature
-from chatwire.providers.lines import LineDecoder
+from chatwire.providers.lines import JSONLines, LineDecoder
 
 if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest, Message
@@ -75,22 +75,12 @@ def _message(message: Message) -> dict[str, Any]:
     return result
 
 
-class _NDJSONDecoder(LineDecoder):
+class _NDJSONDecoder(JSONLines[_Line]):
     """One JSON object per line; ``done: true`` ends the reply."""
 
-    __slots__ = ("_decode",)
+    __slots__ = ()
 
-    def __init__(self, decoder: msgspec.json.Decoder[_Line]) -> None:
-        super().__init__()
-        self._decode = decoder.decode
-
-    def line(self, line: bytes) -> str | None:
-        if not line.strip():
-            return None
-        try:
-            item = self._decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise StreamFailed(f"a line that is not valid JSON ({exc})") from exc
+    def item(self, item: _Line) -> str | None:
         if item.error is not None:
             raise StreamFailed(f"an error in the middle of the reply: {item.error}")
         if item.done:

@@ -14,7 +14,7 @@ import msgspec
 from chatwire.api.schemas import Message
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
 from chatwire.providers.limits import max_tokens, temperature
-from chatwire.providers.lines import LineDecoder
+from chatwire.providers.lines import JSONLines, LineDecoder
 from chatwire.providers.messages import readable_message
 
 if TYPE_CHECKING:
@@ -80,27 +80,13 @@ class OpenAICompatible:
         return _EventDecoder(self._chunk)
 
 
-class _EventDecoder(LineDecoder):
-    """Data-only server-sent events; each ``data:`` line is one JSON chunk."""
+class _EventDecoder(JSONLines[_Chunk]):
+    """Data-only server-sent events; each ``data:`` line is one JSON chunk, then [DONE]."""
 
-    __slots__ = ("_decode",)
+    __slots__ = ()
+    prefix = b"data:"
 
-    def __init__(self, decoder: msgspec.json.Decoder[_Chunk]) -> None:
-        super().__init__()
-        self._decode = decoder.decode
-
-    def line(self, line: bytes) -> str | None:
-        # Comments (":"), "event:"/"id:" fields and blank separators carry no text.
-        if not line.startswith(b"data:"):
-            return None
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            self.finished = True
-            return None
-        try:
-            chunk = self._decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise StreamFailed(f"an event that is not a valid chunk ({exc})") from exc
+    def item(self, chunk: _Chunk) -> str | None:
         if chunk.error is not None:
             detail = readable_message(msgspec.json.encode(chunk.error)) or "no details"
             raise StreamFailed(f"an error in the middle of the reply: {detail}")

@@ -142,16 +142,21 @@ def profile_overrides(settings: Settings) -> dict[str, str]:
     return overrides
 
 
-# chatbot-ui's GET /api/keys names, each with the settings field that overrides it.
-ENV_KEY_MAP: dict[str, str] = {
+# Each provider with a key, and the profile field (and settings field) that holds it.
+PROVIDER_KEY_FIELDS: dict[str, str] = {
     "openai": "openai_api_key",
+    "azure": "azure_openai_api_key",
     "anthropic": "anthropic_api_key",
     "google": "google_gemini_api_key",
     "mistral": "mistral_api_key",
     "groq": "groq_api_key",
     "perplexity": "perplexity_api_key",
     "openrouter": "openrouter_api_key",
-    "azure": "azure_openai_api_key",
+}
+
+# chatbot-ui's GET /api/keys names, each with the settings field that overrides it.
+ENV_KEY_MAP: dict[str, str] = {
+    **PROVIDER_KEY_FIELDS,
     "openai_organization_id": "openai_organization_id",
     "azure_openai_endpoint": "azure_openai_endpoint",
     "azure_gpt_35_turbo_name": "azure_gpt_35_turbo_name",
