@@ -6,24 +6,38 @@ import click
 
 
 @click.command("fake-upstream")
+@click.option(
+    "--kind",
+    type=click.Choice(["mistral", "openai", "anthropic", "gemini", "ollama"]),
+    default="mistral",
+    show_default=True,
+    help="Which provider's API to fake (openai also serves Azure's deployment routes).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=18080, show_default=True)
-@click.option("--api-key", default="fake-mistral-key", show_default=True)
+@click.option(
+    "--api-key", help="The key it accepts (default: the fake's own, e.g. fake-mistral-key)."
+)
 @click.option("--first-token-delay", type=float, default=0.0, show_default=True)
 @click.option("--token-delay", type=float, default=0.0, show_default=True)
 def fake_upstream(
-    host: str, port: int, api_key: str, first_token_delay: float, token_delay: float
+    kind: str,
+    host: str,
+    port: int,
+    api_key: str | None,
+    first_token_delay: float,
+    token_delay: float,
 ) -> None:
-    """Run the fake Mistral upstream (for tests, demos and benchmarks)."""
-    from chatwire.testing import fake_mistral
+    """Run a fake provider API (for tests, demos and benchmarks); prints its base URL."""
+    from chatwire.testing import run_fake
 
-    fake_mistral.run(
-        host,
-        port,
-        api_key=api_key,
-        first_token_delay=first_token_delay,
-        token_delay=token_delay,
-    )
+    options: dict[str, object] = {
+        "first_token_delay": first_token_delay,
+        "token_delay": token_delay,
+    }
+    if api_key is not None:
+        options["api_key"] = api_key
+    run_fake(kind, host, port, **options)
 
 
 @click.command()

@@ -1,7 +1,55 @@
-"""Test doubles shipped with chatwire: a fake Mistral upstream on real TCP."""
+"""Test doubles shipped with chatwire: fake upstreams, one per wire family, on real TCP.
+
+Every fake takes the same keywords (``api_key``, ``models``, ``reply``, ``first_token_delay``,
+``token_delay``), records ``requests``, counts ``open_connections`` and ``active_requests``,
+tells a test its ``expected_reply``, and accepts the same fault model names (``_faults``),
+answering each in its provider's own words. ``run_fake`` serves one as a process.
+"""
 
 from __future__ import annotations
 
-from chatwire.testing.fake_mistral import FakeMistral
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
 
-__all__ = ["FakeMistral"]
+from chatwire.testing import fake_anthropic, fake_gemini, fake_mistral, fake_ollama, fake_openai
+from chatwire.testing._server import FakeServer, RecordedRequest
+from chatwire.testing.fake_anthropic import FakeAnthropic
+from chatwire.testing.fake_gemini import FakeGemini
+from chatwire.testing.fake_mistral import FakeMistral
+from chatwire.testing.fake_ollama import FakeOllama
+from chatwire.testing.fake_openai import FakeOpenAI
+
+__all__ = [
+    "FAKE_KINDS",
+    "FakeAnthropic",
+    "FakeGemini",
+    "FakeMistral",
+    "FakeOllama",
+    "FakeOpenAI",
+    "FakeServer",
+    "RecordedRequest",
+    "run_fake",
+]
+
+_RUNNERS: Final[Mapping[str, Callable[..., None]]] = MappingProxyType(
+    {
+        "mistral": fake_mistral.run,
+        "openai": fake_openai.run,
+        "anthropic": fake_anthropic.run,
+        "gemini": fake_gemini.run,
+        "ollama": fake_ollama.run,
+    }
+)
+FAKE_KINDS: Final = tuple(_RUNNERS)
+
+
+def run_fake(kind: str, host: str, port: int, **options: Any) -> None:
+    """Serve the fake upstream of ``kind`` until SIGINT or SIGTERM, printing its base URL.
+
+    ``options`` are that fake's constructor keywords; ValueError names the kinds there are.
+    """
+    runner = _RUNNERS.get(kind)
+    if runner is None:
+        raise ValueError(f"no fake upstream {kind!r}; choose one of {', '.join(FAKE_KINDS)}")
+    runner(host, port, **options)

@@ -14,14 +14,16 @@ Error bodies by ``error_shape``, the generations Mistral has used (mistral-wire.
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
 from chatwire.testing._mistral_validate import ErrorEntry
+from chatwire.testing._text import compact as compact  # re-exported: the chunk JSON style
+from chatwire.testing._text import echo
+from chatwire.testing._text import message_text as message_text
+from chatwire.testing._text import split_pieces as split_pieces
 
 ErrorShape = int
 
@@ -38,47 +40,18 @@ CONTEXT_LENGTHS: Final[Mapping[str, int]] = MappingProxyType(
     }
 )
 
-_PIECE = re.compile(r" ?\S+|\s+(?!\S)|\s+")
-
-
-def compact(value: object) -> str:
-    """JSON the way Mistral writes it: no spaces, UTF-8 left as is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
 
 def new_id() -> str:
     """A Mistral object or request id: 32 lower-case hex digits."""
     return secrets.token_hex(16)
 
 
-def split_pieces(text: str) -> list[str]:
-    """Split text the way tokenizers stream it: words keep their one leading space.
-
-    Other whitespace stands alone, so ``"  \\n Hi"`` becomes ``["  \\n", " Hi"]``.
-    """
-    return _PIECE.findall(text)
-
-
-def message_text(content: object) -> str:
-    """The text of a message's content: a string, null, or a list of chunks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, Mapping) and part.get("type") == "text"
-        )
-    return ""
-
-
 def echo_reply(messages: Sequence[Mapping[str, Any]]) -> str:
     """The default reply: it names the last user message, and starts with no whitespace."""
     for message in reversed(messages):
         if message.get("role") == "user":
-            text = message_text(message.get("content"))
-            return f"Hello! You said: {text}" if text else "Hello! You said nothing."
-    return "Hello! You said nothing."
+            return echo(message_text(message.get("content")))
+    return echo("")
 
 
 def usage(messages: Sequence[Mapping[str, Any]], completion_tokens: int) -> dict[str, int]:
