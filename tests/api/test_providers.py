@@ -266,3 +266,30 @@ async def test_rate_limit_passes_retry_after(keyed: Setup) -> None:
     assert as_json(pieces)["message"].startswith(f"{keyed.case.label} answered 429: ")
     if keyed.case.route != "google":  # Gemini puts the delay in the body's RetryInfo
         assert resp.headers["retry-after"] == "7"
+
+
+ENV_CASES = [c for c in KEYED if c.key_field is not None]
+
+
+@pytest.mark.parametrize("case", ENV_CASES, ids=str)
+async def test_environment_key_overrides_the_stored_one(
+    make_server: ServerFactory, case: Case
+) -> None:
+    assert case.key_field is not None
+    assert case.base_setting is not None
+    fake = case.make_fake()
+    base = await fake.start()
+    try:
+        server = await make_server(
+            stored_key=None, **{case.base_setting: base, case.key_field: str(fake.api_key)}
+        )
+        setup = Setup(case, fake, server)
+        # The stored key is wrong; the operator's key from the environment wins.
+        body = await setup.use(case.model, key="stored-but-wrong-0123")
+        resp, pieces = await chat(setup, body)
+        assert resp.status_code == 200, as_json(pieces)
+        assert b"".join(p for _, p in pieces).decode() == setup.expected()
+        keys = await server.client.get("/api/keys", headers=server.auth)
+        assert keys.json()["isUsingEnvKeyMap"][case.route] is True
+    finally:
+        await fake.stop()
