@@ -55,12 +55,6 @@ class Catalogue:
     def limits(self, provider: str, model: str) -> ModelEntry | None:
         return self.models.get(provider, {}).get(model)
 
-    def clamp_temperature(self, provider: str, model: str, value: float) -> float:
-        entry = self.limits(provider, model)
-        if entry is None:
-            return value
-        return min(max(value, entry.min_temperature), entry.max_temperature)
-
 
 def _read_json(data: bytes, name: str) -> dict[str, dict[str, dict[str, Any]]]:
     try:

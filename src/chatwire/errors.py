@@ -6,10 +6,12 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ChatwireError
     ├── RequestInvalid          400  body not JSON, a field missing or of the wrong type
     ├── KeyMissing              400  no key for the provider, stored or from the environment
-    ├── ProviderNotFound        404  /api/chat/<name> for a provider chatwire does not know
+    ├── NotFound                404  a record of the caller's that does not exist
+    │   └── ProviderNotFound    404  /api/chat/<name> for a provider chatwire does not know
     ├── MethodNotAllowed        405  anything but POST on a chat route
     ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
+    ├── InternalError           500  a fault in chatwire itself, logged with the request id
     └── UpstreamError           the provider's own answer, status passed through
         ├── UpstreamKeyInvalid  401  the provider refused the key
         ├── UpstreamUnreachable 502  connection refused, reset, DNS, TLS, broken reply
@@ -46,8 +48,16 @@ class KeyMissing(ChatwireError):
     status = 400
 
 
-class ProviderNotFound(ChatwireError):
+class NotFound(ChatwireError):
     status = 404
+
+
+class ProviderNotFound(NotFound):
+    pass
+
+
+class InternalError(ChatwireError):
+    status = 500
 
 
 class MethodNotAllowed(ChatwireError):
@@ -82,7 +92,7 @@ class UpstreamError(ChatwireError):
     def headers(self) -> list[tuple[bytes, bytes]]:
         if self.retry_after is None:
             return []
-        return [(b"retry-after", self.retry_after.encode("latin-1"))]
+        return [(b"retry-after", self.retry_after.encode("ascii", "ignore"))]
 
 
 class UpstreamKeyInvalid(UpstreamError):

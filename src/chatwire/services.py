@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from async_lru import alru_cache
@@ -35,7 +35,7 @@ class Services:
     profile: ProfileLookup
     custom_model: CustomLookup
     # Profile field -> the operator's value from the environment, applied over every profile.
-    overrides: dict[str, str]
+    overrides: dict[str, str] = field(repr=False)
     catalogue: Catalogue
     providers: dict[str, Provider]
     timeouts: Timeouts
@@ -51,7 +51,7 @@ class Services:
         )
 
         async def find_custom(user_id: int, record_id: str) -> CustomModel | None:
-            if not record_id.isdigit():
+            if not (record_id.isascii() and record_id.isdigit() and len(record_id) < 10):
                 return None
             return await store.get_custom_model(user_id, int(record_id))
 

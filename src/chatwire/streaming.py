@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 
-from chatwire.errors import ChatwireError, StreamAborted
+from chatwire.api.asgi import Receive, Send
+from chatwire.errors import ChatwireError, InternalError, StreamAborted
 from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
 
 log = logging.getLogger("chatwire.stream")
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 MAX_ERROR_BODY = 64 * 1024
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed)
@@ -45,25 +43,33 @@ async def relay_text(
     timeouts: Timeouts,
     send: Send,
     request_id: bytes,
+    on_sent: Callable[[], None],
 ) -> None:
+    """Relay the reply; ``on_sent`` is called once the client has had all of it."""
     started = False
     phase = "first_byte"
 
-    async def emit(text: str) -> None:
+    async def start() -> None:
         nonlocal started
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
+        )
+        started = True
+
+    async def emit(text: str) -> None:
         if not started:
             # Leading whitespace of the reply is trimmed, up to the first real text.
             text = text.lstrip()
             if not text:
                 return
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
-            )
-            started = True
+            await start()
         await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
     try:
-        async with http.post(call.url, data=call.body, headers=call.headers) as resp:
+        # Redirects are not followed: the key must go nowhere but the configured host.
+        async with http.post(
+            call.url, data=call.body, headers=call.headers, allow_redirects=False
+        ) as resp:
             if resp.status != 200:
                 body = await _read_limited(resp.content, MAX_ERROR_BODY)
                 raise provider.error_for_status(
@@ -77,29 +83,57 @@ async def relay_text(
                 text = decoder.feed(block)
                 if text:
                     await emit(text)
-            text = decoder.close()
-            if text:
-                await emit(text)
+                if decoder.finished:
+                    break
+            else:
+                text = decoder.close()
+                if text:
+                    await emit(text)
+            if not started:
+                await start()
+            # The reply is complete: the client gets its end now, whatever the upstream does.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            on_sent()
+            await _drain(resp)
     except ChatwireError:
-        if started:  # pragma: no cover - errors by status happen before any text
-            raise StreamAborted from None
-        raise
+        raise  # an error status, before anything was sent
     except _TRANSPORT_ERRORS as exc:
         error = provider.transport_error(exc, phase, timeouts)
         if not started:
             raise error from exc
-        log.warning(
-            "request %s: %s failed after the reply started, response aborted: %s",
-            request_id.decode(),
-            provider.name,
-            error.message,
-        )
+        _log_abort(request_id, provider, error.message)
         raise StreamAborted(error.message) from exc
-    if not started:
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
-        )
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except Exception as exc:
+        # A fault in chatwire itself: logged with its traceback, never a silent end.
+        log.exception("request %s: relaying from %s failed", request_id.decode(), provider.name)
+        if not started:
+            raise InternalError(
+                f"chatwire failed while relaying from {provider.label} "
+                f"(request id {request_id.decode()}); the server log has the details."
+            ) from exc
+        raise StreamAborted(str(exc)) from exc
+
+
+def _log_abort(request_id: bytes, provider: Provider, message: str) -> None:
+    log.warning(
+        "request %s: %s failed after the reply started, response aborted: %s",
+        request_id.decode(),
+        provider.name,
+        message,
+    )
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what the upstream still sends after the end of the reply (usually just the end
+    of its body), so its connection can be reused; one that holds on is closed instead."""
+    if resp.content.is_eof():
+        return
+    try:
+        async with asyncio.timeout(1.0):
+            while await resp.content.read(65536):
+                pass
+    except (aiohttp.ClientError, TimeoutError):
+        resp.close()
 
 
 def _switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:

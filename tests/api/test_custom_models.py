@@ -91,7 +91,8 @@ async def test_custom_route_errors(server: Running, fake: FakeMistral) -> None:
     )
     assert resp.status_code == 401
     assert resp.json()["message"] == (
-        "Custom model API Key is incorrect. Please fix it in your profile settings."
+        "The custom model's server refused its API key. "
+        "Please fix the key in the custom model's settings."
     )
 
 

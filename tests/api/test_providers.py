@@ -233,9 +233,13 @@ async def keyed(request: pytest.FixtureRequest, make_server: ServerFactory) -> A
 async def test_wrong_key_is_named(keyed: Setup) -> None:
     resp, pieces = await chat(keyed, await keyed.use(keyed.case.model, key="wrong-key-0123456789"))
     assert resp.status_code == 401
-    assert as_json(pieces) == {
-        "message": f"{keyed.case.label} API Key is incorrect. Please fix it in your profile settings."
-    }
+    expected = (
+        "The custom model's server refused its API key. "
+        "Please fix the key in the custom model's settings."
+        if keyed.case.route == "custom"
+        else f"{keyed.case.label} API Key is incorrect. Please fix it in your profile settings."
+    )
+    assert as_json(pieces) == {"message": expected}
 
 
 async def test_missing_key_is_named(keyed: Setup) -> None:

@@ -118,3 +118,13 @@ def test_an_endless_line_is_refused() -> None:
         d.feed(b"x" * 100_000)  # a long line, still under the limit
     with pytest.raises(StreamFailed, match="longer than"):
         d.feed(b"x" * 100_000)
+
+
+def test_null_choices_and_deltas_are_empty_not_broken() -> None:
+    d = decoder()
+    body = (
+        b'data: {"choices": null}\n\n'
+        b'data: {"choices": [{"delta": null, "finish_reason": null}]}\n\n'
+        b'data: {"choices": [{"delta": {"content": "ok"}, "finish_reason": "stop"}]}\n\n'
+    )
+    assert d.feed(body) + d.close() == "ok"

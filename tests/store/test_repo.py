@@ -188,6 +188,8 @@ async def test_every_profile_field_round_trips(store: Store) -> None:
     changes: dict[str, str | bool | None] = {
         name: f"{name}-" + "v" * (MAX_FIELD_LENGTH - len(name) - 1) for name in PROFILE_TEXT_FIELDS
     }
+    endpoint = "https://example.openai.azure.com/"
+    changes["azure_openai_endpoint"] = endpoint + "v" * (MAX_FIELD_LENGTH - len(endpoint))
     profile = await store.update_profile(alice.id, changes)
     assert profile.values == changes
     assert (await store.get_profile(alice.id)).values == changes
@@ -337,4 +339,40 @@ async def test_custom_model_for_unknown_user(store: Store) -> None:
     with pytest.raises(UserNotFound):
         await store.create_custom_model(
             424242, name="m", model_id="a", base_url="https://a.example", api_key="k"
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"openai_api_key": "sk-abc\r\nX-Injected: 1"}, "control characters"),
+        ({"azure_openai_endpoint": "https://x.example/?q="}, "query"),
+        ({"azure_openai_endpoint": "https://user:pw@x.example"}, "credentials"),
+        ({"azure_openai_endpoint": "file:///etc/passwd"}, "http"),
+    ],
+)
+async def test_values_that_would_travel_badly_are_refused(
+    store: Store, changes: dict[str, str | bool | None], fragment: str
+) -> None:
+    alice, _ = await store.create_user("alice")
+    with pytest.raises(ValueError, match=fragment):
+        await store.update_profile(alice.id, changes)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "fragment"),
+    [
+        ("http://127.0.0.1:9/internal/admin?q=", "query"),
+        ("http://127.0.0.1:9/v1#x", "query or a fragment"),
+        ("https://me:secret@llm.example/v1", "credentials"),
+        ("ftp://llm.example", "http"),
+    ],
+)
+async def test_custom_base_url_is_a_plain_api_base(
+    store: Store, base_url: str, fragment: str
+) -> None:
+    alice, _ = await store.create_user("alice")
+    with pytest.raises(ValueError, match=fragment):
+        await store.create_custom_model(
+            alice.id, name="m", model_id="m", base_url=base_url, api_key=""
         )

@@ -44,8 +44,3 @@ class Authenticator:
                 "Create a new one with 'chatwire tokens create NAME'."
             )
         return user
-
-    def forget(self, token: str) -> None:
-        invalidate = getattr(self._lookup, "cache_invalidate", None)
-        if invalidate is not None:
-            invalidate(token)

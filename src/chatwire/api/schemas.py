@@ -67,3 +67,5 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         raise RequestInvalid(f"Invalid request body: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise RequestInvalid(f"The request body is not valid JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RequestInvalid("The request body is not valid UTF-8 JSON.") from exc

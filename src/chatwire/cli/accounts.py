@@ -11,9 +11,6 @@ from chatwire.providers.registry import PROVIDER_KEY_FIELDS
 from chatwire.store.records import PROFILE_TEXT_FIELDS, SECRET_FIELDS
 from chatwire.store.repo import Store, UserExists, UserNotFound
 
-# Provider names accepted by `chatwire keys`, with the profile field each one sets.
-KEY_FIELDS = PROVIDER_KEY_FIELDS
-
 
 @click.group()
 def users() -> None:
@@ -110,10 +107,10 @@ def keys() -> None:
 
 
 def profile_field(provider: str) -> str:
-    field = KEY_FIELDS.get(provider, provider)
+    field = PROVIDER_KEY_FIELDS.get(provider, provider)
     if field not in PROFILE_TEXT_FIELDS:
         names = ", ".join(
-            [*KEY_FIELDS, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)]
+            [*PROVIDER_KEY_FIELDS, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)]
         )
         fail(f"unknown provider or field '{provider}'; one of: {names}")
     return field

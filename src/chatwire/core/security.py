@@ -24,4 +24,6 @@ def mask_secret(value: str | None) -> str | None:
         return None
     if len(value) < 12:
         return "****"
+    if len(value) < 24:
+        return f"****{value[-4:]}"
     return f"{value[:3]}...{value[-4:]}"

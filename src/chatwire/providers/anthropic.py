@@ -14,9 +14,9 @@ import msgspec
 
 from chatwire.providers import content
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
+from chatwire.providers.error_text import readable_message
 from chatwire.providers.limits import max_tokens, temperature
 from chatwire.providers.lines import JSONLines, LineDecoder
-from chatwire.providers.messages import readable_message
 
 if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest, Message

@@ -22,7 +22,7 @@ from chatwire.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from chatwire.providers.messages import readable_message
+from chatwire.providers.error_text import readable_message
 
 if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest
@@ -48,9 +48,9 @@ class Target:
     """Where one chat goes, resolved from the provider, the caller's profile and the request."""
 
     base_url: str
-    key: str
+    key: str = field(repr=False)
     model: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     query: str = ""
     max_tokens: int | None = None  # overrides the catalogue (custom models)
 
@@ -58,8 +58,8 @@ class Target:
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
     url: str
-    headers: Mapping[str, str]
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)  # carries the key
+    body: bytes = field(repr=False)
 
 
 class StreamFailed(Exception):
@@ -70,6 +70,10 @@ class Fields(Protocol):
     """The caller's profile with the operator's environment overrides applied."""
 
     def get(self, name: str) -> str | None: ...
+
+    def from_operator(self, name: str) -> bool:
+        """Whether the field's value is the operator's, from the environment."""
+        ...
 
 
 class WireAdapter(Protocol):
@@ -109,6 +113,16 @@ class Provider:
     def key_missing_message(self) -> str:
         return f"{self.label} API Key not found. Please set it in your profile settings."
 
+    def key_invalid_message(self) -> str:
+        if self.uses_custom_models:
+            return (
+                "The custom model's server refused its API key. "
+                "Please fix the key in the custom model's settings."
+            )
+        if self.key_field is None:
+            return f"{self.label} refused the request as unauthorized: check its authentication."
+        return f"{self.label} API Key is incorrect. Please fix it in your profile settings."
+
     def auth_headers(self, key: str) -> dict[str, str]:
         if not key:
             return {}
@@ -122,9 +136,7 @@ class Provider:
         """Map an upstream error response to the most specific error, by status and by the
         adapter's structured reading of the body; never by matching message wording."""
         if status == 401 or self.adapter.key_rejected(status, body):
-            return UpstreamKeyInvalid(
-                f"{self.label} API Key is incorrect. Please fix it in your profile settings."
-            )
+            return UpstreamKeyInvalid(self.key_invalid_message())
         text = readable_message(body) or f"{reason or 'error'} (no readable message)"
         return UpstreamError(
             f"{self.label} answered {status}: {text}",

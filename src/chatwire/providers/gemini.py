@@ -8,11 +8,13 @@ one is the new turn; system messages become ``systemInstruction``; data-URL imag
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import msgspec
 
 from chatwire.providers import content
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
+from chatwire.providers.error_text import readable_message
 from chatwire.providers.limits import max_tokens, temperature
 from chatwire.providers.lines import JSONLines, LineDecoder
 
@@ -86,7 +88,8 @@ class GeminiGenerateContent:
         if config:
             payload["generationConfig"] = config
         return UpstreamCall(
-            url=f"{target.base_url}/models/{target.model}:streamGenerateContent?alt=sse",
+            url=f"{target.base_url}/models/{quote(target.model, safe='')}"
+            ":streamGenerateContent?alt=sse",
             headers={
                 **provider.auth_headers(target.key),
                 "Content-Type": "application/json",
@@ -131,7 +134,8 @@ class _ChunkDecoder(JSONLines[_Chunk]):
 
     def item(self, chunk: _Chunk) -> str | None:
         if chunk.error is not None:
-            raise StreamFailed(f"an error in the middle of the reply: {chunk.error}")
+            detail = readable_message(msgspec.json.encode(chunk.error)) or "no details"
+            raise StreamFailed(f"an error in the middle of the reply: {detail}")
         if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:
             raise StreamFailed(f"the prompt was blocked ({chunk.prompt_feedback.block_reason})")
         if not chunk.candidates:

@@ -84,7 +84,7 @@ class JSONLines(LineDecoder, Generic[T]):
             return None
         try:
             item = self._decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise StreamFailed(
                 f"an event that is not valid JSON of the expected shape ({exc})"
             ) from exc

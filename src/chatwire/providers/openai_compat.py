@@ -13,9 +13,9 @@ import msgspec
 
 from chatwire.api.schemas import Message
 from chatwire.providers.base import Provider, StreamFailed, Target, UpstreamCall
+from chatwire.providers.error_text import readable_message
 from chatwire.providers.limits import max_tokens, temperature
 from chatwire.providers.lines import JSONLines, LineDecoder
-from chatwire.providers.messages import readable_message
 
 if TYPE_CHECKING:
     from chatwire.api.schemas import ChatRequest
@@ -35,12 +35,12 @@ class _Delta(msgspec.Struct):
 
 
 class _Choice(msgspec.Struct):
-    delta: _Delta = msgspec.field(default_factory=_Delta)
+    delta: _Delta | None = None
     finish_reason: str | None = None
 
 
 class _Chunk(msgspec.Struct):
-    choices: list[_Choice] = msgspec.field(default_factory=list)
+    choices: list[_Choice] | None = None
     error: Any = None
 
 
@@ -97,4 +97,4 @@ class _EventDecoder(JSONLines[_Chunk]):
             if choice.finish_reason == "error":
                 raise StreamFailed("the reply ended with finish_reason 'error'")
             self.finished = True
-        return choice.delta.content
+        return choice.delta.content if choice.delta is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from chatwire.errors import KeyMissing, RequestInvalid
 from chatwire.providers.base import Fields, Provider, Target
@@ -30,6 +31,9 @@ class ProfileView:
 
     def get(self, name: str) -> str | None:
         return self._overrides.get(name) or self._profile.get(name)
+
+    def from_operator(self, name: str) -> bool:
+        return name in self._overrides
 
 
 def _key(provider: Provider, fields: Fields) -> str:
@@ -89,8 +93,16 @@ def azure(
             + ", ".join(missing)
             + " in your profile settings."
         )
+    if fields.from_operator("azure_openai_api_key") and not fields.from_operator(
+        "azure_openai_endpoint"
+    ):
+        # The operator's key goes only to the operator's endpoint, never to one a user set.
+        raise RequestInvalid(
+            "Azure resources not found: the server's Azure OpenAI key is used only with the "
+            "server's endpoint (AZURE_OPENAI_ENDPOINT), which is not set."
+        )
     return Target(
-        base_url=f"{endpoint.rstrip('/')}/openai/deployments/{deployment}",
+        base_url=f"{endpoint.rstrip('/')}/openai/deployments/{quote(deployment, safe='')}",
         key=key,
         model=deployment,
         query=f"?api-version={provider.quirks.api_version}",

@@ -45,7 +45,7 @@ class TokenRecord:
 class Profile:
     user_id: int
     # Every name of PROFILE_TEXT_FIELDS is a key; secrets are decrypted.
-    values: dict[str, str | None] = field(default_factory=dict)
+    values: dict[str, str | None] = field(default_factory=dict, repr=False)
     use_azure_openai: bool = False
 
     def get(self, name: str) -> str | None:
@@ -59,6 +59,6 @@ class CustomModel:
     name: str
     model_id: str
     base_url: str
-    api_key: str  # decrypted
+    api_key: str = field(repr=False)  # decrypted
     context_length: int = 4096
     description: str = ""

@@ -16,6 +16,7 @@ import hmac
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -101,7 +102,21 @@ def _text(name: str, value: object, limit: int = MAX_FIELD_LENGTH) -> str:
         raise ValueError(f"{name} must be a string")
     if len(value) > limit:
         raise ValueError(f"{name} is longer than {limit} characters")
+    # Keys, endpoints and ids travel in HTTP headers and URLs: no line breaks or controls.
+    if name != "description" and any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError(f"{name} must not contain control characters")
     return value
+
+
+def _check_base_url(text: str, name: str = "base_url") -> None:
+    """A plain API base: the route's own path is appended, so nothing may follow it."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name} must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"{name} must not carry a query or a fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{name} must not carry credentials")
 
 
 class Store:
@@ -263,6 +278,8 @@ class Store:
                     values[name] = None
                 else:
                     text = _text(name, value)
+                    if name == "azure_openai_endpoint":
+                        _check_base_url(text, name)
                     values[name] = self._keybox.encrypt(text) if name in SECRET_FIELDS else text
             else:
                 raise ValueError(f"unknown profile field {name[:100]!r}")
@@ -372,8 +389,8 @@ class Store:
             text = _text(name, value, CUSTOM_MODEL_TEXT[name])
             if name == "name" and (not text.strip() or _has_forbidden(text)):
                 raise ValueError("name must be non-empty, without control characters")
-            if name == "base_url" and not text.startswith(("http://", "https://")):
-                raise ValueError("base_url must start with http:// or https://")
+            if name == "base_url":
+                _check_base_url(text)
             if name == "model_id" and not text.strip():
                 raise ValueError("model_id must not be empty")
             values[name] = self._keybox.encrypt(text) if name == "api_key" else text

@@ -23,7 +23,13 @@ from chatwire.api.asgi import (
     send_error,
 )
 from chatwire.api.schemas import decode_chat_request
-from chatwire.errors import ChatwireError, MethodNotAllowed, ProviderNotFound
+from chatwire.errors import (
+    ChatwireError,
+    InternalError,
+    MethodNotAllowed,
+    ProviderNotFound,
+    StreamAborted,
+)
 from chatwire.providers.resolve import ProfileView
 from chatwire.services import Services
 from chatwire.streaming import DisconnectWatch, relay_text
@@ -53,6 +59,16 @@ class ChatRoute:
             await send_error(send, error, rid)
         except ClientGone:
             log.debug("request %s: client went away before its body arrived", rid.decode())
+        except StreamAborted:
+            raise  # the reply had started: the server cuts the response
+        except Exception:
+            # Nothing is left unmapped: a fault of chatwire's own still answers in JSON.
+            log.exception("request %s: failed", rid.decode())
+            internal = InternalError(
+                f"chatwire failed to handle this request (request id {rid.decode()}); "
+                "the server log has the details."
+            )
+            await send_error(send, internal, rid)
 
     async def _handle(
         self, services: Services, scope: Scope, receive: Receive, send: Send, heads: Heads
@@ -81,7 +97,13 @@ class ChatRoute:
         watch = DisconnectWatch(receive)
         try:
             await relay_text(
-                services.http, provider, call, services.timeouts, send, heads.request_id
+                services.http,
+                provider,
+                call,
+                services.timeouts,
+                send,
+                heads.request_id,
+                watch.close,
             )
         except asyncio.CancelledError:
             if not watch.gone:

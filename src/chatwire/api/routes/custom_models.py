@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.core.security import mask_secret
-from chatwire.errors import ChatwireError, RequestInvalid
+from chatwire.errors import NotFound, RequestInvalid
 from chatwire.store.records import MAX_FIELD_LENGTH, CustomModel
 
 router = APIRouter(prefix="/api/custom-models", tags=["custom models"])
@@ -18,6 +18,7 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(max_length=MAX_FIELD_LENGTH)]
 URL = Annotated[str, StringConstraints(min_length=8, max_length=MAX_FIELD_LENGTH)]
 ContextLength = Annotated[int, Field(gt=0, le=10_000_000)]
+RecordId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class CustomModelCreate(BaseModel):
@@ -58,10 +59,6 @@ class CustomModelPublic(BaseModel):
     description: str
 
 
-class NotFound(ChatwireError):
-    status = 404
-
-
 def _public(record: CustomModel) -> CustomModelPublic:
     return CustomModelPublic(
         id=str(record.id),
@@ -97,7 +94,7 @@ async def create_model(
 
 @router.patch("/{record_id}")
 async def update_model(
-    record_id: int, user: CurrentUser, services: ServicesDep, body: CustomModelUpdate
+    record_id: RecordId, user: CurrentUser, services: ServicesDep, body: CustomModelUpdate
 ) -> CustomModelPublic:
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     try:
@@ -111,7 +108,7 @@ async def update_model(
 
 
 @router.delete("/{record_id}", status_code=204)
-async def delete_model(record_id: int, user: CurrentUser, services: ServicesDep) -> Response:
+async def delete_model(record_id: RecordId, user: CurrentUser, services: ServicesDep) -> Response:
     if not await services.store.delete_custom_model(user.id, record_id):
         raise _missing(record_id)
     services.custom_models_changed()

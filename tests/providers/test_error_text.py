@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatwire.providers.messages import readable_message
+from chatwire.providers.error_text import readable_message
 
 DETAIL = '[{"type":"extra_forbidden","loc":["body","n"],"msg":"Extra inputs are not permitted","input":1}]'
 
