@@ -13,10 +13,11 @@ from starlette.exceptions import HTTPException
 
 from chatwire import __version__
 from chatwire.api.asgi import Receive, Scope, Send
-from chatwire.api.routes import custom_models, keys, models, profile
+from chatwire.api.openai_errors import openai_error
+from chatwire.api.routes import custom_models, keys, models, openai_models, profile
 from chatwire.api.routes.chat import PREFIX, ChatRoute
 from chatwire.core.config import Settings
-from chatwire.errors import ChatwireError
+from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.services import Services
 
 
@@ -64,6 +65,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(models.router)
     app.include_router(custom_models.router)
+    app.include_router(openai_models.router)
 
     @app.get("/healthz", tags=["health"])
     async def health() -> dict[str, str]:
@@ -75,10 +77,17 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _error_response(request: Request, error: ChatwireError) -> JSONResponse:
+    """``{"message"}`` for chatwire's own API, OpenAI's error shape under /v1."""
+    headers = {k.decode(): v.decode() for k, v in error.headers()}
+    if request.url.path.startswith("/v1/"):
+        return JSONResponse(openai_error(error), status_code=error.status, headers=headers)
+    return JSONResponse({"message": error.message}, status_code=error.status, headers=headers)
+
+
 async def _chatwire_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ChatwireError)
-    headers = {k.decode(): v.decode() for k, v in exc.headers()}
-    return JSONResponse({"message": exc.message}, status_code=exc.status, headers=headers)
+    return _error_response(request, exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -89,11 +98,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         problems.append(
             f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "")
         )
-    return JSONResponse({"message": "Invalid request: " + "; ".join(problems)}, status_code=400)
+    return _error_response(request, RequestInvalid("Invalid request: " + "; ".join(problems)))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        {"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-    )
+    response = _error_response(request, ChatwireError(str(exc.detail), status=exc.status_code))
+    response.headers.update(exc.headers or {})
+    return response

@@ -1,0 +1,48 @@
+"""Errors in OpenAI's shape, for the /v1 API: ``{"error": {"message", "type", "param", "code"}}``.
+
+Standard clients pick their exception class by status (the openai SDK: 400 BadRequestError,
+401 AuthenticationError, 404 NotFoundError, 429 RateLimitError, ...), so the status is the
+one that matters; ``type`` and ``code`` follow OpenAI's own values for the same cases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatwire.errors import (
+    AuthenticationRequired,
+    ChatwireError,
+    KeyMissing,
+    NotFound,
+    UpstreamKeyInvalid,
+)
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(error: ChatwireError) -> dict[str, Any]:
+    if isinstance(error, AuthenticationRequired):
+        code: str | None = "invalid_api_key"
+    elif isinstance(error, NotFound):
+        code = "model_not_found"
+    elif isinstance(error, UpstreamKeyInvalid | KeyMissing):
+        code = (
+            "provider_key_invalid"
+            if isinstance(error, UpstreamKeyInvalid)
+            else "provider_key_missing"
+        )
+    elif error.status == 429:
+        code = "rate_limit_exceeded"
+    else:
+        code = None
+    kind = _TYPES.get(error.status, "api_error" if error.status < 500 else "server_error")
+    return {"error": {"message": error.message, "type": kind, "param": None, "code": code}}

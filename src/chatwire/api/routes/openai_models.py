@@ -1,0 +1,36 @@
+"""GET /v1/models: the caller's usable models, named ``provider/model``, in OpenAI's shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from chatwire.api.deps import CurrentUser, ServicesDep
+from chatwire.availability import resolve_model_name, usable_models
+from chatwire.errors import NotFound
+from chatwire.providers.resolve import ProfileView
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
+
+
+def _model(provider: str, model: str) -> dict[str, Any]:
+    return {"id": f"{provider}/{model}", "object": "model", "created": 0, "owned_by": provider}
+
+
+@router.get("/models")
+async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    fields = ProfileView(services.overrides, await services.store.get_profile(user.id))
+    data = [_model(item.provider, item.model) for item in usable_models(services, fields)]
+    data += [_model("custom", r.model_id) for r in await services.store.list_custom_models(user.id)]
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{name:path}")
+async def read_model(name: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    provider, model = resolve_model_name(services, name)
+    if provider.uses_custom_models:
+        raise NotFound(
+            f"The model '{name[:200]}' does not exist: custom models are listed by /v1/models."
+        )
+    return _model(provider.name, model)
