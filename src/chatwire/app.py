@@ -18,6 +18,8 @@ from chatwire.api.routes import custom_models, keys, models, openai_models, prof
 from chatwire.api.routes.chat import PREFIX, ChatRoute
 from chatwire.core.config import Settings
 from chatwire.errors import ChatwireError, RequestInvalid
+from chatwire.openai_api.route import PATH as COMPLETIONS
+from chatwire.openai_api.route import ChatCompletionsRoute
 from chatwire.services import Services
 
 
@@ -33,12 +35,18 @@ class Chatwire:
     def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.chat = ChatRoute(api.state)
+        self.completions = ChatCompletionsRoute(api.state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self.chat(scope, receive, send)
-        else:
-            await self.api(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith(PREFIX):
+                await self.chat(scope, receive, send)
+                return
+            if path == COMPLETIONS:
+                await self.completions(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Chatwire:

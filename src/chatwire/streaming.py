@@ -71,11 +71,11 @@ async def relay_text(
             call.url, data=call.body, headers=call.headers, allow_redirects=False
         ) as resp:
             if resp.status != 200:
-                body = await _read_limited(resp.content, MAX_ERROR_BODY)
+                body = await read_limited(resp.content, MAX_ERROR_BODY)
                 raise provider.error_for_status(
                     resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
                 )
-            _switch_to_idle_timeout(resp, timeouts.idle)
+            switch_to_idle_timeout(resp, timeouts.idle)
             phase = "idle"
             decoder = provider.adapter.decoder(provider)
             # Whatever arrived in one read is decoded and sent on at once, as one piece.
@@ -136,7 +136,7 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
         resp.close()
 
 
-def _switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:
+def switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:
     # The session's read timeout is the first-byte timeout; once the upstream has
     # answered, the gap allowed between two reads becomes the idle timeout.
     connection = resp.connection
@@ -146,7 +146,7 @@ def _switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:
         protocol.start_timeout()
 
 
-async def _read_limited(content: aiohttp.StreamReader, limit: int) -> bytes:
+async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     while size < limit:

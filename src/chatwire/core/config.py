@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # A key stored by another process takes effect after at most this long.
     cache_ttl: float = Field(default=1.0, ge=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # /v1: drop parameters a provider cannot take instead of answering 400.
+    drop_params: bool = False
 
     # chatbot-ui's environment overrides: one value for every user.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
