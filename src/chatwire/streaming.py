@@ -94,7 +94,7 @@ async def relay_text(
             # The reply is complete: the client gets its end now, whatever the upstream does.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             on_sent()
-            await _drain(resp)
+            await drain(resp)
     except ChatwireError:
         raise  # an error status, before anything was sent
     except _TRANSPORT_ERRORS as exc:
@@ -123,7 +123,7 @@ def _log_abort(request_id: bytes, provider: Provider, message: str) -> None:
     )
 
 
-async def _drain(resp: aiohttp.ClientResponse) -> None:
+async def drain(resp: aiohttp.ClientResponse) -> None:
     """Read what the upstream still sends after the end of the reply (usually just the end
     of its body), so its connection can be reused; one that holds on is closed instead."""
     if resp.content.is_eof():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -20,8 +21,9 @@ import msgspec
 from chatwire.api.asgi import Send
 from chatwire.api.openai_errors import openai_error
 from chatwire.errors import ChatwireError, InternalError
+from chatwire.openai_api.chunks import ChunkReader
 from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
-from chatwire.streaming import MAX_ERROR_BODY, read_limited, switch_to_idle_timeout
+from chatwire.streaming import MAX_ERROR_BODY, drain, read_limited, switch_to_idle_timeout
 
 log = logging.getLogger("chatwire.openai")
 
@@ -77,11 +79,12 @@ async def relay_sse(
     timing: Timing,
     model: str,
     include_usage: bool,
+    reader: ChunkReader,
+    on_sent: Callable[[], None],
 ) -> None:
     started = False
     phase = "first_byte"
     completion_id = f"chatcmpl-{rid.decode()}"
-    usage: Any = None
     created = int(time.time())
 
     async def start() -> None:
@@ -116,46 +119,26 @@ async def relay_sse(
                 )
             switch_to_idle_timeout(resp, timeouts.idle)
             phase = "idle"
-            finished = False
-            rest = b""
+            head = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+            }
             async for block in resp.content.iter_any():
-                lines = (rest + block).split(b"\n")
-                rest = lines.pop()
-                for line in lines:
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        finished = True
-                        break
-                    chunk = _chunk(data)
-                    if chunk.get("error") is not None:
-                        raise StreamFailed(f"an error in the middle of the reply: {chunk['error']}")
-                    usage = chunk.pop("usage", None) or usage
-                    choices = chunk.get("choices") or []
-                    if any(c.get("finish_reason") for c in choices):
-                        finished = True
-                    if not choices:
-                        continue
-                    chunk.update(id=completion_id, object="chat.completion.chunk", model=model)
-                    chunk.setdefault("created", created)
-                    await event(_encode(chunk))
-                if finished and not rest.strip():
+                for chunk in reader.feed(block):
+                    await event(_encode({**head, **chunk}))
+                if reader.finished:
                     break
-            if not finished:
-                raise StreamFailed("the stream ended before the reply was complete")
-            if include_usage and usage is not None:
-                tail = {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage,
-                }
-                await event(_encode(tail))
+            else:
+                for chunk in reader.close():
+                    await event(_encode({**head, **chunk}))
+            if include_usage and reader.usage is not None:
+                await event(_encode({**head, "choices": [], "usage": reader.usage}))
             await event(b"[DONE]")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            on_sent()
+            await drain(resp)
     except ChatwireError as error:
         if started:
             await _end_with_error(send, error)
@@ -177,13 +160,6 @@ async def relay_sse(
         if not started:
             raise internal from exc
         await _end_with_error(send, internal)
-
-
-def _chunk(data: bytes) -> dict[str, Any]:
-    try:
-        return _decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise StreamFailed(f"an event that is not a valid chunk ({exc})") from exc
 
 
 async def _end_with_error(send: Send, error: ChatwireError) -> None:
@@ -223,6 +199,67 @@ async def relay_json(
             StreamFailed("an answer that is not JSON"), "idle", timeouts
         ) from exc
     answer["model"] = model
+    data = _encode(answer)
+    headers = [*json_headers(rid, timing), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+async def relay_collected(
+    http: aiohttp.ClientSession,
+    provider: Provider,
+    call: UpstreamCall,
+    timeouts: Timeouts,
+    send: Send,
+    rid: bytes,
+    timing: Timing,
+    model: str,
+    reader: ChunkReader,
+) -> None:
+    """Non-streaming, for upstreams that are always streamed: one chat.completion."""
+    phase = "first_byte"
+    texts: list[str] = []
+    finish = None
+    try:
+        timing.sent = time.perf_counter()
+        async with http.post(
+            call.url, data=call.body, headers=call.headers, allow_redirects=False
+        ) as resp:
+            timing.answered = time.perf_counter()
+            if resp.status != 200:
+                body = await read_limited(resp.content, MAX_ERROR_BODY)
+                raise provider.error_for_status(
+                    resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
+                )
+            switch_to_idle_timeout(resp, timeouts.idle)
+            phase = "idle"
+            chunks: list[dict[str, Any]] = []
+            async for block in resp.content.iter_any():
+                chunks += reader.feed(block)
+                if reader.finished:
+                    break
+            else:
+                chunks += reader.close()
+    except _TRANSPORT_ERRORS as exc:
+        raise provider.transport_error(exc, phase, timeouts) from exc
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            texts.append(choice.get("delta", {}).get("content") or "")
+            finish = choice.get("finish_reason") or finish
+    answer = {
+        "id": f"chatcmpl-{rid.decode()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(texts)},
+                "finish_reason": finish or "stop",
+            }
+        ],
+        "usage": reader.usage,
+    }
     data = _encode(answer)
     headers = [*json_headers(rid, timing), (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 from starlette.datastructures import State
 
 from chatwire.api.asgi import ClientGone, Receive, Scope, Send, read_body, read_heads
-from chatwire.api.schemas import ChatRequest, ChatSettings
+from chatwire.api.schemas import ChatRequest, ChatSettings, Message
 from chatwire.availability import resolve_model_name
 from chatwire.errors import ChatwireError, InternalError, MethodNotAllowed, RequestInvalid
 from chatwire.openai_api import params
-from chatwire.openai_api.relay import Timing, relay_json, relay_sse, send_openai_error
-from chatwire.providers.base import UpstreamCall
+from chatwire.openai_api.chunks import (
+    AnthropicChunks,
+    ChunkReader,
+    GeminiChunks,
+    OllamaChunks,
+    OpenAIChunks,
+)
+from chatwire.openai_api.relay import (
+    Timing,
+    relay_collected,
+    relay_json,
+    relay_sse,
+    send_openai_error,
+)
+from chatwire.providers.anthropic import AnthropicMessages
+from chatwire.providers.base import Provider, Target, UpstreamCall
+from chatwire.providers.gemini import GeminiGenerateContent
+from chatwire.providers.ollama import OllamaChat
 from chatwire.providers.openai_compat import OpenAICompatible
 from chatwire.providers.resolve import ProfileView
 from chatwire.services import Services
@@ -71,43 +88,37 @@ class ChatCompletionsRoute:
         body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
         request, fields = params.decode(body)
         provider, model = resolve_model_name(services, request.model)
-        if not isinstance(provider.adapter, OpenAICompatible) or provider.uses_custom_models:
+        if provider.uses_custom_models:
             raise RequestInvalid(
-                f"{provider.label} is served on /api/chat/{provider.name}; "
-                "on /v1 it is not available yet."
+                "Custom models are served on /api/chat/custom; on /v1 they are not available yet."
             )
         profile = ProfileView(services.overrides, await services.profile(user.id))
-        target = provider.resolve(
-            provider,
-            profile,
-            ChatRequest(chatSettings=ChatSettings(model=model), messages=[]),
-            None,
-        )
-        payload: dict[str, Any] = {
-            "model": target.model,
-            "messages": request.messages,
-            "stream": request.stream,
-            **params.translate(
-                provider.name, provider.label, fields, services.settings.drop_params
-            ),
-        }
+        chat = ChatRequest(chatSettings=ChatSettings(model=model), messages=[])
+        target = provider.resolve(provider, profile, chat, None)
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
-        if request.stream and params.RULES.get(provider.name, params.OPENAI).ask_for_usage:
-            payload["stream_options"] = {"include_usage": True}
-        call = UpstreamCall(
-            url=f"{target.base_url}/chat/completions{target.query}",
-            headers={
-                **provider.auth_headers(target.key),
-                **target.headers,
-                "Content-Type": "application/json",
-            },
-            body=_encode(payload),
-        )
+        if isinstance(provider.adapter, OpenAICompatible):
+            call = _openai_call(provider, target, request, fields, services.settings.drop_params)
+            reader: ChunkReader = OpenAIChunks()
+        else:
+            call, reader = _translated_call(services, provider, target, model, fields)
         name = f"{provider.name}/{model}"
         if not request.stream:
-            await relay_json(
-                services.http, provider, call, services.timeouts, send, rid, timing, name
-            )
+            if isinstance(reader, OpenAIChunks):
+                await relay_json(
+                    services.http, provider, call, services.timeouts, send, rid, timing, name
+                )
+            else:
+                await relay_collected(
+                    services.http,
+                    provider,
+                    call,
+                    services.timeouts,
+                    send,
+                    rid,
+                    timing,
+                    name,
+                    reader,
+                )
             return
         watch = DisconnectWatch(receive)
         try:
@@ -121,6 +132,8 @@ class ChatCompletionsRoute:
                 timing,
                 name,
                 include_usage,
+                reader,
+                watch.close,
             )
         except asyncio.CancelledError:
             if not watch.gone:
@@ -131,3 +144,66 @@ class ChatCompletionsRoute:
             log.info("request %s: client went away, upstream request cancelled", rid.decode())
         finally:
             watch.close()
+
+
+def _openai_call(
+    provider: Provider,
+    target: Target,
+    request: params.ChatCompletionRequest,
+    fields: dict[str, Any],
+    drop: bool,
+) -> UpstreamCall:
+    payload: dict[str, Any] = {
+        "model": target.model,
+        "messages": request.messages,
+        "stream": request.stream,
+        **params.translate(provider.name, provider.label, fields, drop),
+    }
+    if request.stream and params.RULES.get(provider.name, params.OPENAI).ask_for_usage:
+        payload["stream_options"] = {"include_usage": True}
+    return UpstreamCall(
+        url=f"{target.base_url}/chat/completions{target.query}",
+        headers={
+            **provider.auth_headers(target.key),
+            **target.headers,
+            "Content-Type": "application/json",
+        },
+        body=_encode(payload),
+    )
+
+
+def _translated_call(
+    services: Services, provider: Provider, target: Target, model: str, fields: dict[str, Any]
+) -> tuple[UpstreamCall, ChunkReader]:
+    """Anthropic, Gemini, Ollama: the request goes through the provider's own adapter, which
+    always streams; the reader turns its stream back into chunks."""
+    given = {name for name, value in fields.items() if value is not None}
+    if fields.get("n") not in (None, 1):
+        given.add("n > 1")
+    unsupported = sorted(given - params.TRANSLATED_FIELDS)
+    if unsupported and not services.settings.drop_params:
+        raise RequestInvalid(
+            f"{provider.label} does not take {', '.join(repr(n) for n in unsupported)} through "
+            "chatwire's /v1 yet; leave them out (or set CHATWIRE_DROP_PARAMS=true)."
+        )
+    try:
+        messages = msgspec.convert(fields["messages"], list[Message])
+    except msgspec.ValidationError as exc:
+        raise RequestInvalid(f"Invalid messages for {provider.label}: {exc}") from exc
+    temperature = fields.get("temperature")
+    chat = ChatRequest(
+        chatSettings=ChatSettings(model=model, temperature=temperature), messages=messages
+    )
+    budget = fields.get("max_completion_tokens") or fields.get("max_tokens")
+    if isinstance(budget, int) and budget > 0:
+        target = replace(target, max_tokens=budget)
+    limits = services.catalogue.limits(provider.name, model)
+    call = provider.adapter.build(provider, target, chat, limits)
+    return call, READERS[type(provider.adapter)]()
+
+
+READERS: dict[type, type[ChunkReader]] = {
+    AnthropicMessages: AnthropicChunks,
+    GeminiGenerateContent: GeminiChunks,
+    OllamaChat: OllamaChunks,
+}

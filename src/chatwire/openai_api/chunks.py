@@ -1,0 +1,187 @@
+"""Each wire format's stream, read as OpenAI chat.completion.chunk pieces.
+
+A ``ChunkReader`` turns socket reads into a list of chunk bodies (``choices`` and nothing
+else; the route adds id, model and created), keeps the usage the provider reported, and
+knows when the reply has properly ended. OpenAI-compatible upstreams already send chunks;
+Anthropic, Gemini and Ollama are translated: text deltas, finish reason and usage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from chatwire.providers.base import StreamFailed
+from chatwire.providers.error_text import readable_message
+from chatwire.providers.lines import MAX_LINE
+
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+ANTHROPIC_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
+GEMINI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
+
+
+def _delta(
+    content: str | None = None, finish: str | None = None, role: str | None = None
+) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    if role is not None:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+class ChunkReader:
+    prefix = b"data:"
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self.finished = False
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, block: bytes) -> list[dict[str, Any]]:
+        lines = (self._rest + block).split(b"\n")
+        self._rest = lines.pop()
+        if len(self._rest) > MAX_LINE:
+            raise StreamFailed(f"a line longer than {MAX_LINE} bytes")
+        out: list[dict[str, Any]] = []
+        for line in lines:
+            if self.prefix:
+                if not line.startswith(self.prefix):
+                    continue
+                line = line[len(self.prefix) :]
+            data = line.strip()
+            if not data:
+                continue
+            if data == b"[DONE]":
+                self.finished = True
+                continue
+            try:
+                item = _decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                raise StreamFailed(f"an event that is not valid JSON ({exc})") from exc
+            out.extend(self.convert(item))
+        return out
+
+    def close(self) -> list[dict[str, Any]]:
+        rest, self._rest = self._rest, b""
+        out = self.feed(rest + b"\n") if rest.strip() else []
+        if not self.finished:
+            raise StreamFailed("the stream ended before the reply was complete")
+        return out
+
+    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class OpenAIChunks(ChunkReader):
+    """Already chunks. The reply ends at [DONE]: OpenAI sends its usage chunk after the
+    finish reason; a stream that ends after a finish reason without [DONE] is complete too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._finish_seen = False
+
+    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        if item.get("error") is not None:
+            raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
+        self.usage = item.pop("usage", None) or self.usage
+        choices = item.get("choices") or []
+        if any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
+            self._finish_seen = True
+        return [{"choices": choices}] if choices else []
+
+    def close(self) -> list[dict[str, Any]]:
+        self.finished = self.finished or self._finish_seen
+        return super().close()
+
+
+class AnthropicChunks(ChunkReader):
+    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = item.get("type")
+        if kind == "message_start":
+            usage = (item.get("message") or {}).get("usage") or {}
+            self._usage(prompt=usage.get("input_tokens"))
+            return [_delta("", role="assistant")]
+        if kind == "content_block_delta":
+            delta = item.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return [_delta(delta.get("text", ""))]
+        elif kind == "message_delta":
+            self._usage(completion=(item.get("usage") or {}).get("output_tokens"))
+            reason = (item.get("delta") or {}).get("stop_reason")
+            if reason:
+                return [_delta(finish=ANTHROPIC_FINISH.get(reason, "stop"))]
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            raise StreamFailed(f"an error in the middle of the reply: {_text(item.get('error'))}")
+        return []
+
+    def _usage(self, prompt: int | None = None, completion: int | None = None) -> None:
+        usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0}
+        if prompt is not None:
+            usage["prompt_tokens"] = prompt
+        if completion is not None:
+            usage["completion_tokens"] = completion
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        self.usage = usage
+
+
+class GeminiChunks(ChunkReader):
+    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        if item.get("error") is not None:
+            raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
+        meta = item.get("usageMetadata")
+        if meta:
+            prompt = meta.get("promptTokenCount", 0)
+            completion = meta.get("candidatesTokenCount", 0)
+            self.usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": meta.get("totalTokenCount", prompt + completion),
+            }
+        candidates = item.get("candidates") or []
+        if not candidates:
+            return []
+        candidate = candidates[0]
+        parts = (candidate.get("content") or {}).get("parts") or []
+        text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
+        reason = candidate.get("finishReason")
+        out = [_delta(text)] if text else []
+        if reason:
+            self.finished = True
+            out.append(_delta(finish=GEMINI_FINISH.get(reason, "stop")))
+        return out
+
+
+class OllamaChunks(ChunkReader):
+    prefix = b""
+
+    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        if item.get("error") is not None:
+            raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
+        text = (item.get("message") or {}).get("content") or ""
+        out = [_delta(text)] if text else []
+        if item.get("done"):
+            self.finished = True
+            prompt, completion = item.get("prompt_eval_count", 0), item.get("eval_count", 0)
+            self.usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            reason = "length" if item.get("done_reason") == "length" else "stop"
+            out.append(_delta(finish=reason))
+        return out
+
+
+def _text(error: Any) -> str:
+    return readable_message(msgspec.json.encode(error)) or "no details"
