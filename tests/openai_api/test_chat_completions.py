@@ -52,8 +52,11 @@ async def test_without_include_usage_no_usage_chunk(server: Running) -> None:
             model="mistral-small-latest", messages=MESSAGES, stream=True
         )
         chunks = [chunk async for chunk in stream]
-    assert all(c.usage is None for c in chunks)
+    # No separate usage chunk; Mistral's own usage stays on its last chunk, as Mistral sends it.
     assert all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks[:-1])
+    assert chunks[-1].usage is not None
+    assert chunks[-1].choices[0].finish_reason == "stop"
 
 
 async def test_non_streaming_answer(server: Running, fake: FakeMistral) -> None:

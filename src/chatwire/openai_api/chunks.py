@@ -85,18 +85,26 @@ class OpenAIChunks(ChunkReader):
     """Already chunks. The reply ends at [DONE]: OpenAI sends its usage chunk after the
     finish reason; a stream that ends after a finish reason without [DONE] is complete too."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_usage: bool = False) -> None:
         super().__init__()
         self._finish_seen = False
+        # Without include_usage, usage stays where the provider put it (Mistral's own
+        # clients read it from the last chunk); with it, it moves to OpenAI's usage chunk.
+        self._keep_usage = keep_usage
 
     def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         if item.get("error") is not None:
             raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
-        self.usage = item.pop("usage", None) or self.usage
+        usage = item.get("usage") if self._keep_usage else item.pop("usage", None)
+        self.usage = usage or self.usage
         choices = item.get("choices") or []
         if any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
             self._finish_seen = True
-        return [{"choices": choices}] if choices else []
+        if not choices:
+            return []
+        if self._keep_usage and usage:
+            return [{"choices": choices, "usage": usage}]
+        return [{"choices": choices}]
 
     def close(self) -> list[dict[str, Any]]:
         self.finished = self.finished or self._finish_seen

@@ -98,7 +98,7 @@ class ChatCompletionsRoute:
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
         if isinstance(provider.adapter, OpenAICompatible):
             call = _openai_call(provider, target, request, fields, services.settings.drop_params)
-            reader: ChunkReader = OpenAIChunks()
+            reader: ChunkReader = OpenAIChunks(keep_usage=not include_usage)
         else:
             call, reader = _translated_call(services, provider, target, model, fields)
         name = f"{provider.name}/{model}"
