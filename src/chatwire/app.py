@@ -21,6 +21,7 @@ from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.openai_api.route import PATH as COMPLETIONS
 from chatwire.openai_api.route import ChatCompletionsRoute
 from chatwire.services import Services
+from chatwire.timing import ServerTimingMiddleware
 
 
 class Chatwire:
@@ -79,6 +80,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.add_middleware(ServerTimingMiddleware)
     app.add_exception_handler(ChatwireError, _chatwire_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

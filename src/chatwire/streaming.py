@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -18,6 +19,7 @@ import aiohttp
 from chatwire.api.asgi import Receive, Send
 from chatwire.errors import ChatwireError, InternalError, StreamAborted
 from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
+from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.stream")
 
@@ -26,13 +28,14 @@ MAX_ERROR_BODY = 64 * 1024
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed)
 
 
-def text_headers(request_id: bytes) -> list[tuple[bytes, bytes]]:
+def text_headers(request_id: bytes, timing: Timing) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"x-experimental-stream-data", b"false"),
         (b"x-accel-buffering", b"no"),
         (b"cache-control", b"no-cache"),
         (b"x-request-id", request_id),
+        timing.header(),
     ]
 
 
@@ -44,6 +47,7 @@ async def relay_text(
     send: Send,
     request_id: bytes,
     on_sent: Callable[[], None],
+    timing: Timing,
 ) -> None:
     """Relay the reply; ``on_sent`` is called once the client has had all of it."""
     started = False
@@ -52,7 +56,11 @@ async def relay_text(
     async def start() -> None:
         nonlocal started
         await send(
-            {"type": "http.response.start", "status": 200, "headers": text_headers(request_id)}
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": text_headers(request_id, timing),
+            }
         )
         started = True
 
@@ -67,9 +75,11 @@ async def relay_text(
 
     try:
         # Redirects are not followed: the key must go nowhere but the configured host.
+        timing.sent = time.perf_counter()
         async with http.post(
             call.url, data=call.body, headers=call.headers, allow_redirects=False
         ) as resp:
+            timing.answered = time.perf_counter()
             if resp.status != 200:
                 body = await read_limited(resp.content, MAX_ERROR_BODY)
                 raise provider.error_for_status(

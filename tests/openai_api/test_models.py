@@ -66,3 +66,31 @@ async def test_a_bad_token_is_the_sdks_authentication_error(server: Running) -> 
     assert isinstance(body, dict)
     assert body["code"] == "invalid_api_key"
     assert body["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models"),
+        ("GET", "/api/profile"),
+        ("GET", "/api/keys"),
+        ("POST", "/api/chat/mistral"),
+        ("POST", "/v1/chat/completions"),
+    ],
+)
+async def test_every_response_carries_server_timing(
+    server: Running, method: str, path: str
+) -> None:
+    for headers in (server.auth, {}):  # answered and refused alike
+        body = (
+            {"model": "mistral-small-latest", "messages": [{"role": "user", "content": "hi"}]}
+            if path == "/v1/chat/completions"
+            else server.chat_body()
+        )
+        resp = await server.client.request(
+            method, path, json=body if method == "POST" else None, headers=headers
+        )
+        timing = resp.headers["server-timing"]
+        assert timing.startswith("gateway;dur="), (path, timing)
+        if resp.status_code == 200 and method == "POST":
+            assert "upstream;dur=" in timing

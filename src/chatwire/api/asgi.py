@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from chatwire.errors import BodyTooLarge, ChatwireError
+from chatwire.timing import Timing
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,12 +71,13 @@ def _too_large(limit: int) -> BodyTooLarge:
     return BodyTooLarge(f"The request body is larger than {limit} bytes (CHATWIRE_MAX_BODY_BYTES).")
 
 
-async def send_error(send: Send, error: ChatwireError, rid: bytes) -> None:
+async def send_error(send: Send, error: ChatwireError, rid: bytes, timing: Timing) -> None:
     body = _json.encode({"message": error.message})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-request-id", rid),
+        timing.header(),
         *error.headers(),
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

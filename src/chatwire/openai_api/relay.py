@@ -24,32 +24,13 @@ from chatwire.errors import ChatwireError, InternalError
 from chatwire.openai_api.chunks import ChunkReader
 from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
 from chatwire.streaming import MAX_ERROR_BODY, drain, read_limited, switch_to_idle_timeout
+from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.openai")
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed)
 _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-class Timing:
-    """Server-Timing: chatwire's own time before calling the upstream, and the upstream's."""
-
-    __slots__ = ("answered", "arrived", "sent")
-
-    def __init__(self) -> None:
-        self.arrived = time.perf_counter()
-        self.sent = self.answered = 0.0
-
-    def header(self) -> tuple[bytes, bytes]:
-        parts = []
-        if self.sent:
-            parts.append(f"gateway;dur={(self.sent - self.arrived) * 1000:.3f}")
-        else:
-            parts.append(f"gateway;dur={(time.perf_counter() - self.arrived) * 1000:.3f}")
-        if self.answered:
-            parts.append(f"upstream;dur={(self.answered - self.sent) * 1000:.3f}")
-        return (b"server-timing", ", ".join(parts).encode())
 
 
 def json_headers(rid: bytes, timing: Timing) -> list[tuple[bytes, bytes]]:

@@ -28,7 +28,6 @@ from chatwire.openai_api.chunks import (
     OpenAIChunks,
 )
 from chatwire.openai_api.relay import (
-    Timing,
     relay_collected,
     relay_json,
     relay_sse,
@@ -42,6 +41,7 @@ from chatwire.providers.openai_compat import OpenAICompatible
 from chatwire.providers.resolve import ProfileView
 from chatwire.services import Services
 from chatwire.streaming import DisconnectWatch
+from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.openai")
 PATH = "/v1/chat/completions"

@@ -199,7 +199,7 @@ class FakeServer:
         elif model == FAULT_SPLIT_UTF8:
             text = SPLIT_UTF8_REPLY
         else:
-            text = echo(self._last_user_text(messages))
+            text = self._reply_text(messages)
         pieces = split_pieces(text)
         return pieces if max_tokens is None else pieces[:max_tokens]
 
@@ -212,6 +212,10 @@ class FakeServer:
     ) -> str:
         """The full reply text a request with these messages gets."""
         return "".join(self.expected_pieces(messages, model=model, max_tokens=max_tokens))
+
+    def _reply_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The text a request gets when no ``reply`` is set: the echo of the last user text."""
+        return echo(self._last_user_text(messages))
 
     def _last_user_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
         for message in reversed(messages):

@@ -33,6 +33,7 @@ from chatwire.errors import (
 from chatwire.providers.resolve import ProfileView
 from chatwire.services import Services
 from chatwire.streaming import DisconnectWatch, relay_text
+from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")
 
@@ -53,10 +54,11 @@ class ChatRoute:
         services: Services = self._state.services
         heads = read_heads(scope)
         rid = heads.request_id
+        timing = Timing()
         try:
-            await self._handle(services, scope, receive, send, heads)
+            await self._handle(services, scope, receive, send, heads, timing)
         except ChatwireError as error:
-            await send_error(send, error, rid)
+            await send_error(send, error, rid, timing)
         except ClientGone:
             log.debug("request %s: client went away before its body arrived", rid.decode())
         except StreamAborted:
@@ -68,10 +70,16 @@ class ChatRoute:
                 f"chatwire failed to handle this request (request id {rid.decode()}); "
                 "the server log has the details."
             )
-            await send_error(send, internal, rid)
+            await send_error(send, internal, rid, timing)
 
     async def _handle(
-        self, services: Services, scope: Scope, receive: Receive, send: Send, heads: Heads
+        self,
+        services: Services,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        heads: Heads,
+        timing: Timing,
     ) -> None:
         if scope["method"] != "POST":
             raise MethodNotAllowed("Use POST for /api/chat/<provider>.")
@@ -104,6 +112,7 @@ class ChatRoute:
                 send,
                 heads.request_id,
                 watch.close,
+                timing,
             )
         except asyncio.CancelledError:
             if not watch.gone:
