@@ -322,7 +322,15 @@ async def test_role_order_is_400(
     [
         [*MESSAGES, {"role": "assistant", "content": "Sure", "prefix": True}],
         [{"role": "assistant", "content": "alone"}],
-        [*MESSAGES, {"role": "tool", "content": "42", "tool_call_id": "abc", "name": "f"}],
+        [  # a tool message answers the assistant's call (Mistral checks both ends: 400s)
+            *MESSAGES,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "abcDEF123", "function": {"name": "f", "arguments": "{}"}}],
+            },
+            {"role": "tool", "content": "42", "tool_call_id": "abcDEF123", "name": "f"},
+        ],
     ],
 )
 async def test_allowed_last_roles(

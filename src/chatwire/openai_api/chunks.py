@@ -88,6 +88,7 @@ class OpenAIChunks(ChunkReader):
     def __init__(self, keep_usage: bool = False) -> None:
         super().__init__()
         self._finish_seen = False
+        self._call_ids: dict[str, int] = {}
         # Without include_usage, usage stays where the provider put it (Mistral's own
         # clients read it from the last chunk); with it, it moves to OpenAI's usage chunk.
         self._keep_usage = keep_usage
@@ -98,8 +99,14 @@ class OpenAIChunks(ChunkReader):
         usage = item.get("usage") if self._keep_usage else item.pop("usage", None)
         self.usage = usage or self.usage
         choices = item.get("choices") or []
-        if any(isinstance(c, dict) and c.get("finish_reason") for c in choices):
-            self._finish_seen = True
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self._finish_seen = True
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self._number(delta["tool_calls"])
         if not choices:
             return []
         if self._keep_usage and usage:
@@ -109,6 +116,21 @@ class OpenAIChunks(ChunkReader):
     def close(self) -> list[dict[str, Any]]:
         self.finished = self.finished or self._finish_seen
         return super().close()
+
+    def _number(self, calls: Any) -> None:
+        """OpenAI clients gather a streamed call by ``index`` and want its ``type``; Mistral
+        sends each call whole, with neither: number them by id, in order."""
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                continue
+            call_id = call.get("id")
+            if "index" not in call:
+                if isinstance(call_id, str):
+                    call["index"] = self._call_ids.setdefault(call_id, len(self._call_ids))
+                else:
+                    call["index"] = max(len(self._call_ids) - 1, 0)
+            if call_id is not None and "type" not in call:
+                call["type"] = "function"
 
 
 class AnthropicChunks(ChunkReader):

@@ -180,6 +180,11 @@ async def relay_json(
             StreamFailed("an answer that is not JSON"), "idle", timeouts
         ) from exc
     answer["model"] = model
+    for choice in answer.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        for call in (message or {}).get("tool_calls") or ():
+            if isinstance(call, dict):
+                call.setdefault("type", "function")
     data = _encode(answer)
     headers = [*json_headers(rid, timing), (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from chatwire.testing._mistral_validate import ErrorEntry
+from chatwire.testing._mistral_validate import ErrorEntry, ServingProblem
 from chatwire.testing._text import compact as compact  # re-exported: the chunk JSON style
-from chatwire.testing._text import echo
+from chatwire.testing._text import echo, random_id
 from chatwire.testing._text import message_text as message_text
 from chatwire.testing._text import split_pieces as split_pieces
 
@@ -77,7 +77,7 @@ def chunk_event(
     chunk_id: str,
     created: int,
     model: str,
-    delta: dict[str, str],
+    delta: dict[str, Any],
     finish_reason: str | None = None,
     usage_counts: dict[str, int] | None = None,
 ) -> bytes:
@@ -95,9 +95,15 @@ def chunk_event(
 
 
 def completion_body(
-    *, created: int, model: str, text: str, finish_reason: str, usage_counts: dict[str, int]
+    *,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str,
+    usage_counts: dict[str, int],
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A non-streamed ``chat.completion`` object."""
+    """A non-streamed ``chat.completion`` object; with ``tool_calls``, ``content`` is ``""``."""
     return {
         "id": new_id(),
         "object": "chat.completion",
@@ -106,12 +112,22 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "tool_calls": None, "content": text},
+                "message": {"role": "assistant", "tool_calls": tool_calls, "content": text},
                 "finish_reason": finish_reason,
             }
         ],
         "usage": usage_counts,
     }
+
+
+def tool_call(name: str, arguments: str) -> dict[str, Any]:
+    """One tool call as Mistral sends it: a 9-character id, no ``type``, no ``index``.
+
+    That is what Mistral answered in a capture from January 2026 (vercel/ai,
+    ``packages/mistral/src/__fixtures__/mistral-tool-call.chunks.txt``), stream and JSON alike;
+    its clients fill in ``index`` themselves (``ToolCall.index`` defaults to 0).
+    """
+    return {"id": random_id(9), "function": {"name": name, "arguments": arguments}}
 
 
 def _error_object(message: object, kind: str, code: str | None) -> dict[str, Any]:
@@ -163,6 +179,14 @@ def role_order_body(last_role: str) -> dict[str, Any]:
         f" but got {last_role}"
     )
     return _error_object(message, "invalid_request_error", None)
+
+
+def serving_error_body(problem: ServingProblem) -> dict[str, Any]:
+    """A 400 from Mistral's checks of the conversation (tool calls, role order)."""
+    body = _error_object(problem.message, problem.kind, problem.code)
+    if problem.raw_status_code:
+        body["raw_status_code"] = 400
+    return body
 
 
 def rate_limit_headers(remaining_requests: int = 59) -> dict[str, str]:

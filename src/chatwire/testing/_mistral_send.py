@@ -1,7 +1,9 @@
 """Sending a fake Mistral reply: its SSE framing on top of the shared sender (``_send``).
 
 A stream is the role chunk, one chunk per piece, the last piece together with
-``finish_reason`` and ``usage``, then ``data: [DONE]``.
+``finish_reason`` and ``usage``, then ``data: [DONE]``. A tool call is sent whole, in one
+chunk (``{"content": null, "tool_calls": [...]}``) with ``finish_reason: "tool_calls"``, as
+Mistral streams it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +33,8 @@ class Reply:
     usage: dict[str, int]
     first_token_delay: float
     token_delay: float
+    # A tool call instead of text: ``pieces`` is then its arguments, as one piece.
+    tool_call: dict[str, Any] | None = None
 
     @property
     def pace(self) -> _send.Pace:
@@ -47,7 +52,7 @@ class _MistralFraming:
         self._created = int(time.time())
 
     def _event(
-        self, delta: dict[str, str], finish: str | None = None, usage: dict[str, int] | None = None
+        self, delta: dict[str, Any], finish: str | None = None, usage: dict[str, int] | None = None
     ) -> bytes:
         return replies.chunk_event(
             chunk_id=self._chunk_id,
@@ -62,15 +67,21 @@ class _MistralFraming:
         return self._event({"role": "assistant", "content": ""})
 
     def piece(self, text: str, *, last: bool) -> bytes:
+        call = self._reply.tool_call
+        delta: dict[str, Any] = {"content": text} if call is None else _tool_delta(call)
         if last:
-            return self._event({"content": text}, self._reply.finish_reason, self._reply.usage)
-        return self._event({"content": text})
+            return self._event(delta, self._reply.finish_reason, self._reply.usage)
+        return self._event(delta)
 
     def closing(self) -> bytes:
         return replies.DONE_EVENT
 
     def error(self) -> bytes:
         return b""  # Mistral has no in-stream error event
+
+
+def _tool_delta(call: dict[str, Any]) -> dict[str, Any]:
+    return {"content": None, "tool_calls": [call]}
 
 
 async def stream_reply(
@@ -105,12 +116,14 @@ async def complete_reply(
 
     With ``halt``: half of a ``Content-Length`` body at once, then a drop or a stall.
     """
+    call = reply.tool_call
     completion = replies.completion_body(
         created=int(time.time()),
         model=reply.model,
-        text="".join(reply.pieces),
+        text="".join(reply.pieces) if call is None else "",
         finish_reason=reply.finish_reason,
         usage_counts=reply.usage,
+        tool_calls=None if call is None else [call],
     )
     payload = replies.compact(completion).encode()
     return await _send.complete(request, payload, headers, delay=reply.generation_time, halt=halt)

@@ -10,6 +10,14 @@ compact JSON; error bodies are pretty-printed with four-space indents, as OpenAI
 Azure's variant (``azure=True``) opens with a chunk that has empty ``choices``, blank ``id``
 and ``model``, and ``prompt_filter_results``, and puts ``content_filter_results`` in every
 choice.
+
+A tool call streams as OpenAI streams it (platform.openai.com/docs/guides/function-calling,
+"Streaming"; raw captures of gpt-4o streams in public test fixtures): the first chunk carries
+the role and the call's ``index`` 0, ``id`` (``call_`` and 24 letters and digits), ``type``
+and ``function.name`` with empty ``arguments`` (``{"role": "assistant", "content": null,
+"tool_calls": [...], "refusal": null}``); each later chunk one fragment of the arguments,
+``{"tool_calls": [{"index": 0, "function": {"arguments": "..."}}]}``; then an empty delta with
+``finish_reason: "tool_calls"``. Not streamed: ``message.tool_calls`` with ``content: null``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from chatwire.testing._text import compact, random_id
@@ -92,11 +101,15 @@ def json_type(value: object) -> str:
     return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), "a value")
 
 
-def validation_problem(body: object, *, model_required: bool) -> tuple[str, str | None, str]:
-    """(message, param, code) for the first problem, or ("", None, "") when the body is fine.
+Problem = tuple[str, str | None, str | None]
+
+
+def validation_problem(body: object, *, model_required: bool) -> Problem:
+    """(message, param, code) for the first problem, or ("", None, None) when the body is fine.
 
     OpenAI-compatible servers accept many fields, so only what every one of them rejects is
-    checked: the body's shape, ``model``, ``messages`` and the type of ``stream``.
+    checked: the body's shape, ``model``, ``messages``, the type of ``stream``, the shape of
+    ``tools`` and the pairing of tool calls with tool messages (``tool_problem``).
     """
     if not isinstance(body, dict):
         return (
@@ -126,7 +139,91 @@ def validation_problem(body: object, *, model_required: bool) -> tuple[str, str 
             " but got an empty array instead."
         )
         return message, "messages", "empty_array"
-    return "", None, ""
+    return tools_problem(body.get("tools")) or tool_problem(body["messages"]) or ("", None, None)
+
+
+def tools_problem(tools: object) -> Problem | None:
+    """``tools``: an array of ``{"type": "function", "function": {"name": ...}}``."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        message = (
+            f"Invalid type for 'tools': expected an array, but got {json_type(tools)} instead."
+        )
+        return message, "tools", "invalid_type"
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            continue
+        function = tool.get("function")
+        if isinstance(function, dict) and "name" in function:
+            continue
+        if function is not None and not isinstance(function, dict):
+            message = (
+                f"Invalid type for 'tools[{index}].function': expected an object,"
+                f" but got {json_type(function)} instead."
+            )
+            return message, f"tools[{index}].function", "invalid_type"
+        name = f"tools[{index}].function" + ("" if function is None else ".name")
+        return f"Missing required parameter: '{name}'.", name, "missing_required_parameter"
+    return None
+
+
+NO_TOOL_CALL_ID: Final = (
+    "Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'."
+)
+TOOL_WITHOUT_CALL: Final = (  # sic: OpenAI's own spelling
+    "Invalid parameter: messages with role 'tool' must be a response to a preceeding message"
+    " with 'tool_calls'."
+)
+
+
+def unanswered_calls(ids: list[str]) -> str:
+    return (
+        "An assistant message with 'tool_calls' must be followed by tool messages responding"
+        " to each 'tool_call_id'. The following tool_call_ids did not have response messages:"
+        f" {', '.join(ids)}"
+    )
+
+
+def tool_problem(messages: list[Any]) -> Problem | None:
+    """Tool messages answer the calls of the assistant message just before them, each call.
+
+    OpenAI's 400s, as quoted in public issue threads: a tool message without
+    ``tool_call_id``; a tool message that answers no pending call; an assistant message
+    whose calls are not all answered before the next other message (or the end).
+    """
+    pending: list[str] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id is None:
+                return NO_TOOL_CALL_ID, f"messages.[{index}].tool_call_id", None
+            if call_id not in pending:
+                return TOOL_WITHOUT_CALL, f"messages.[{index}].role", None
+            pending.remove(call_id)
+            continue
+        if pending:
+            return unanswered_calls(pending), "messages", None
+        if message.get("role") == "assistant" and isinstance(message.get("tool_calls"), list):
+            for number, call in enumerate(message["tool_calls"]):
+                if not isinstance(call, dict) or "id" not in call:
+                    name = f"messages[{index}].tool_calls[{number}].id"
+                    return (
+                        f"Missing required parameter: '{name}'.",
+                        name,
+                        "missing_required_parameter",
+                    )
+                pending.append(call["id"])
+    if pending:
+        return unanswered_calls(pending), "messages", None
+    return None
+
+
+def tool_call_id() -> str:
+    """``call_`` and 24 letters and digits, as OpenAI's tool call ids are."""
+    return f"call_{random_id(24)}"
 
 
 def request_id() -> str:
@@ -153,8 +250,24 @@ def content_filter(*, checked: bool) -> dict[str, Any]:
     return {name: {"filtered": False, "severity": "safe"} for name in names} if checked else {}
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call of a reply: its id, the function's name, the arguments JSON."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_message_part(self) -> dict[str, Any]:
+        function = {"name": self.name, "arguments": self.arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
+
 class OpenAIChunks:
-    """The ``chat.completion.chunk`` events of one reply."""
+    """The ``chat.completion.chunk`` events of one reply: text, or one ``tool_call``.
+
+    With a tool call, the pieces are fragments of its arguments.
+    """
 
     def __init__(
         self,
@@ -165,12 +278,14 @@ class OpenAIChunks:
         truncated: bool,
         include_usage: bool,
         azure: bool = False,
+        tool_call: ToolCall | None = None,
     ) -> None:
         self._model = model
         self._id = f"chatcmpl-{random_id(29)}"
         self._created = int(time.time())
         self._fingerprint = f"fp_{secrets.token_hex(5)}"
-        self._finish = "length" if truncated else "stop"
+        self._finish = "tool_calls" if tool_call else "length" if truncated else "stop"
+        self._tool_call = tool_call
         self._usage = usage(prompt, pieces) if include_usage else None
         self._include_usage = include_usage
         self._azure = azure
@@ -198,9 +313,20 @@ class OpenAIChunks:
             choice["content_filter_results"] = content_filter(checked=checked)
         return choice
 
+    def _opening_delta(self) -> dict[str, Any]:
+        call = self._tool_call
+        if call is None:
+            return {"role": "assistant", "content": "", "refusal": None}
+        header = {
+            "index": 0,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        return {"role": "assistant", "content": None, "tool_calls": [header], "refusal": None}
+
     def opening(self) -> bytes:
-        role = {"role": "assistant", "content": "", "refusal": None}
-        first = self._event([self._choice(role, None, False)])
+        first = self._event([self._choice(self._opening_delta(), None, False)])
         if not self._azure:
             return first
         prompt_filter = [
@@ -217,7 +343,10 @@ class OpenAIChunks:
         return f"data: {compact(blank)}\n\n".encode() + first
 
     def piece(self, text: str, *, last: bool) -> bytes:
-        return self._event([self._choice({"content": text}, None, True)])
+        if self._tool_call is None:
+            return self._event([self._choice({"content": text}, None, True)])
+        fragment = {"index": 0, "function": {"arguments": text}}
+        return self._event([self._choice({"tool_calls": [fragment]}, None, True)])
 
     def closing(self) -> bytes:
         finish = self._event([self._choice({}, self._finish, False)])
@@ -230,14 +359,30 @@ class OpenAIChunks:
 
 
 def completion_body(
-    model: str, text: str, *, truncated: bool, prompt: int, pieces: int, azure: bool = False
+    model: str,
+    text: str,
+    *,
+    truncated: bool,
+    prompt: int,
+    pieces: int,
+    azure: bool = False,
+    tool_call: ToolCall | None = None,
 ) -> dict[str, Any]:
-    """A non-streamed ``chat.completion`` object."""
+    """A non-streamed ``chat.completion`` object: text, or ``tool_call`` (``content`` null)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    finish = "length" if truncated else "stop"
+    if tool_call is not None:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [tool_call.as_message_part()],
+        }
+        finish = "tool_calls"
     choice: dict[str, Any] = {
         "index": 0,
-        "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+        "message": {**message, "refusal": None, "annotations": []},
         "logprobs": None,
-        "finish_reason": "length" if truncated else "stop",
+        "finish_reason": finish,
     }
     body: dict[str, Any] = {
         "id": f"chatcmpl-{random_id(29)}",

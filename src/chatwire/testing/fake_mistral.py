@@ -10,7 +10,10 @@ A chat request is checked in this order, and the first failure answers:
 4. a model neither in ``models`` nor a fault model: 400 ``invalid_model``;
 5. with more than one message, the last must be user, tool or assistant with prefix=true,
    else 400 with Mistral's message-order body;
-6. the reply, streamed (``stream: true``) or as one ``chat.completion``.
+6. the tool-call rules of the conversation (``serving_problem`` in ``_mistral_validate``):
+   tool messages only after an assistant or tool message and before an assistant or tool
+   message, one tool message per call, tool call ids of 9 letters and digits, else 400;
+7. the reply, streamed (``stream: true``) or as one ``chat.completion``: a tool call or text.
 
 Error bodies follow ``error_shape`` (0, 1 or 2; table in ``_mistral_replies``).
 
@@ -19,6 +22,16 @@ The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``;
 streamed in word pieces that keep their leading space (``split_pieces``), cut to
 ``max_tokens`` pieces with ``finish_reason: "length"``. ``first_token_delay`` comes before the
 first content chunk, ``token_delay`` between content chunks.
+
+Tool calls (``_tool_calls``): a request with function ``tools``, ``tool_choice`` other than
+``none`` and a user message last gets one call, of the first tool or the one ``tool_choice``
+names, with arguments derived from its schema (``expected_tool_call(body)`` tells which).
+As Mistral sends it (docs.mistral.ai/capabilities/function_calling; a captured stream in
+vercel/ai's fixtures): ``{"id": <9 letters and digits>, "function": {"name", "arguments":
+<JSON string>}}``, no ``type`` and no ``index``, the whole call in one chunk
+(``{"content": null, "tool_calls": [...]}``) after the role chunk, with
+``finish_reason: "tool_calls"`` and usage; not streamed, ``message.tool_calls`` with
+``content: ""``. A tool message last gets the text ``"The tool said: <its content>"``.
 
 Fault models (accepted whatever ``models`` says):
 
@@ -62,9 +75,16 @@ from chatwire.testing._faults import (
     SPLIT_UTF8_REPLY,
 )
 from chatwire.testing._mistral_send import Reply, complete_reply, forever, stream_reply
-from chatwire.testing._mistral_validate import ErrorEntry, json_error, validate_chat_body
+from chatwire.testing._mistral_validate import (
+    ErrorEntry,
+    json_error,
+    serving_problem,
+    validate_chat_body,
+)
 from chatwire.testing._run import serve
-from chatwire.testing._server import FakeServer, RecordedRequest
+from chatwire.testing._server import RecordedRequest
+from chatwire.testing._text import count_tokens
+from chatwire.testing._tool_calls import ToolCallingServer, planned_call
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -98,7 +118,7 @@ class FakeMistralOptions(TypedDict, total=False):
     error_shape: int
 
 
-class FakeMistral(FakeServer):
+class FakeMistral(ToolCallingServer):
     """A Mistral upstream on a real socket; see the module docstring for its behaviour."""
 
     def __init__(
@@ -162,15 +182,29 @@ class FakeMistral(FakeServer):
             return refusal
         if model == FAULT_STALL:
             await forever()
-        plan = self._plan(model, body["messages"], body.get("max_tokens"))
-        reply = Reply(
-            model=model,
-            pieces=plan.pieces,
-            finish_reason="length" if plan.truncated else "stop",
-            usage=replies.usage(body["messages"], len(plan.pieces)),
-            first_token_delay=plan.pace.first_token_delay,
-            token_delay=plan.pace.token_delay,
-        )
+        call = planned_call(body)
+        plan = self._plan(model, body["messages"], None if call else body.get("max_tokens"))
+        if call is None:
+            reply = Reply(
+                model=model,
+                pieces=plan.pieces,
+                finish_reason="length" if plan.truncated else "stop",
+                usage=replies.usage(body["messages"], len(plan.pieces)),
+                first_token_delay=plan.pace.first_token_delay,
+                token_delay=plan.pace.token_delay,
+            )
+        else:
+            # Mistral's arguments JSON has spaces after ':' and ','.
+            arguments = json.dumps(call.arguments, ensure_ascii=False)
+            reply = Reply(
+                model=model,
+                pieces=[arguments],
+                finish_reason="tool_calls",
+                usage=replies.usage(body["messages"], count_tokens(arguments)),
+                first_token_delay=plan.pace.first_token_delay,
+                token_delay=plan.pace.token_delay,
+                tool_call=replies.tool_call(call.name, arguments),
+            )
         if body.get("stream") is True:
             resp = await stream_reply(
                 request,
@@ -205,6 +239,9 @@ class FakeMistral(FakeServer):
             or (last["role"] == "assistant" and last.get("prefix") is True)
         ):
             return self._json(400, replies.role_order_body(last["role"]))
+        problem = serving_problem(messages)
+        if problem is not None:
+            return self._json(400, replies.serving_error_body(problem))
         return None
 
 

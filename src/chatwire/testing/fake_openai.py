@@ -25,6 +25,15 @@ appended to ``deployments_called``. Azure's stream opens with its prompt-filter 
 
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``max_completion_tokens`` (or ``max_tokens``) pieces with ``finish_reason: "length"``.
+
+Tool calls (``_tool_calls``): a request with function ``tools``, ``tool_choice`` other than
+``none`` and a user message last gets one call, of the first tool or the one ``tool_choice``
+names, with arguments derived from its schema (``expected_tool_call(body)`` tells which),
+in OpenAI's shape (``_openai_wire``): streamed as a first chunk with ``index``, ``id``,
+``type`` and ``function.name``, then fragments of the arguments, then ``finish_reason:
+"tool_calls"``. A tool message last gets the text ``"The tool said: <its content>"``. The
+body checks include OpenAI's tool-message rules: a ``tool_call_id`` on every tool message,
+each answering a call of the assistant message before it, every call answered (400).
 """
 
 from __future__ import annotations
@@ -47,8 +56,8 @@ from chatwire.testing._faults import (
     RETRY_AFTER_SECONDS,
 )
 from chatwire.testing._run import serve
-from chatwire.testing._server import FakeServer
 from chatwire.testing._text import compact, count_tokens, message_text
+from chatwire.testing._tool_calls import ToolCallingServer, argument_fragments, planned_call
 
 OPENAI_MODELS: Final = (
     "gpt-3.5-turbo",
@@ -87,7 +96,7 @@ class FakeOpenAIOptions(TypedDict, total=False):
     organization: str | None
 
 
-class FakeOpenAI(FakeServer):
+class FakeOpenAI(ToolCallingServer):
     """An OpenAI-compatible (and Azure OpenAI) upstream; see the module docstring."""
 
     def __init__(
@@ -266,32 +275,39 @@ class FakeOpenAI(FakeServer):
         """Replies as ``model``; ``fault`` (the model or deployment asked for) picks faults."""
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         max_tokens = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-        plan = self._plan(fault, body["messages"], max_tokens)
+        call = planned_call(body)
+        plan = self._plan(fault, body["messages"], None if call else max_tokens)
+        pieces, tool_call = plan.pieces, None
+        if call is not None:
+            tool_call = wire.ToolCall(wire.tool_call_id(), call.name, compact(call.arguments))
+            pieces = argument_fragments(tool_call.arguments)
         prompt = _prompt_tokens(body["messages"])
         if body.get("stream") is not True:
             completion = wire.completion_body(
                 model,
-                "".join(plan.pieces),
+                "".join(pieces),
                 truncated=plan.truncated,
                 prompt=prompt,
-                pieces=len(plan.pieces),
+                pieces=len(pieces),
                 azure=azure,
+                tool_call=tool_call,
             )
             return await _send.complete(
                 request,
                 compact(completion).encode(),
                 self._headers(),
-                delay=plan.pace.generation_time(len(plan.pieces)),
+                delay=plan.pace.generation_time(len(pieces)),
                 halt=plan.halt,
             )
         options = body.get("stream_options") or {}
         chunks = wire.OpenAIChunks(
             model,
             prompt=prompt,
-            pieces=len(plan.pieces),
+            pieces=len(pieces),
             truncated=plan.truncated,
             include_usage=options.get("include_usage") is True,
             azure=azure,
+            tool_call=tool_call,
         )
         headers = {"Cache-Control": "no-cache", **self._headers()}
         resp = await _send.prepare(request, headers, "text/event-stream", "utf-8")
@@ -299,7 +315,7 @@ class FakeOpenAI(FakeServer):
             request,
             resp,
             chunks,
-            plan.pieces,
+            pieces,
             plan.pace,
             halt=plan.halt,
             split_writes=plan.split_writes,
