@@ -9,7 +9,7 @@ ensure_venv() {
   }
   [ -x .venv/bin/python ] || "$py" -m venv .venv
   hash="$(sha256sum pyproject.toml | cut -c1-16)"
-  installed="$(cat .venv/.chatwire-installed 2>/dev/null)"
+  installed="$(cat .venv/.chatwire-installed 2>/dev/null || true)"
   if [ "$installed" = "$hash test" ] || [ "$installed" = "$hash ${extra:-base}" ]; then
     return 0
   fi
