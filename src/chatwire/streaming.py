@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import aiohttp
 
@@ -74,18 +75,7 @@ async def relay_text(
         await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
     try:
-        # Redirects are not followed: the key must go nowhere but the configured host.
-        timing.sent = time.perf_counter()
-        async with http.post(
-            call.url, data=call.body, headers=call.headers, allow_redirects=False
-        ) as resp:
-            timing.answered = time.perf_counter()
-            if resp.status != 200:
-                body = await read_limited(resp.content, MAX_ERROR_BODY)
-                raise provider.error_for_status(
-                    resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
-                )
-            switch_to_idle_timeout(resp, timeouts.idle)
+        async with open_upstream(http, provider, call, timeouts, timing) as resp:
             phase = "idle"
             decoder = provider.adapter.decoder(provider)
             # Whatever arrived in one read is decoded and sent on at once, as one piece.
@@ -144,6 +134,31 @@ async def drain(resp: aiohttp.ClientResponse) -> None:
                 pass
     except (aiohttp.ClientError, TimeoutError):
         resp.close()
+
+
+@asynccontextmanager
+async def open_upstream(
+    http: aiohttp.ClientSession,
+    provider: Provider,
+    call: UpstreamCall,
+    timeouts: Timeouts,
+    timing: Timing,
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST the call and yield the upstream's 200 response, idle timeout in force; any
+    other status raises the provider's mapped error."""
+    timing.sent = time.perf_counter()
+    # Redirects are not followed: the key must go nowhere but the configured host.
+    async with http.post(
+        call.url, data=call.body, headers=call.headers, allow_redirects=False
+    ) as resp:
+        timing.answered = time.perf_counter()
+        if resp.status != 200:
+            body = await read_limited(resp.content, MAX_ERROR_BODY)
+            raise provider.error_for_status(
+                resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
+            )
+        switch_to_idle_timeout(resp, timeouts.idle)
+        yield resp
 
 
 def switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:

@@ -23,7 +23,7 @@ from chatwire.api.openai_errors import openai_error
 from chatwire.errors import ChatwireError, InternalError
 from chatwire.openai_api.chunks import ChunkReader
 from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
-from chatwire.streaming import MAX_ERROR_BODY, drain, read_limited, switch_to_idle_timeout
+from chatwire.streaming import drain, open_upstream, read_limited
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.openai")
@@ -88,17 +88,7 @@ async def relay_sse(
         )
 
     try:
-        timing.sent = time.perf_counter()
-        async with http.post(
-            call.url, data=call.body, headers=call.headers, allow_redirects=False
-        ) as resp:
-            timing.answered = time.perf_counter()
-            if resp.status != 200:
-                body = await read_limited(resp.content, MAX_ERROR_BODY)
-                raise provider.error_for_status(
-                    resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
-                )
-            switch_to_idle_timeout(resp, timeouts.idle)
+        async with open_upstream(http, provider, call, timeouts, timing) as resp:
             phase = "idle"
             head = {
                 "id": completion_id,
@@ -207,17 +197,7 @@ async def relay_collected(
     texts: list[str] = []
     finish = None
     try:
-        timing.sent = time.perf_counter()
-        async with http.post(
-            call.url, data=call.body, headers=call.headers, allow_redirects=False
-        ) as resp:
-            timing.answered = time.perf_counter()
-            if resp.status != 200:
-                body = await read_limited(resp.content, MAX_ERROR_BODY)
-                raise provider.error_for_status(
-                    resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
-                )
-            switch_to_idle_timeout(resp, timeouts.idle)
+        async with open_upstream(http, provider, call, timeouts, timing) as resp:
             phase = "idle"
             chunks: list[dict[str, Any]] = []
             async for block in resp.content.iter_any():
