@@ -41,7 +41,10 @@ MISTRAL = ParamRules(
     ),
 )
 OPENAI = ParamRules(ask_for_usage=True)
-RULES: dict[str, ParamRules] = {"mistral": MISTRAL}
+# A user's own server may be anything OpenAI-shaped (vLLM, llama.cpp, Mistral...): it is
+# sent what the client sent, and not asked for usage with a field some of them refuse.
+CUSTOM = ParamRules()
+RULES: dict[str, ParamRules] = {"mistral": MISTRAL, "custom": CUSTOM}
 
 
 class ChatCompletionRequest(msgspec.Struct, forbid_unknown_fields=False):

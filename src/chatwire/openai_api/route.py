@@ -18,7 +18,13 @@ from starlette.datastructures import State
 from chatwire.api.asgi import ClientGone, Receive, Scope, Send, read_body, read_heads
 from chatwire.api.schemas import ChatRequest, ChatSettings, Message
 from chatwire.availability import resolve_model_name
-from chatwire.errors import ChatwireError, InternalError, MethodNotAllowed, RequestInvalid
+from chatwire.errors import (
+    ChatwireError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    RequestInvalid,
+)
 from chatwire.openai_api import params
 from chatwire.openai_api.chunks import (
     AnthropicChunks,
@@ -40,6 +46,7 @@ from chatwire.providers.ollama import OllamaChat
 from chatwire.providers.openai_compat import OpenAICompatible
 from chatwire.providers.resolve import ProfileView
 from chatwire.services import Services
+from chatwire.store.records import CustomModel
 from chatwire.streaming import DisconnectWatch
 from chatwire.timing import Timing
 
@@ -88,13 +95,12 @@ class ChatCompletionsRoute:
         body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
         request, fields = params.decode(body)
         provider, model = resolve_model_name(services, request.model)
-        if provider.uses_custom_models:
-            raise RequestInvalid(
-                "Custom models are served on /api/chat/custom; on /v1 they are not available yet."
-            )
         profile = ProfileView(services.overrides, await services.profile(user.id))
-        chat = ChatRequest(chatSettings=ChatSettings(model=model), messages=[])
-        target = provider.resolve(provider, profile, chat, None)
+        chat = ChatRequest(chatSettings=ChatSettings(model=model), messages=_messages(fields))
+        custom = None
+        if provider.uses_custom_models:
+            custom = await _custom_record(services, user.id, model)
+        target = provider.resolve(provider, profile, chat, custom)
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
         if isinstance(provider.adapter, OpenAICompatible):
             call = _openai_call(provider, target, request, fields, services.settings.drop_params)
@@ -159,6 +165,10 @@ def _openai_call(
         "stream": request.stream,
         **params.translate(provider.name, provider.label, fields, drop),
     }
+    budget_given = fields.get("max_tokens") or fields.get("max_completion_tokens")
+    if target.max_tokens is not None and not budget_given:
+        # A custom model's reply budget from its record, as on /api/chat/custom.
+        payload["max_tokens"] = target.max_tokens
     if request.stream and params.RULES.get(provider.name, params.OPENAI).ask_for_usage:
         payload["stream_options"] = {"include_usage": True}
     return UpstreamCall(
@@ -207,3 +217,21 @@ READERS: dict[type, type[ChunkReader]] = {
     GeminiGenerateContent: GeminiChunks,
     OllamaChat: OllamaChunks,
 }
+
+
+def _messages(fields: dict[str, Any]) -> list[Message]:
+    """The messages as chatwire's own structs, for the adapters that rebuild them; empty
+    when they hold what only OpenAI-compatible providers take (tool turns and such)."""
+    try:
+        return msgspec.convert(fields.get("messages") or [], list[Message])
+    except msgspec.ValidationError:
+        return []
+
+
+async def _custom_record(services: Services, user_id: int, model: str) -> CustomModel:
+    for record in await services.store.list_custom_models(user_id):
+        if model in (record.model_id, record.name):
+            return record
+    raise NotFound(
+        f"You have no custom model '{model[:200]}' (GET /v1/models lists yours as custom/<model>)."
+    )

@@ -1,0 +1,61 @@
+"""A user's custom models through /v1, with the openai SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from chatwire.testing.fake_mistral import FakeMistral
+from tests.conftest import FAKE_KEY, Running
+
+MESSAGES: list[Any] = [{"role": "user", "content": "Hello from a custom model"}]
+
+
+async def add_record(server: Running, fake: FakeMistral) -> None:
+    record = {
+        "name": "Local Mistral",
+        "model_id": "mistral-small-latest",
+        "base_url": str(fake.base_url),
+        "api_key": FAKE_KEY,
+        "context_length": 6000,
+    }
+    resp = await server.client.post("/api/custom-models", json=record, headers=server.auth)
+    assert resp.status_code == 201
+
+
+def sdk(server: Running) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=server.token, max_retries=0)
+
+
+async def test_custom_model_listed_and_streamed_with_its_budget(
+    server: Running, fake: FakeMistral
+) -> None:
+    await add_record(server, fake)
+    async with sdk(server) as client:
+        ids = [m.id for m in (await client.models.list()).data]
+        assert "custom/mistral-small-latest" in ids
+        stream = await client.chat.completions.create(
+            model="custom/mistral-small-latest", messages=MESSAGES, stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == fake.expected_reply(MESSAGES)
+    sent = fake.requests[-1].json
+    assert 5000 < sent["max_tokens"] < 6000  # the record's context, less the prompt
+
+
+async def test_the_clients_own_budget_wins(server: Running, fake: FakeMistral) -> None:
+    await add_record(server, fake)
+    async with sdk(server) as client:
+        await client.chat.completions.create(
+            model="custom/Local Mistral", messages=MESSAGES, max_tokens=20
+        )
+    assert fake.requests[-1].json["max_tokens"] == 20
+
+
+async def test_unknown_custom_model_is_not_found(server: Running) -> None:
+    async with sdk(server) as client:
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.chat.completions.create(model="custom/nope", messages=MESSAGES)
+    assert "no custom model 'nope'" in str(caught.value)
