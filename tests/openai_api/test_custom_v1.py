@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from chatwire.testing.fake_mistral import FakeMistral
-from tests.conftest import FAKE_KEY, Running
+from tests.conftest import FAKE_KEY, Running, ServerFactory
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Hello from a custom model"}]
 
@@ -59,3 +59,32 @@ async def test_unknown_custom_model_is_not_found(server: Running) -> None:
         with pytest.raises(openai.NotFoundError) as caught:
             await client.chat.completions.create(model="custom/nope", messages=MESSAGES)
     assert "no custom model 'nope'" in str(caught.value)
+
+
+async def test_azure_through_v1_uses_the_deployment(make_server: ServerFactory) -> None:
+    from chatwire.testing.fake_openai import FakeOpenAI
+
+    async with FakeOpenAI() as azure:
+        server = await make_server(stored_key=None)
+        fields = {
+            "azure_openai_api_key": str(azure.api_key),
+            "azure_openai_endpoint": str(azure.root_url),
+            "azure_openai_35_turbo_id": "gpt-35-turbo",
+        }
+        assert (
+            await server.client.patch("/api/profile", json=fields, headers=server.auth)
+        ).status_code == 200
+        async with sdk(server) as client:
+            assert "azure/gpt-3.5-turbo" in [m.id for m in (await client.models.list()).data]
+            stream = await client.chat.completions.create(
+                model="azure/gpt-3.5-turbo",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = [c async for c in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == azure.expected_reply(MESSAGES)
+        assert chunks[-1].usage is not None
+        assert azure.deployments_called == ["gpt-35-turbo"]
+        assert azure.requests[-1].headers["api-key"] == azure.api_key
