@@ -172,3 +172,22 @@ async def test_raw_stream_ends_with_done_and_has_server_timing(server: Running) 
     assert bad.status_code == 400
     assert bad.json()["error"]["type"] == "invalid_request_error"
     assert bad.headers["server-timing"].startswith("gateway;dur=")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_client_going_away_cancels_the_upstream(
+    server: Running, fake: FakeMistral, stream: bool
+) -> None:
+    import asyncio
+
+    body = {"model": "mistral/fake-stall", "messages": MESSAGES, "stream": stream}
+
+    async def call() -> None:
+        await server.client.post("/v1/chat/completions", json=body, headers=server.auth)
+
+    task = asyncio.create_task(call())
+    await fake.wait_for_active_requests(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake.wait_for_active_requests(0, within=0.5)

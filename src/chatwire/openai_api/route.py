@@ -108,8 +108,24 @@ class ChatCompletionsRoute:
         else:
             call, reader = _translated_call(services, provider, target, model, fields)
         name = f"{provider.name}/{model}"
-        if not request.stream:
-            if isinstance(reader, OpenAIChunks):
+        # Streamed or not, a client that goes away cancels the upstream request at once.
+        watch = DisconnectWatch(receive)
+        try:
+            if request.stream:
+                await relay_sse(
+                    services.http,
+                    provider,
+                    call,
+                    services.timeouts,
+                    send,
+                    rid,
+                    timing,
+                    name,
+                    include_usage,
+                    reader,
+                    watch.close,
+                )
+            elif isinstance(reader, OpenAIChunks):
                 await relay_json(
                     services.http, provider, call, services.timeouts, send, rid, timing, name
                 )
@@ -125,22 +141,6 @@ class ChatCompletionsRoute:
                     name,
                     reader,
                 )
-            return
-        watch = DisconnectWatch(receive)
-        try:
-            await relay_sse(
-                services.http,
-                provider,
-                call,
-                services.timeouts,
-                send,
-                rid,
-                timing,
-                name,
-                include_usage,
-                reader,
-                watch.close,
-            )
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
