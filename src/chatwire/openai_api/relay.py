@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -33,69 +34,76 @@ _encode = msgspec.json.encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def json_headers(rid: bytes, timing: Timing) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), (b"x-request-id", rid), timing.header()]
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One /v1 request's upstream call and the client it answers."""
+
+    http: aiohttp.ClientSession
+    provider: Provider
+    call: UpstreamCall
+    timeouts: Timeouts
+    send: Send
+    rid: bytes
+    timing: Timing
+    model: str  # the name the client asked for, echoed in every answer
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    payload: Any,
+    rid: bytes,
+    timing: Timing,
+    extra: list[tuple[bytes, bytes]],
+) -> None:
+    data = _encode(payload)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+        (b"x-request-id", rid),
+        timing.header(),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
 async def send_openai_error(send: Send, error: ChatwireError, rid: bytes, timing: Timing) -> None:
-    body = _encode(openai_error(error))
-    headers = [*json_headers(rid, timing), (b"content-length", str(len(body)).encode())]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": headers + error.headers(),
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_json(send, error.status, openai_error(error), rid, timing, error.headers())
 
 
 async def relay_sse(
-    http: aiohttp.ClientSession,
-    provider: Provider,
-    call: UpstreamCall,
-    timeouts: Timeouts,
-    send: Send,
-    rid: bytes,
-    timing: Timing,
-    model: str,
-    include_usage: bool,
-    reader: ChunkReader,
-    on_sent: Callable[[], None],
+    ex: Exchange, include_usage: bool, reader: ChunkReader, on_sent: Callable[[], None]
 ) -> None:
     started = False
     phase = "first_byte"
-    completion_id = f"chatcmpl-{rid.decode()}"
-    created = int(time.time())
-
-    async def start() -> None:
-        nonlocal started
-        headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-            (b"x-request-id", rid),
-            timing.header(),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        started = True
+    send = ex.send
+    head = {
+        "id": f"chatcmpl-{ex.rid.decode()}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": ex.model,
+    }
 
     async def event(data: bytes) -> None:
+        nonlocal started
         if not started:
-            await start()
+            headers = [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+                (b"x-request-id", ex.rid),
+                ex.timing.header(),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            started = True
         await send(
             {"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True}
         )
 
     try:
-        async with open_upstream(http, provider, call, timeouts, timing) as resp:
+        async with open_upstream(ex.http, ex.provider, ex.call, ex.timeouts, ex.timing) as resp:
             phase = "idle"
-            head = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-            }
             async for block in resp.content.iter_any():
                 for chunk in reader.feed(block):
                     await event(_encode({**head, **chunk}))
@@ -110,113 +118,88 @@ async def relay_sse(
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             on_sent()
             await drain(resp)
-    except ChatwireError as error:
-        if started:
-            await _end_with_error(send, error)
-            return
-        raise
-    except _TRANSPORT_ERRORS as exc:
-        failure = provider.transport_error(exc, phase, timeouts)
-        if not started:
-            raise failure from exc
-        log.warning(
-            "request %s: %s failed mid-stream: %s", rid.decode(), provider.name, failure.message
-        )
-        await _end_with_error(send, failure)
     except Exception as exc:
-        log.exception("request %s: relaying from %s failed", rid.decode(), provider.name)
-        internal = InternalError(
-            f"chatwire failed while relaying from {provider.label} (request id {rid.decode()})."
-        )
+        error = _mapped(ex, exc, phase)
         if not started:
-            raise internal from exc
-        await _end_with_error(send, internal)
+            if error is exc:
+                raise
+            raise error from exc
+        if not isinstance(exc, ChatwireError):
+            log.warning(
+                "request %s: %s failed mid-stream: %s",
+                ex.rid.decode(),
+                ex.provider.name,
+                error.message,
+            )
+        # After the 200: an error event, then the end, and no [DONE].
+        event_body = b"data: " + _encode(openai_error(error)) + b"\n\n"
+        await send({"type": "http.response.body", "body": event_body, "more_body": False})
 
 
-async def _end_with_error(send: Send, error: ChatwireError) -> None:
-    """After the 200: an error event, then the end, and no [DONE]."""
-    body = b"data: " + _encode(openai_error(error)) + b"\n\n"
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+def _mapped(ex: Exchange, exc: Exception, phase: str) -> ChatwireError:
+    """The one place a /v1 relay failure becomes a chatwire error."""
+    if isinstance(exc, ChatwireError):
+        return exc
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return ex.provider.transport_error(exc, phase, ex.timeouts)
+    log.exception("request %s: relaying from %s failed", ex.rid.decode(), ex.provider.name)
+    return InternalError(
+        f"chatwire failed while relaying from {ex.provider.label} (request id {ex.rid.decode()})."
+    )
 
 
-async def relay_json(
-    http: aiohttp.ClientSession,
-    provider: Provider,
-    call: UpstreamCall,
-    timeouts: Timeouts,
-    send: Send,
-    rid: bytes,
-    timing: Timing,
-    model: str,
-) -> None:
+async def relay_json(ex: Exchange) -> None:
     """Non-streaming: the upstream's chat.completion, under the client's model name."""
+    phase = "first_byte"
     try:
-        timing.sent = time.perf_counter()
-        async with http.post(
-            call.url, data=call.body, headers=call.headers, allow_redirects=False
-        ) as resp:
-            timing.answered = time.perf_counter()
+        async with open_upstream(ex.http, ex.provider, ex.call, ex.timeouts, ex.timing) as resp:
+            phase = "idle"
             body = await read_limited(resp.content, 16 * 1024 * 1024)
-            if resp.status != 200:
-                raise provider.error_for_status(
-                    resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
-                )
-    except _TRANSPORT_ERRORS as exc:
-        raise provider.transport_error(exc, "first_byte", timeouts) from exc
-    try:
         answer = _decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise provider.transport_error(
-            StreamFailed("an answer that is not JSON"), "idle", timeouts
-        ) from exc
-    answer["model"] = model
+        broken = StreamFailed("an answer that is not JSON")
+        raise ex.provider.transport_error(broken, "idle", ex.timeouts) from exc
+    except ChatwireError:
+        raise
+    except Exception as exc:
+        raise _mapped(ex, exc, phase) from exc
+    answer["model"] = ex.model
     for choice in answer.get("choices") or ():
         message = choice.get("message") if isinstance(choice, dict) else None
         for call in (message or {}).get("tool_calls") or ():
             if isinstance(call, dict):
                 call.setdefault("type", "function")
-    data = _encode(answer)
-    headers = [*json_headers(rid, timing), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
+    await send_json(ex.send, 200, answer, ex.rid, ex.timing, [])
 
 
-async def relay_collected(
-    http: aiohttp.ClientSession,
-    provider: Provider,
-    call: UpstreamCall,
-    timeouts: Timeouts,
-    send: Send,
-    rid: bytes,
-    timing: Timing,
-    model: str,
-    reader: ChunkReader,
-) -> None:
+async def relay_collected(ex: Exchange, reader: ChunkReader) -> None:
     """Non-streaming, for upstreams that are always streamed: one chat.completion."""
     phase = "first_byte"
-    texts: list[str] = []
-    finish = None
+    chunks: list[dict[str, Any]] = []
     try:
-        async with open_upstream(http, provider, call, timeouts, timing) as resp:
+        async with open_upstream(ex.http, ex.provider, ex.call, ex.timeouts, ex.timing) as resp:
             phase = "idle"
-            chunks: list[dict[str, Any]] = []
             async for block in resp.content.iter_any():
                 chunks += reader.feed(block)
                 if reader.finished:
                     break
             else:
                 chunks += reader.close()
-    except _TRANSPORT_ERRORS as exc:
-        raise provider.transport_error(exc, phase, timeouts) from exc
+    except ChatwireError:
+        raise
+    except Exception as exc:
+        raise _mapped(ex, exc, phase) from exc
+    texts: list[str] = []
+    finish = None
     for chunk in chunks:
         for choice in chunk["choices"]:
             texts.append(choice.get("delta", {}).get("content") or "")
             finish = choice.get("finish_reason") or finish
     answer = {
-        "id": f"chatcmpl-{rid.decode()}",
+        "id": f"chatcmpl-{ex.rid.decode()}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model,
+        "model": ex.model,
         "choices": [
             {
                 "index": 0,
@@ -226,7 +209,4 @@ async def relay_collected(
         ],
         "usage": reader.usage,
     }
-    data = _encode(answer)
-    headers = [*json_headers(rid, timing), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
+    await send_json(ex.send, 200, answer, ex.rid, ex.timing, [])

@@ -34,6 +34,7 @@ from chatwire.openai_api.chunks import (
     OpenAIChunks,
 )
 from chatwire.openai_api.relay import (
+    Exchange,
     relay_collected,
     relay_json,
     relay_sse,
@@ -108,39 +109,18 @@ class ChatCompletionsRoute:
         else:
             call, reader = _translated_call(services, provider, target, model, fields)
         name = f"{provider.name}/{model}"
+        exchange = Exchange(
+            services.http, provider, call, services.timeouts, send, rid, timing, name
+        )
         # Streamed or not, a client that goes away cancels the upstream request at once.
         watch = DisconnectWatch(receive)
         try:
             if request.stream:
-                await relay_sse(
-                    services.http,
-                    provider,
-                    call,
-                    services.timeouts,
-                    send,
-                    rid,
-                    timing,
-                    name,
-                    include_usage,
-                    reader,
-                    watch.close,
-                )
+                await relay_sse(exchange, include_usage, reader, watch.close)
             elif isinstance(reader, OpenAIChunks):
-                await relay_json(
-                    services.http, provider, call, services.timeouts, send, rid, timing, name
-                )
+                await relay_json(exchange)
             else:
-                await relay_collected(
-                    services.http,
-                    provider,
-                    call,
-                    services.timeouts,
-                    send,
-                    rid,
-                    timing,
-                    name,
-                    reader,
-                )
+                await relay_collected(exchange, reader)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise

@@ -8,6 +8,8 @@ settings field for the base URL and, if it has one, its key field and env variab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from chatwire.core.config import Settings
 from chatwire.providers import resolve
 from chatwire.providers.anthropic import AnthropicMessages
@@ -27,7 +29,13 @@ AZURE_DEPLOYMENTS = {
 def build_providers(settings: Settings) -> dict[str, Provider]:
     openai_wire = OpenAICompatible()
 
-    def openai_compatible(name: str, label: str, base_url: str, **options: object) -> Provider:
+    def openai_compatible(
+        name: str,
+        label: str,
+        base_url: str,
+        quirks: Quirks | None = None,
+        header_fields: Mapping[str, str] | None = None,
+    ) -> Provider:
         return Provider(
             name=name,
             label=label,
@@ -35,7 +43,8 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
             adapter=openai_wire,
             resolve=resolve.by_key,
             key_field=f"{name}_api_key",
-            **options,  # type: ignore[arg-type]
+            header_fields=header_fields or {},
+            quirks=quirks or Quirks(),
         )
 
     providers = [
