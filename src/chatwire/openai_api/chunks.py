@@ -3,7 +3,7 @@
 A ``ChunkReader`` turns socket reads into a list of chunk bodies (``choices`` and nothing
 else; the route adds id, model and created), keeps the usage the provider reported, and
 knows when the reply has properly ended. OpenAI-compatible upstreams already send chunks;
-Anthropic, Gemini and Ollama are translated: text deltas, finish reason and usage.
+the readers of the translated families live in their own modules.
 """
 
 from __future__ import annotations
@@ -18,24 +18,17 @@ from chatwire.providers.lines import MAX_LINE
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
-ANTHROPIC_FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-}
-GEMINI_FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 
-
-def _delta(
+def delta(
     content: str | None = None, finish: str | None = None, role: str | None = None
 ) -> dict[str, Any]:
-    delta: dict[str, Any] = {}
+    """One chunk body with a single choice."""
+    body: dict[str, Any] = {}
     if role is not None:
-        delta["role"] = role
+        body["role"] = role
     if content is not None:
-        delta["content"] = content
-    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        body["content"] = content
+    return {"choices": [{"index": 0, "delta": body, "finish_reason": finish}]}
 
 
 class ChunkReader:
@@ -95,7 +88,7 @@ class OpenAIChunks(ChunkReader):
 
     def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         if item.get("error") is not None:
-            raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
+            raise mid_stream(item["error"])
         usage = item.get("usage") if self._keep_usage else item.pop("usage", None)
         self.usage = usage or self.usage
         choices = item.get("choices") or []
@@ -133,85 +126,7 @@ class OpenAIChunks(ChunkReader):
                 call["type"] = "function"
 
 
-class AnthropicChunks(ChunkReader):
-    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        kind = item.get("type")
-        if kind == "message_start":
-            usage = (item.get("message") or {}).get("usage") or {}
-            self._usage(prompt=usage.get("input_tokens"))
-            return [_delta("", role="assistant")]
-        if kind == "content_block_delta":
-            delta = item.get("delta") or {}
-            if delta.get("type") == "text_delta":
-                return [_delta(delta.get("text", ""))]
-        elif kind == "message_delta":
-            self._usage(completion=(item.get("usage") or {}).get("output_tokens"))
-            reason = (item.get("delta") or {}).get("stop_reason")
-            if reason:
-                return [_delta(finish=ANTHROPIC_FINISH.get(reason, "stop"))]
-        elif kind == "message_stop":
-            self.finished = True
-        elif kind == "error":
-            raise StreamFailed(f"an error in the middle of the reply: {_text(item.get('error'))}")
-        return []
-
-    def _usage(self, prompt: int | None = None, completion: int | None = None) -> None:
-        usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0}
-        if prompt is not None:
-            usage["prompt_tokens"] = prompt
-        if completion is not None:
-            usage["completion_tokens"] = completion
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        self.usage = usage
-
-
-class GeminiChunks(ChunkReader):
-    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        if item.get("error") is not None:
-            raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
-        meta = item.get("usageMetadata")
-        if meta:
-            prompt = meta.get("promptTokenCount", 0)
-            completion = meta.get("candidatesTokenCount", 0)
-            self.usage = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": meta.get("totalTokenCount", prompt + completion),
-            }
-        candidates = item.get("candidates") or []
-        if not candidates:
-            return []
-        candidate = candidates[0]
-        parts = (candidate.get("content") or {}).get("parts") or []
-        text = "".join(p.get("text", "") for p in parts if isinstance(p, dict))
-        reason = candidate.get("finishReason")
-        out = [_delta(text)] if text else []
-        if reason:
-            self.finished = True
-            out.append(_delta(finish=GEMINI_FINISH.get(reason, "stop")))
-        return out
-
-
-class OllamaChunks(ChunkReader):
-    prefix = b""
-
-    def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        if item.get("error") is not None:
-            raise StreamFailed(f"an error in the middle of the reply: {_text(item['error'])}")
-        text = (item.get("message") or {}).get("content") or ""
-        out = [_delta(text)] if text else []
-        if item.get("done"):
-            self.finished = True
-            prompt, completion = item.get("prompt_eval_count", 0), item.get("eval_count", 0)
-            self.usage = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
-            reason = "length" if item.get("done_reason") == "length" else "stop"
-            out.append(_delta(finish=reason))
-        return out
-
-
-def _text(error: Any) -> str:
-    return readable_message(msgspec.json.encode(error)) or "no details"
+def mid_stream(error: Any) -> StreamFailed:
+    """The failure for an error the provider reported inside its stream."""
+    text = readable_message(msgspec.json.encode(error)) or "no details"
+    return StreamFailed(f"an error in the middle of the reply: {text}")

@@ -18,8 +18,6 @@ from chatwire.errors import RequestInvalid
 
 # Fields chatwire handles itself and never forwards as given.
 OWN_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
-# What the translated wire formats (Anthropic, Gemini, Ollama) take through /v1 today.
-TRANSLATED_FIELDS = OWN_FIELDS | {"temperature", "max_tokens", "max_completion_tokens", "n"}
 
 
 @dataclass(frozen=True, slots=True)

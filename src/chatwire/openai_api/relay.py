@@ -189,24 +189,41 @@ async def relay_collected(ex: Exchange, reader: ChunkReader) -> None:
         raise
     except Exception as exc:
         raise _mapped(ex, exc, phase) from exc
-    texts: list[str] = []
-    finish = None
-    for chunk in chunks:
-        for choice in chunk["choices"]:
-            texts.append(choice.get("delta", {}).get("content") or "")
-            finish = choice.get("finish_reason") or finish
+    message, finish = collected_message(chunks)
     answer = {
         "id": f"chatcmpl-{ex.rid.decode()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": ex.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(texts)},
-                "finish_reason": finish or "stop",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
         "usage": reader.usage,
     }
     await send_json(ex.send, 200, answer, ex.rid, ex.timing, [])
+
+
+def collected_message(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """One assistant message from a reply's chunks, as OpenAI's clients gather them: text
+    concatenated, each tool call by its ``index`` with its arguments concatenated."""
+    texts: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish = None
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            change = choice.get("delta") or {}
+            texts.append(change.get("content") or "")
+            for piece in change.get("tool_calls") or ():
+                call = calls.setdefault(
+                    piece.get("index", 0),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = piece.get("id") or call["id"]
+                function = piece.get("function") or {}
+                call["function"]["name"] += function.get("name") or ""
+                call["function"]["arguments"] += function.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    elif message["content"] is None:
+        message["content"] = ""
+    return message, finish

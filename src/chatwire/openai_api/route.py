@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -23,16 +22,12 @@ from chatwire.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
-    RequestInvalid,
 )
 from chatwire.openai_api import params
-from chatwire.openai_api.chunks import (
-    AnthropicChunks,
-    ChunkReader,
-    GeminiChunks,
-    OllamaChunks,
-    OpenAIChunks,
-)
+from chatwire.openai_api.anthropic import AnthropicTranslation
+from chatwire.openai_api.chunks import ChunkReader, OpenAIChunks
+from chatwire.openai_api.gemini import GeminiTranslation
+from chatwire.openai_api.ollama import OllamaTranslation
 from chatwire.openai_api.relay import (
     Exchange,
     relay_collected,
@@ -40,6 +35,7 @@ from chatwire.openai_api.relay import (
     relay_sse,
     send_openai_error,
 )
+from chatwire.openai_api.translate import Translation
 from chatwire.providers.anthropic import AnthropicMessages
 from chatwire.providers.base import Provider, Target, UpstreamCall
 from chatwire.providers.gemini import GeminiGenerateContent
@@ -107,7 +103,13 @@ class ChatCompletionsRoute:
             call = _openai_call(provider, target, request, fields, services.settings.drop_params)
             reader: ChunkReader = OpenAIChunks(keep_usage=not include_usage)
         else:
-            call, reader = _translated_call(services, provider, target, model, fields)
+            # Anthropic, Gemini, Ollama: always streamed upstream, read back as chunks.
+            translation = TRANSLATIONS[type(provider.adapter)]
+            limits = services.catalogue.limits(provider.name, model)
+            call = translation.build(
+                provider, target, fields, limits, services.settings.drop_params
+            )
+            reader = translation.reader()
         name = f"{provider.name}/{model}"
         exchange = Exchange(
             services.http, provider, call, services.timeouts, send, rid, timing, name
@@ -162,40 +164,10 @@ def _openai_call(
     )
 
 
-def _translated_call(
-    services: Services, provider: Provider, target: Target, model: str, fields: dict[str, Any]
-) -> tuple[UpstreamCall, ChunkReader]:
-    """Anthropic, Gemini, Ollama: the request goes through the provider's own adapter, which
-    always streams; the reader turns its stream back into chunks."""
-    given = {name for name, value in fields.items() if value is not None}
-    if fields.get("n") not in (None, 1):
-        given.add("n > 1")
-    unsupported = sorted(given - params.TRANSLATED_FIELDS)
-    if unsupported and not services.settings.drop_params:
-        raise RequestInvalid(
-            f"{provider.label} does not take {', '.join(repr(n) for n in unsupported)} through "
-            "chatwire's /v1 yet; leave them out (or set CHATWIRE_DROP_PARAMS=true)."
-        )
-    try:
-        messages = msgspec.convert(fields["messages"], list[Message])
-    except msgspec.ValidationError as exc:
-        raise RequestInvalid(f"Invalid messages for {provider.label}: {exc}") from exc
-    temperature = fields.get("temperature")
-    chat = ChatRequest(
-        chatSettings=ChatSettings(model=model, temperature=temperature), messages=messages
-    )
-    budget = fields.get("max_completion_tokens") or fields.get("max_tokens")
-    if isinstance(budget, int) and budget > 0:
-        target = replace(target, max_tokens=budget)
-    limits = services.catalogue.limits(provider.name, model)
-    call = provider.adapter.build(provider, target, chat, limits)
-    return call, READERS[type(provider.adapter)]()
-
-
-READERS: dict[type, type[ChunkReader]] = {
-    AnthropicMessages: AnthropicChunks,
-    GeminiGenerateContent: GeminiChunks,
-    OllamaChat: OllamaChunks,
+TRANSLATIONS: dict[type, Translation] = {
+    AnthropicMessages: AnthropicTranslation(),
+    GeminiGenerateContent: GeminiTranslation(),
+    OllamaChat: OllamaTranslation(),
 }
 
 
