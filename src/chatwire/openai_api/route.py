@@ -143,7 +143,7 @@ def _openai_call(
 ) -> UpstreamCall:
     payload: dict[str, Any] = {
         "model": target.model,
-        "messages": request.messages,
+        "messages": params.messages(provider.name, provider.label, request.messages, drop),
         "stream": request.stream,
         **params.translate(provider.name, provider.label, fields, drop),
     }
