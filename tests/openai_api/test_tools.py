@@ -220,27 +220,3 @@ async def test_tool_choice_none_and_named_reach_mistral(server: Running, fake: F
     assert fake.expected_tool_call(request) == ("get_time", {"zone": "Lyon"})
     assert tool_call.function.name == "get_time"
     assert json.loads(tool_call.function.arguments) == {"zone": "Lyon"}
-
-
-async def test_an_openai_style_call_id_is_mistrals_400(server: Running, fake: FakeMistral) -> None:
-    """An id another provider made (``call_...``) is refused by Mistral; the client sees why."""
-    messages = [
-        *MESSAGES,
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_Qib2xfCV1qpazcvBOLg3wCNL",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": "{}"},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_Qib2xfCV1qpazcvBOLg3wCNL", "content": "12°C"},
-    ]
-    async with sdk(server) as client:
-        with pytest.raises(openai.BadRequestError) as caught:
-            await client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
-    assert "Tool call id was call_Qib2xfCV1qpazcvBOLg3wCNL but must be" in str(caught.value)
-    assert fake.requests[-1].json["messages"] == messages
