@@ -73,6 +73,8 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
             "mistral_base_url": fake.base_url,
             "mistral_api_key": None,
             "cache_ttl": 1.0,
+            # Error tests want the upstream's answer at once; tests of retries turn them on.
+            "upstream_retries": 0,
         }
         values.update(overrides)
         settings = Settings(**values)

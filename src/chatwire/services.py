@@ -62,6 +62,9 @@ class Services:
             connect=settings.connect_timeout,
             first_byte=settings.first_byte_timeout,
             idle=settings.idle_timeout,
+            retries=settings.upstream_retries,
+            backoff=settings.retry_backoff,
+            max_wait=settings.retry_max_wait,
         )
         # One pool per process: every upstream request reuses these keep-alive connections.
         http = aiohttp.ClientSession(

@@ -10,10 +10,13 @@ reader fails instead of keeping a silently truncated reply.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -145,20 +148,79 @@ async def open_upstream(
     timing: Timing,
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """POST the call and yield the upstream's 200 response, idle timeout in force; any
-    other status raises the provider's mapped error."""
+    other status raises the provider's mapped error, once the retries allowed are spent."""
     timing.sent = time.perf_counter()
-    # Redirects are not followed: the key must go nowhere but the configured host.
-    async with http.post(
-        call.url, data=call.body, headers=call.headers, allow_redirects=False
-    ) as resp:
-        timing.answered = time.perf_counter()
-        if resp.status != 200:
-            body = await read_limited(resp.content, MAX_ERROR_BODY)
-            raise provider.error_for_status(
-                resp.status, resp.reason or "", resp.headers.get("Retry-After"), body
+    for attempt in itertools.count():
+        try:
+            # Redirects are not followed: the key must go nowhere but the configured host.
+            resp = await http.post(
+                call.url, data=call.body, headers=call.headers, allow_redirects=False
             )
-        switch_to_idle_timeout(resp, timeouts.idle)
-        yield resp
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing reached the upstream, so asking again cannot run the request twice.
+            wait = (
+                None
+                if isinstance(exc, aiohttp.ConnectionTimeoutError)
+                else retry_wait(timeouts, attempt, None, None)
+            )
+            if wait is None:
+                raise
+            what = "could not be reached"
+        else:
+            timing.answered = time.perf_counter()
+            if resp.status == 200:
+                async with resp:
+                    switch_to_idle_timeout(resp, timeouts.idle)
+                    yield resp
+                return
+            async with resp:
+                body = await read_limited(resp.content, MAX_ERROR_BODY)
+            retry_after = resp.headers.get("Retry-After")
+            wait = retry_wait(timeouts, attempt, resp.status, retry_after)
+            if wait is None:
+                raise provider.error_for_status(resp.status, resp.reason or "", retry_after, body)
+            what = f"answered {resp.status}"
+        log.info(
+            "%s %s, trying again in %.2f s (retry %d of %d)",
+            provider.label,
+            what,
+            wait,
+            attempt + 1,
+            timeouts.retries,
+        )
+        await asyncio.sleep(wait)
+
+
+RETRIED = frozenset({429, 500, 502, 503, 504, 529})
+
+
+def retry_wait(
+    timeouts: Timeouts, attempt: int, status: int | None, retry_after: str | None
+) -> float | None:
+    """Seconds to wait before asking again, or None when the failure stands."""
+    if attempt >= timeouts.retries or (status is not None and status not in RETRIED):
+        return None
+    asked = _seconds(retry_after)
+    if asked is not None:
+        return asked if asked <= timeouts.max_wait else None
+    return random.uniform(0, min(timeouts.max_wait, timeouts.backoff * 2**attempt))
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date."""
+    if not retry_after:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=10.0, gt=0)
     first_byte_timeout: float = Field(default=60.0, gt=0)
     idle_timeout: float = Field(default=60.0, gt=0)
+    # Upstream 429 / 5xx / connection failures before the reply started: tries again, with
+    # exponential backoff and jitter from retry_backoff seconds, honouring Retry-After up
+    # to retry_max_wait seconds (a longer wait goes back to the client as it came).
+    upstream_retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff: float = Field(default=0.5, ge=0)
+    retry_max_wait: float = Field(default=10.0, ge=0)
 
     # How long a token's user and a user's profile are reused before being read again.
     # A key stored by another process takes effect after at most this long.

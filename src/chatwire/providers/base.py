@@ -175,6 +175,17 @@ class Provider:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """How long chatwire waits on an upstream, and how often it asks again before answering.
+
+    A refusal that may pass (429, 5xx) or a connection that could not be made is tried again
+    up to ``retries`` times, after ``backoff * 2**attempt`` seconds with full jitter, or after
+    the upstream's own Retry-After; never once a byte of the reply has gone to the client,
+    and not when the upstream asks for a longer wait than ``max_wait``.
+    """
+
     connect: float
     first_byte: float
     idle: float
+    retries: int = 0
+    backoff: float = 0.5
+    max_wait: float = 10.0

@@ -141,8 +141,28 @@ class FakeMistral(ToolCallingServer):
             token_delay=token_delay,
         )
         self.error_shape = error_shape
+        self._failures: list[tuple[int, str | None]] = []
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
+
+    def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        """Answer the next ``times`` chat requests with ``status`` (429, 500 or 503, in
+        Mistral's shape for it, with ``retry_after`` as Retry-After), then as usual."""
+        if status not in (429, 500, 503):
+            raise ValueError(f"fail_next takes 429, 500 or 503, not {status!r}")
+        self._failures += [(status, retry_after)] * times
+
+    def _failure(self) -> web.Response:
+        status, retry_after = self._failures.pop(0)
+        headers = {"Retry-After": retry_after} if retry_after is not None else None
+        if status == 429:
+            return self._json(429, replies.rate_limit_body(self.error_shape), headers)
+        if status == 503:
+            return self._json(503, replies.unavailable_body(), headers)
+        error = replies.server_error_body(self.error_shape)
+        if isinstance(error, str):
+            return web.Response(status=500, text=error, content_type="text/plain", headers=headers)
+        return self._json(500, error, headers)
 
     def _authorized(self, request: web.Request) -> bool:
         given = request.headers.get("Authorization", "").encode()
@@ -176,6 +196,8 @@ class FakeMistral(ToolCallingServer):
         errors = [json_problem] if json_problem is not None else validate_chat_body(body)
         if errors:
             return self._json(422, replies.validation_body(self.error_shape, errors))
+        if self._failures:
+            return self._failure()
         model: str = body["model"]
         refusal = self._refusal(model, body["messages"])
         if refusal is not None:
