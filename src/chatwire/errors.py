@@ -11,6 +11,8 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── MethodNotAllowed        405  anything but POST on a chat route
     ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
+    ├── TooManyStreams          429  the caller has CHATWIRE_MAX_STREAMS_PER_USER open already
+    ├── Overloaded              503  this process holds CHATWIRE_MAX_STREAMS streams already
     ├── InternalError           500  a fault in chatwire itself, logged with the request id
     └── UpstreamError           the provider's own answer, status passed through
         ├── UpstreamKeyInvalid  401  the provider refused the key
@@ -76,6 +78,23 @@ class AuthenticationRequired(ChatwireError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"www-authenticate", b'Bearer realm="chatwire"')]
+
+
+class _RetryLater(ChatwireError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after).encode())]
+
+
+class TooManyStreams(_RetryLater):
+    status = 429
+
+
+class Overloaded(_RetryLater):
+    status = 503
 
 
 class UpstreamError(ChatwireError):

@@ -10,6 +10,7 @@ import aiohttp
 from async_lru import alru_cache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from chatwire.api.admission import Admission
 from chatwire.api.auth import Authenticator
 from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
@@ -40,6 +41,7 @@ class Services:
     providers: dict[str, Provider]
     timeouts: Timeouts
     http: aiohttp.ClientSession
+    admission: Admission
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -87,6 +89,7 @@ class Services:
             providers=build_providers(settings),
             timeouts=timeouts,
             http=http,
+            admission=Admission(settings.max_streams, settings.max_streams_per_user),
         )
 
     def profile_changed(self, user_id: int) -> None:

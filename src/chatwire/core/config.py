@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # A key stored by another process takes effect after at most this long.
     cache_ttl: float = Field(default=1.0, ge=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # Chat requests one process handles at once, and one user at once (0: no cap). Past
+    # them: 503 / 429 with Retry-After, so memory stays bounded under any load.
+    max_streams: int = Field(default=16_384, ge=0)
+    max_streams_per_user: int = Field(default=512, ge=0)
     # /v1: drop parameters a provider cannot take instead of answering 400.
     drop_params: bool = False
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from starlette.datastructures import State
 
-from chatwire.api.asgi import ClientGone, Receive, Scope, Send, read_body, read_heads
+from chatwire.api.asgi import ClientGone, Heads, Receive, Scope, Send, read_body, read_heads
 from chatwire.api.schemas import ChatRequest, ChatSettings, Message
 from chatwire.availability import resolve_model_name
 from chatwire.errors import (
@@ -89,14 +89,27 @@ class ChatCompletionsRoute:
         heads = read_heads(scope)
         auth = heads.authorization
         user = await services.auth.user_for_authorization(auth.decode("latin-1") if auth else None)
+        with services.admission.admit(user.id):
+            await self._complete(services, receive, send, heads, rid, timing, user.id)
+
+    async def _complete(
+        self,
+        services: Services,
+        receive: Receive,
+        send: Send,
+        heads: Heads,
+        rid: bytes,
+        timing: Timing,
+        user_id: int,
+    ) -> None:
         body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
         request, fields = params.decode(body)
         provider, model = resolve_model_name(services, request.model)
-        profile = ProfileView(services.overrides, await services.profile(user.id))
+        profile = ProfileView(services.overrides, await services.profile(user_id))
         chat = ChatRequest(chatSettings=ChatSettings(model=model), messages=_messages(fields))
         custom = None
         if provider.uses_custom_models:
-            custom = await _custom_record(services, user.id, model)
+            custom = await _custom_record(services, user_id, model)
         target = provider.resolve(provider, profile, chat, custom)
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
         if isinstance(provider.adapter, OpenAICompatible):

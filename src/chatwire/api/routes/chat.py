@@ -87,6 +87,19 @@ class ChatRoute:
         user = await services.auth.user_for_authorization(
             authorization.decode("latin-1") if authorization is not None else None
         )
+        with services.admission.admit(user.id):
+            await self._chat(services, scope, receive, send, heads, timing, user.id)
+
+    async def _chat(
+        self,
+        services: Services,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        heads: Heads,
+        timing: Timing,
+        user_id: int,
+    ) -> None:
         name: str = scope["path"][len(PREFIX) :]
         provider = services.providers.get(name)
         if provider is None:
@@ -94,10 +107,10 @@ class ChatRoute:
             raise ProviderNotFound(f"Unknown provider '{name[:50]}'. Known providers: {known}.")
         body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
         request = decode_chat_request(body)
-        fields = ProfileView(services.overrides, await services.profile(user.id))
+        fields = ProfileView(services.overrides, await services.profile(user_id))
         custom = None
         if provider.uses_custom_models and request.customModelId:
-            custom = await services.custom_model(user.id, request.customModelId)
+            custom = await services.custom_model(user_id, request.customModelId)
         target = provider.resolve(provider, fields, request, custom)
         limits = services.catalogue.limits(provider.name, request.chatSettings.model)
         call = provider.adapter.build(provider, target, request, limits)
