@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,12 +13,13 @@ from chatwire.errors import StreamAborted
 
 
 class DropAbortedStreamTraces(logging.Filter):
-    """An aborted stream is logged once by chatwire with its request id; the server's own
-    'Exception in ASGI application' traceback for it would only be noise."""
+    """An aborted stream, or a chat cancelled when the shutdown grace ran out, is logged
+    once by chatwire with its request id; the server's own 'Exception in ASGI application'
+    traceback for it would only be noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, StreamAborted)
+        return not isinstance(exc, StreamAborted | asyncio.CancelledError)
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "log_config": log_config(settings.log_level),
         "access_log": settings.access_log,
         "server_header": False,
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
     options.update(overrides)
     return options

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     secret_key: SecretStr | None = None
     log_level: str = "info"
+    # On SIGTERM / SIGINT: stop accepting, let chats in flight finish for this many seconds,
+    # then cancel the rest (their upstream requests with them).
+    shutdown_grace: float = Field(default=30.0, ge=0)
     access_log: bool = False
 
     # Every provider's API base, so tests and self-hosted deployments can point elsewhere.

@@ -138,6 +138,7 @@ class ChatCompletionsRoute:
                 await relay_collected(exchange, reader)
         except asyncio.CancelledError:
             if not watch.gone:
+                log.warning("request %s: cancelled, the server is stopping", rid.decode())
                 raise
             current = asyncio.current_task()
             if current is not None:

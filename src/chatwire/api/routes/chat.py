@@ -129,6 +129,8 @@ class ChatRoute:
             )
         except asyncio.CancelledError:
             if not watch.gone:
+                rid = heads.request_id.decode()
+                log.warning("request %s: cancelled, the server is stopping", rid)
                 raise
             current = asyncio.current_task()
             if current is not None:
