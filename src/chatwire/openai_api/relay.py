@@ -3,7 +3,9 @@
 Chunks are re-issued under one id and the model name the client asked for; usage is taken
 from wherever the provider reports it (Mistral: in its last chunk) and, when the client
 asked with ``stream_options.include_usage``, sent as OpenAI does: a final chunk with empty
-``choices``. Once the stream has started, a failure ends it with a ``data: {"error": ...}``
+``choices``. When it did not ask, usage stays where Mistral puts it, on the chunk with the
+finish reason, also for the families read through a translation (Mistral's own clients read
+it there). Once the stream has started, a failure ends it with a ``data: {"error": ...}``
 event and no ``[DONE]``, never with a clean-looking end.
 """
 
@@ -101,17 +103,21 @@ async def relay_sse(
             {"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True}
         )
 
+    async def chunks(bodies: list[dict[str, Any]]) -> None:
+        for body in bodies:
+            if not include_usage and reader.usage is not None:
+                body = _usage_on_finish(body, reader.usage)
+            await event(_encode({**head, **body}))
+
     try:
         async with open_upstream(ex.http, ex.provider, ex.call, ex.timeouts, ex.timing) as resp:
             phase = "idle"
             async for block in resp.content.iter_any():
-                for chunk in reader.feed(block):
-                    await event(_encode({**head, **chunk}))
+                await chunks(reader.feed(block))
                 if reader.finished:
                     break
             else:
-                for chunk in reader.close():
-                    await event(_encode({**head, **chunk}))
+                await chunks(reader.close())
             if include_usage and reader.usage is not None:
                 await event(_encode({**head, "choices": [], "usage": reader.usage}))
             await event(b"[DONE]")
@@ -134,6 +140,13 @@ async def relay_sse(
         # After the 200: an error event, then the end, and no [DONE].
         event_body = b"data: " + _encode(openai_error(error)) + b"\n\n"
         await send({"type": "http.response.body", "body": event_body, "more_body": False})
+
+
+def _usage_on_finish(chunk: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """The chunk, with the usage known so far when it carries the finish reason."""
+    if "usage" in chunk or not any(c.get("finish_reason") for c in chunk["choices"]):
+        return chunk
+    return {**chunk, "usage": usage}
 
 
 def _mapped(ex: Exchange, exc: Exception, phase: str) -> ChatwireError:

@@ -55,7 +55,7 @@ class AnthropicMessages:
                 role = "user"  # a later system message is kept as the user's words
             else:
                 role = "assistant" if message.role == "assistant" else "user"
-            blocks = _blocks(message)
+            blocks = content_blocks(message)
             if not blocks:
                 continue
             if turns and turns[-1]["role"] == role:
@@ -73,6 +73,10 @@ class AnthropicMessages:
         value = temperature(provider.quirks, request, limits)
         if value is not None:
             payload["temperature"] = value
+        return self.call(provider, target, payload)
+
+    def call(self, provider: Provider, target: Target, payload: dict[str, Any]) -> UpstreamCall:
+        """The streamed ``POST /messages`` for a Messages API body."""
         return UpstreamCall(
             url=f"{target.base_url}/messages",
             headers={
@@ -91,7 +95,8 @@ class AnthropicMessages:
         return _EventDecoder(self._event)
 
 
-def _blocks(message: Message) -> list[dict[str, Any]]:
+def content_blocks(message: Message) -> list[dict[str, Any]]:
+    """The message's text and image parts as Messages API content blocks."""
     blocks: list[dict[str, Any]] = []
     for part in content.parts(message):
         if isinstance(part, str):

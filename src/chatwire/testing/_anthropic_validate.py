@@ -11,10 +11,28 @@ their own, quoted from captures in public issue threads:
 - two turns from one side: ``messages: roles must alternate between "user" and "assistant",
   but found multiple "user" roles in a row``
 
+Tool use has its own, quoted from captures in public issue threads:
+
+- a tool's name: ``tools.0.custom.name: String should match pattern '^[a-zA-Z0-9_-]{1,128}$'``;
+  its schema: ``tools.0.custom.input_schema: Field required``, ``....input_schema.type: Field
+  required``; a call's input: ``messages.1.content.0.tool_use.input: Input should be a valid
+  dictionary``;
+- ``tool_choice`` without tools: ``tool_choice.any may only be specified while providing
+  tools``;
+- a call not answered at the start of the next message: ``messages.1: `tool_use` ids were found
+  without `tool_result` blocks immediately after: toolu_01.... Each `tool_use` block must have a
+  corresponding `tool_result` block in the next message.``;
+- a result for no call of the message before: ``messages.2.content.0: unexpected `tool_use_id`
+  found in `tool_result` blocks: toolu_01.... Each `tool_result` block must have a corresponding
+  `tool_use` block in the previous message.``;
+- tool blocks in a request without tools: ``Requests which include `tool_use` or `tool_result`
+  blocks must define tools.``
+
 Checked in this order, the first failure answers: the body is an object; model, max_tokens,
 messages are present; no unknown top-level field; the scalars' types and ranges; ``system``;
-each message's shape and content blocks; then the role order. Images are checked down to their
-bytes: the base64 must decode and start like the declared media type.
+``tools`` and ``tool_choice``; each message's shape and content blocks; the role order; then
+the pairing of tool calls and results. Images are checked down to their bytes: the base64 must
+decode and start like the declared media type. Only custom tools are modelled.
 """
 
 from __future__ import annotations
@@ -22,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -58,6 +77,19 @@ IMAGE_SIGNATURES: Final[Mapping[str, tuple[bytes, ...]]] = MappingProxyType(
     }
 )
 _MEDIA_TYPES: Final = "'image/jpeg', 'image/png', 'image/gif' or 'image/webp'"
+_TOOL_NAME: Final = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+_TOOL_ID: Final = re.compile(r"[a-zA-Z0-9_-]+")
+_TOOL_FIELDS: Final = frozenset(
+    {"type", "name", "description", "input_schema", "cache_control", "strict"}
+)
+_CHOICE_FIELDS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {
+        "auto": frozenset({"type", "disable_parallel_tool_use"}),
+        "any": frozenset({"type", "disable_parallel_tool_use"}),
+        "tool": frozenset({"type", "name", "disable_parallel_tool_use"}),
+        "none": frozenset({"type"}),
+    }
+)
 
 
 def validate_messages_body(body: object) -> str | None:
@@ -73,7 +105,10 @@ def validate_messages_body(body: object) -> str | None:
     return (
         _scalar_problem(body)
         or _system_problem(body.get("system"))
+        or _tools_problem(body.get("tools"))
+        or _choice_problem(body.get("tool_choice"), bool(body.get("tools")))
         or _messages_problem(body["messages"])
+        or _pairing_problem(body["messages"], bool(body.get("tools")))
     )
 
 
@@ -168,7 +203,124 @@ def _block_problem(loc: str, block: object) -> str | None:
             return "messages: text content blocks must be non-empty"
     if block["type"] == "image":
         return _image_problem(f"{loc}.image.source", block.get("source"))
+    if block["type"] == "tool_use":
+        return _tool_use_problem(f"{loc}.tool_use", block)
+    if block["type"] == "tool_result":
+        return _tool_result_problem(f"{loc}.tool_result", block)
     return None
+
+
+def _tool_use_problem(loc: str, block: dict[str, Any]) -> str | None:
+    for name in ("id", "name", "input"):
+        if name not in block:
+            return f"{loc}.{name}: Field required"
+    if not isinstance(block["id"], str) or not _TOOL_ID.fullmatch(block["id"]):
+        return f"{loc}.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+    if not isinstance(block["name"], str):
+        return f"{loc}.name: Input should be a valid string"
+    if not isinstance(block["input"], dict):
+        return f"{loc}.input: Input should be a valid dictionary"
+    return None
+
+
+def _tool_result_problem(loc: str, block: dict[str, Any]) -> str | None:
+    if not isinstance(block.get("tool_use_id"), str):
+        return f"{loc}.tool_use_id: Field required"
+    content = block.get("content", "")
+    if not isinstance(content, str | list):
+        return f"{loc}.content: Input should be a valid string or a list of content blocks"
+    for number, part in enumerate(content if isinstance(content, list) else ()):
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image"):
+            return f"{loc}.content.{number}.type: Input should be 'text' or 'image'"
+    if "is_error" in block and not isinstance(block["is_error"], bool):
+        return f"{loc}.is_error: Input should be a valid boolean"
+    return None
+
+
+def _tools_problem(tools: object) -> str | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return "tools: Input should be a valid list"
+    for index, tool in enumerate(tools):
+        loc = f"tools.{index}.custom"
+        if not isinstance(tool, dict):
+            return f"tools.{index}: Input should be a valid dictionary or object to extract fields"
+        for name in ("name", "input_schema"):
+            if name not in tool:
+                return f"{loc}.{name}: Field required"
+        for name in tool:
+            if name not in _TOOL_FIELDS:
+                return f"{loc}.{name}: Extra inputs are not permitted"
+        if not isinstance(tool["name"], str) or not _TOOL_NAME.fullmatch(tool["name"]):
+            return f"{loc}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
+        schema = tool["input_schema"]
+        if not isinstance(schema, dict):
+            return f"{loc}.input_schema: Input should be a valid dictionary"
+        if "type" not in schema:
+            return f"{loc}.input_schema.type: Field required"
+        if schema["type"] != "object":
+            return f"{loc}.input_schema.type: Input should be 'object'"
+    return None
+
+
+def _choice_problem(choice: object, has_tools: bool) -> str | None:
+    if choice is None:
+        return None
+    if not isinstance(choice, dict):
+        return "tool_choice: Input should be a valid dictionary or object to extract fields"
+    kind = choice.get("type")
+    if not isinstance(kind, str) or kind not in _CHOICE_FIELDS:
+        return (
+            f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the"
+            " expected tags: 'auto', 'any', 'tool', 'none'"
+        )
+    for name in choice:
+        if name not in _CHOICE_FIELDS[kind]:
+            return f"tool_choice.{kind}.{name}: Extra inputs are not permitted"
+    if kind == "tool" and not isinstance(choice.get("name"), str):
+        return "tool_choice.tool.name: Field required"
+    if not isinstance(choice.get("disable_parallel_tool_use", False), bool):
+        return f"tool_choice.{kind}.disable_parallel_tool_use: Input should be a valid boolean"
+    if not has_tools:
+        return f"tool_choice.{kind} may only be specified while providing tools"
+    return None
+
+
+def _pairing_problem(messages: list[dict[str, Any]], has_tools: bool) -> str | None:
+    """Each result answering a call of the message before; then each call answered at the
+    start of the message after."""
+    for index, message in enumerate(messages):
+        content = message["content"] if isinstance(message["content"], list) else []
+        if not has_tools and any(b["type"] in ("tool_use", "tool_result") for b in content):
+            return "Requests which include `tool_use` or `tool_result` blocks must define tools."
+        called = _ids(messages[index - 1], "tool_use", "id") if index else []
+        for number, block in enumerate(content):
+            if block["type"] == "tool_result" and block["tool_use_id"] not in called:
+                return (
+                    f"messages.{index}.content.{number}: unexpected `tool_use_id` found in"
+                    f" `tool_result` blocks: {block['tool_use_id']}. Each `tool_result` block"
+                    " must have a corresponding `tool_use` block in the previous message."
+                )
+    for index, message in enumerate(messages):
+        after = messages[index + 1] if index + 1 < len(messages) else None
+        answered = _ids(after, "tool_result", "tool_use_id", leading=True) if after else []
+        missing = [call for call in _ids(message, "tool_use", "id") if call not in answered]
+        if missing:
+            return (
+                f"messages.{index}: `tool_use` ids were found without `tool_result` blocks"
+                f" immediately after: {', '.join(missing)}. Each `tool_use` block must have a"
+                " corresponding `tool_result` block in the next message."
+            )
+    return None
+
+
+def _ids(message: dict[str, Any], kind: str, field: str, *, leading: bool = False) -> list[str]:
+    """The ids of a message's blocks of one kind (with ``leading``, only those it starts with)."""
+    content = message["content"] if isinstance(message["content"], list) else []
+    if leading:
+        content = list(itertools.takewhile(lambda block: block["type"] == kind, content))
+    return [block[field] for block in content if block["type"] == kind]
 
 
 def _image_problem(loc: str, source: object) -> str | None:

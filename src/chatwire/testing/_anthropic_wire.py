@@ -7,6 +7,11 @@ A stream (``text/event-stream; charset=utf-8``) is named events, each ``event: <
 output_tokens) and ``message_stop``. The ping's JSON has a space after its colon, as Anthropic
 sends it; every other event is compact JSON.
 
+A reply that uses a tool has one more block, after the text (or first, when there is no
+text): ``content_block_start`` with ``{"type": "tool_use", "id", "name", "input": {}}``, an
+``input_json_delta`` with an empty ``partial_json``, one ``input_json_delta`` per piece of the
+input's JSON, ``content_block_stop``; its stop reason is ``tool_use``.
+
 Errors: ``{"type":"error","error":{"type":...,"message":...},"request_id":"req_..."}``.
 """
 
@@ -74,15 +79,28 @@ def start_usage(prompt_tokens: int) -> dict[str, int]:
 
 
 def message_body(
-    *, msg_id: str, model: str, text: str, stop_reason: str | None, usage: dict[str, int]
+    *,
+    msg_id: str,
+    model: str,
+    text: str,
+    stop_reason: str | None,
+    usage: dict[str, int],
+    tool_use: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``message`` object: empty content and no stop reason in ``message_start``."""
+    """A ``message`` object: empty content and no stop reason in ``message_start``; with
+    ``tool_use``, its text block (when there is text) and the ``tool_use`` block."""
+    content: list[Mapping[str, Any]] = []
+    if stop_reason is not None:
+        if text or tool_use is None:
+            content.append({"type": "text", "text": text})
+        if tool_use is not None:
+            content.append(tool_use)
     return {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}] if stop_reason is not None else [],
+        "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": usage,
@@ -90,13 +108,33 @@ def message_body(
 
 
 class AnthropicFraming:
-    """One streamed message, event by event."""
+    """One streamed message, event by event.
 
-    def __init__(self, model: str, prompt_tokens: int, pieces: Sequence[str], truncated: bool):
+    With ``tool_use`` (the whole block: type, id, name and input), the last ``input_pieces``
+    of ``pieces`` are the pieces of its input's JSON, after the text.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        prompt_tokens: int,
+        pieces: Sequence[str],
+        truncated: bool,
+        tool_use: Mapping[str, Any] | None = None,
+        input_pieces: int = 0,
+    ):
         self._model = model
         self._prompt_tokens = prompt_tokens
         self._output_tokens = len(pieces)
-        self._stop_reason = "max_tokens" if truncated else "end_turn"
+        self._text_pieces = len(pieces) - input_pieces
+        self._tool_use = tool_use
+        self._block = -1
+        self._in_tool = False
+        self._sent = 0
+        if tool_use is not None:
+            self._stop_reason = "tool_use"
+        else:
+            self._stop_reason = "max_tokens" if truncated else "end_turn"
 
     def opening(self) -> bytes:
         start = message_body(
@@ -106,30 +144,50 @@ class AnthropicFraming:
             stop_reason=None,
             usage=start_usage(self._prompt_tokens),
         )
-        block = {"index": 0, "content_block": {"type": "text", "text": ""}}
-        return (
-            event("message_start", {"message": start})
-            + event("content_block_start", block)
-            + PING_EVENT
+        first = (
+            self._start_text() if self._text_pieces or not self._tool_use else self._start_tool()
         )
+        return event("message_start", {"message": start}) + first + PING_EVENT
 
     def piece(self, text: str, *, last: bool) -> bytes:
-        delta = {"index": 0, "delta": {"type": "text_delta", "text": text}}
-        return event("content_block_delta", delta)
+        self._sent += 1
+        if self._sent <= self._text_pieces:
+            delta = {"index": self._block, "delta": {"type": "text_delta", "text": text}}
+            return event("content_block_delta", delta)
+        opening = b"" if self._in_tool else self._stop() + self._start_tool()
+        return opening + self._input(text)
 
     def closing(self) -> bytes:
+        opening = b""
+        if self._tool_use is not None and not self._in_tool:
+            opening = self._stop() + self._start_tool()
         delta = {
             "delta": {"stop_reason": self._stop_reason, "stop_sequence": None},
             "usage": {"output_tokens": self._output_tokens},
         }
-        return (
-            event("content_block_stop", {"index": 0})
-            + event("message_delta", delta)
-            + event("message_stop", {})
-        )
+        return opening + self._stop() + event("message_delta", delta) + event("message_stop", {})
 
     def error(self) -> bytes:
         return error_event()
+
+    def _start_text(self) -> bytes:
+        self._block += 1
+        block = {"index": self._block, "content_block": {"type": "text", "text": ""}}
+        return event("content_block_start", block)
+
+    def _start_tool(self) -> bytes:
+        assert self._tool_use is not None
+        self._block += 1
+        self._in_tool = True
+        block = {"index": self._block, "content_block": {**self._tool_use, "input": {}}}
+        return event("content_block_start", block) + self._input("")
+
+    def _input(self, piece: str) -> bytes:
+        delta = {"index": self._block, "delta": {"type": "input_json_delta", "partial_json": piece}}
+        return event("content_block_delta", delta)
+
+    def _stop(self) -> bytes:
+        return event("content_block_stop", {"index": self._block})
 
 
 def rate_limit_headers(remaining: int = 49) -> dict[str, str]:

@@ -20,17 +20,32 @@ failure answers, always as ``{"type":"error","error":{"type","message"},"request
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``max_tokens`` pieces with ``stop_reason: "max_tokens"`` (else ``"end_turn"``);
 ``expected_reply(messages)`` and ``expected_pieces`` take the request's ``messages``.
+
+Tool use (``_anthropic_tools``): a request with ``tools``, a ``tool_choice`` other than
+``none`` and the user's words last gets one ``tool_use`` block, with input derived from the
+tool's ``input_schema`` (``expected_tool_use(body)`` tells which, and the text said first),
+and ``stop_reason: "tool_use"``; ``reply`` and ``max_tokens`` do not change it. Tool turns are
+validated as Anthropic does (a result must answer a call of the message before it, each call
+must be answered at the start of the next message); a request whose last message starts with
+tool results gets ``"The tool said: <content>"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
 from chatwire.testing import _anthropic_wire as wire
 from chatwire.testing import _send
+from chatwire.testing._anthropic_tools import (
+    ToolUse,
+    planned_use,
+    tool_result_reply,
+    tool_use_id,
+)
 from chatwire.testing._anthropic_validate import validate_messages_body
 from chatwire.testing._faults import (
     FAULT_429,
@@ -43,7 +58,7 @@ from chatwire.testing._faults import (
 )
 from chatwire.testing._run import serve
 from chatwire.testing._server import FakeServer
-from chatwire.testing._text import compact
+from chatwire.testing._text import compact, split_pieces
 
 ANTHROPIC_MODELS: Final = (
     "claude-3-haiku-20240307",
@@ -94,6 +109,32 @@ class FakeAnthropic(FakeServer):
         self.app.router.add_post("/v1/messages", self._messages)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
+
+    def will_call_tool(self, body: Mapping[str, Any]) -> bool:
+        """Whether this Messages API body is answered with a tool call."""
+        return planned_use(body) is not None
+
+    def expected_tool_use(self, body: Mapping[str, Any]) -> ToolUse:
+        """The tool call this Messages API body gets: the text said first, name and input.
+
+        ValueError when the body is answered with text (see ``will_call_tool``).
+        """
+        use = planned_use(body)
+        if use is None:
+            raise ValueError(
+                "this request is answered with text, not a tool call: it needs tools, a"
+                " tool_choice other than none and the user's words last"
+            )
+        return use
+
+    def expected_tool_call(self, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The name and input of the tool call this Messages API body gets."""
+        use = self.expected_tool_use(body)
+        return use.name, use.input
+
+    def _reply_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        said = tool_result_reply(messages)
+        return said if said is not None else super()._reply_text(messages)
 
     def _error(
         self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
@@ -179,14 +220,25 @@ class FakeAnthropic(FakeServer):
         self, request: web.Request, body: dict[str, Any], streamed: bool
     ) -> web.StreamResponse:
         model: str = body["model"]
-        plan = self._plan(model, body["messages"], body["max_tokens"])
+        use = planned_use(body)
+        plan = self._plan(model, body["messages"], None if use else body["max_tokens"])
+        block: dict[str, Any] | None = None
+        input_pieces: list[str] = []
+        text = "".join(plan.pieces)
+        if use is not None:
+            block = {"type": "tool_use", "id": tool_use_id(), "name": use.name, "input": use.input}
+            input_pieces = use.input_pieces()
+            text = use.preamble
+            plan = replace(plan, pieces=[*split_pieces(text), *input_pieces])
         prompt_tokens = wire.input_tokens(body)
         headers = {"request-id": wire.request_id(), **wire.rate_limit_headers()}
         if streamed:
             resp = await _send.prepare(
                 request, {"Cache-Control": "no-cache", **headers}, "text/event-stream", "utf-8"
             )
-            framing = wire.AnthropicFraming(model, prompt_tokens, plan.pieces, plan.truncated)
+            framing = wire.AnthropicFraming(
+                model, prompt_tokens, plan.pieces, plan.truncated, block, len(input_pieces)
+            )
             await _send.stream(
                 request,
                 resp,
@@ -204,9 +256,10 @@ class FakeAnthropic(FakeServer):
         message = wire.message_body(
             msg_id=wire.message_id(),
             model=model,
-            text="".join(plan.pieces),
-            stop_reason="max_tokens" if plan.truncated else "end_turn",
+            text=text,
+            stop_reason="tool_use" if block else "max_tokens" if plan.truncated else "end_turn",
             usage=usage,
+            tool_use=block,
         )
         return await _send.complete(
             request,
