@@ -3,10 +3,10 @@
 Chunks are re-issued under one id and the model name the client asked for; usage is taken
 from wherever the provider reports it (Mistral: in its last chunk) and, when the client
 asked with ``stream_options.include_usage``, sent as OpenAI does: a final chunk with empty
-``choices``. When it did not ask, usage stays where Mistral puts it, on the chunk with the
-finish reason, also for the families read through a translation (Mistral's own clients read
-it there). Once the stream has started, a failure ends it with a ``data: {"error": ...}``
-event and no ``[DONE]``, never with a clean-looking end.
+``choices``; otherwise it rides on the chunk with the finish reason, where Mistral sends it
+and its own clients (the mistralai SDK) read it, whichever provider answered. Once the
+stream has started, a failure ends it with a ``data: {"error": ...}`` event and no
+``[DONE]``, never with a clean-looking end.
 """
 
 from __future__ import annotations
@@ -103,21 +103,22 @@ async def relay_sse(
             {"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True}
         )
 
-    async def chunks(bodies: list[dict[str, Any]]) -> None:
-        for body in bodies:
-            if not include_usage and reader.usage is not None:
-                body = _usage_on_finish(body, reader.usage)
-            await event(_encode({**head, **body}))
+    def encoded(chunk: dict[str, Any]) -> bytes:
+        if include_usage or reader.usage is None or "usage" in chunk or not _finishes(chunk):
+            return _encode({**head, **chunk})
+        return _encode({**head, **chunk, "usage": reader.usage})
 
     try:
         async with open_upstream(ex.http, ex.provider, ex.call, ex.timeouts, ex.timing) as resp:
             phase = "idle"
             async for block in resp.content.iter_any():
-                await chunks(reader.feed(block))
+                for chunk in reader.feed(block):
+                    await event(encoded(chunk))
                 if reader.finished:
                     break
             else:
-                await chunks(reader.close())
+                for chunk in reader.close():
+                    await event(encoded(chunk))
             if include_usage and reader.usage is not None:
                 await event(_encode({**head, "choices": [], "usage": reader.usage}))
             await event(b"[DONE]")
@@ -142,11 +143,8 @@ async def relay_sse(
         await send({"type": "http.response.body", "body": event_body, "more_body": False})
 
 
-def _usage_on_finish(chunk: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
-    """The chunk, with the usage known so far when it carries the finish reason."""
-    if "usage" in chunk or not any(c.get("finish_reason") for c in chunk["choices"]):
-        return chunk
-    return {**chunk, "usage": usage}
+def _finishes(chunk: dict[str, Any]) -> bool:
+    return any(choice.get("finish_reason") for choice in chunk["choices"])
 
 
 def _mapped(ex: Exchange, exc: Exception, phase: str) -> ChatwireError:

@@ -71,7 +71,7 @@ class GeminiGenerateContent:
     ) -> UpstreamCall:
         system = [content.text(m) for m in request.messages if m.role == "system"]
         contents = [
-            {"role": "model" if m.role == "assistant" else "user", "parts": _parts(m)}
+            {"role": "model" if m.role == "assistant" else "user", "parts": message_parts(m)}
             for m in request.messages
             if m.role != "system"
         ]
@@ -87,16 +87,7 @@ class GeminiGenerateContent:
             config["maxOutputTokens"] = budget
         if config:
             payload["generationConfig"] = config
-        return UpstreamCall(
-            url=f"{target.base_url}/models/{quote(target.model, safe='')}"
-            ":streamGenerateContent?alt=sse",
-            headers={
-                **provider.auth_headers(target.key),
-                "Content-Type": "application/json",
-                "Accept": "text/event-stream",
-            },
-            body=self._encoder.encode(payload),
-        )
+        return stream_call(provider, target, self._encoder.encode(payload))
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         if status not in (400, 403):
@@ -113,7 +104,22 @@ class GeminiGenerateContent:
         return _ChunkDecoder(self._chunk)
 
 
-def _parts(message: Message) -> list[dict[str, Any]]:
+def stream_call(provider: Provider, target: Target, body: bytes) -> UpstreamCall:
+    """The streamed ``generateContent`` call for a request body, as server-sent events."""
+    return UpstreamCall(
+        url=f"{target.base_url}/models/{quote(target.model, safe='')}"
+        ":streamGenerateContent?alt=sse",
+        headers={
+            **provider.auth_headers(target.key),
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        },
+        body=body,
+    )
+
+
+def message_parts(message: Message) -> list[dict[str, Any]]:
+    """A message's text and images as Gemini parts, in order; empty text left out."""
     found: list[dict[str, Any]] = []
     for part in content.parts(message):
         if isinstance(part, str):

@@ -9,7 +9,13 @@ with a ``google.rpc.BadRequest`` detail holding one field violation per problem:
   field.`` (nested: ``... Unknown name "content" at 'contents[0]': Cannot find field.``);
 - a value of the wrong type: ``Invalid value at 'generation_config.temperature'
   (TYPE_FLOAT), "hot"``; base64 that does not decode: ``Invalid value at
-  'contents[0].parts[1].inline_data.data' (TYPE_BYTES), Base64 decoding failed for "..."``.
+  'contents[0].parts[1].inline_data.data' (TYPE_BYTES), Base64 decoding failed for "..."``
+  (a ``thoughtSignature`` too);
+- in a function declaration's ``parameters`` (Gemini's ``Schema``, an OpenAPI 3.0 subset), a
+  JSON-schema keyword it lacks: ``Unknown name "additionalProperties" at
+  'tools[0].function_declarations[0].parameters': Cannot find field.`` (a map entry's path
+  ends ``properties[0].value``); ``parametersJsonSchema`` takes JSON schema as it is;
+- a ``functionCallingConfig.mode`` that is not one of its enum's names.
 
 Paths use the snake_case names. The request's meaning is checked after the model is found
 (``semantic_problem``): ``contents`` must be there, roles must be ``user`` or ``model``, parts
@@ -51,6 +57,54 @@ REQUEST_FIELDS: Final = _names(
     "cachedContent",
 )
 CONTENT_FIELDS: Final = _names("role", "parts")
+TOOL_FIELDS: Final = _names(
+    "functionDeclarations",
+    "googleSearchRetrieval",
+    "codeExecution",
+    "googleSearch",
+    "urlContext",
+    "computerUse",
+    "fileSearch",
+    "googleMaps",
+)
+DECLARATION_FIELDS: Final = _names(
+    "name",
+    "description",
+    "behavior",
+    "parameters",
+    "parametersJsonSchema",
+    "response",
+    "responseJsonSchema",
+)
+SCHEMA_FIELDS: Final = _names(
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "properties",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "anyOf",
+    "propertyOrdering",
+    "default",
+    "items",
+    "minimum",
+    "maximum",
+)
+TOOL_CONFIG_FIELDS: Final = _names("functionCallingConfig", "retrievalConfig")
+CALLING_FIELDS: Final = _names("mode", "allowedFunctionNames")
+MODES: Final = frozenset({"MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"})
+CALL_FIELDS: Final = _names("id", "name", "args")
+RESPONSE_FIELDS: Final = _names("id", "name", "response", "parts", "willContinue", "scheduling")
 PART_FIELDS: Final = _names(
     "text",
     "inlineData",
@@ -134,6 +188,13 @@ def parse_problems(body: object) -> list[Violation]:
     config = field(body, "generationConfig")
     if config is not None:
         problems.extend(_config_problems(config))
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for index, tool in enumerate(tools):
+            problems.extend(_tool_problems(f"tools[{index}]", tool))
+    tool_config = field(body, "toolConfig")
+    if tool_config is not None:
+        problems.extend(_tool_config_problems(tool_config))
     return problems
 
 
@@ -207,18 +268,79 @@ def _part_problems(loc: str, part: object) -> list[Violation]:
     problems = _unknown(part, PART_FIELDS, loc)
     if "text" in part and not isinstance(part["text"], str):
         problems.append(_bad_value(f"{loc}.text", "TYPE_STRING", part["text"]))
+    for kind, known in (("functionCall", CALL_FIELDS), ("functionResponse", RESPONSE_FIELDS)):
+        value = field(part, kind)
+        if isinstance(value, dict):
+            problems.extend(_unknown(value, known, f"{loc}.{_snake(kind)}"))
+    signature = field(part, "thoughtSignature")
+    if isinstance(signature, str) and not _decodes(signature):
+        problems.append(_bad_bytes(f"{loc}.thought_signature", signature))
     blob = field(part, "inlineData")
     if isinstance(blob, dict):
         problems.extend(_unknown(blob, BLOB_FIELDS, f"{loc}.inline_data"))
         data = blob.get("data")
         if isinstance(data, str) and not _decodes(data):
-            problems.append(
-                {
-                    "field": f"{loc}.inline_data.data",
-                    "description": f"Invalid value at '{loc}.inline_data.data' (TYPE_BYTES),"
-                    f' Base64 decoding failed for "{data}"',
-                }
-            )
+            problems.append(_bad_bytes(f"{loc}.inline_data.data", data))
+    return problems
+
+
+def _bad_bytes(loc: str, value: str) -> Violation:
+    return {
+        "field": loc,
+        "description": f"Invalid value at '{loc}' (TYPE_BYTES), Base64 decoding failed for"
+        f' "{value}"',
+    }
+
+
+def _tool_problems(loc: str, tool: object) -> list[Violation]:
+    if not isinstance(tool, dict):
+        return [_bad_value(loc, f"{_PROTO}.Tool", tool)]
+    problems = _unknown(tool, TOOL_FIELDS, loc)
+    declarations = field(tool, "functionDeclarations")
+    for index, declaration in enumerate(declarations if isinstance(declarations, list) else ()):
+        where = f"{loc}.function_declarations[{index}]"
+        if not isinstance(declaration, dict):
+            problems.append(_bad_value(where, f"{_PROTO}.FunctionDeclaration", declaration))
+            continue
+        problems.extend(_unknown(declaration, DECLARATION_FIELDS, where))
+        parameters = declaration.get("parameters")
+        if parameters is not None:
+            problems.extend(_schema_problems(f"{where}.parameters", parameters))
+    return problems
+
+
+def _schema_problems(loc: str, schema: object) -> list[Violation]:
+    if not isinstance(schema, dict):
+        return [_bad_value(loc, f"{_PROTO}.Schema", schema)]
+    problems = _unknown(schema, SCHEMA_FIELDS, loc)
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        for index, value in enumerate(properties.values()):
+            problems.extend(_schema_problems(f"{loc}.properties[{index}].value", value))
+    if schema.get("items") is not None:
+        problems.extend(_schema_problems(f"{loc}.items", schema["items"]))
+    branches = field(schema, "anyOf")
+    for index, branch in enumerate(branches if isinstance(branches, list) else ()):
+        problems.extend(_schema_problems(f"{loc}.any_of[{index}]", branch))
+    return problems
+
+
+def _tool_config_problems(config: object) -> list[Violation]:
+    loc = "tool_config"
+    if not isinstance(config, dict):
+        return [_bad_value(loc, f"{_PROTO}.ToolConfig", config)]
+    problems = _unknown(config, TOOL_CONFIG_FIELDS, loc)
+    calling = field(config, "functionCallingConfig")
+    if calling is None:
+        return problems
+    loc = f"{loc}.function_calling_config"
+    if not isinstance(calling, dict):
+        return [*problems, _bad_value(loc, f"{_PROTO}.FunctionCallingConfig", calling)]
+    problems.extend(_unknown(calling, CALLING_FIELDS, loc))
+    mode = calling.get("mode")
+    if mode is not None and mode not in MODES:
+        kind = f"{_PROTO}.FunctionCallingConfig.Mode"
+        problems.append(_bad_value(f"{loc}.mode", kind, mode))
     return problems
 
 

@@ -8,6 +8,7 @@ whose elements arrive one by one.
 
 Every chunk carries ``usageMetadata`` with the counts so far; the last one carries
 ``finishReason`` (``STOP`` or ``MAX_TOKENS``) with the last piece, so its usage is the total.
+A reply that calls a function is one chunk: the ``functionCall`` part, whole, and ``STOP``.
 Errors: ``{"error":{"code","message","status","details"?}}``.
 """
 
@@ -145,16 +146,23 @@ def max_output_tokens(body: Mapping[str, Any]) -> int | None:
 class GeminiChunks:
     """The ``GenerateContentResponse`` objects of one reply, cumulative usage in each."""
 
-    def __init__(self, model: str, prompt: int, truncated: bool) -> None:
+    def __init__(
+        self, model: str, prompt: int, truncated: bool, call: dict[str, Any] | None = None
+    ) -> None:
         self._model = model
         self._prompt = prompt
         self._finish = "MAX_TOKENS" if truncated else "STOP"
         self._response_id = secrets.token_urlsafe(16)
         self._sent = 0
+        self._call = call  # the functionCall part the reply is, sent in place of its text
 
     def chunk(self, text: str, *, last: bool, pieces: int = 1) -> dict[str, Any]:
         self._sent += pieces if text else 0
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+        parts: list[dict[str, Any]] = [{"text": text}]
+        if self._call is not None:
+            parts = [self._call]
+            self._sent += count_tokens(stream_json(self._call["functionCall"]["args"]))
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if last:
             candidate["finishReason"] = self._finish
         candidate["index"] = 0

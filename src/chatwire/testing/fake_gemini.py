@@ -16,17 +16,26 @@ answers with Google's error body ``{"error":{"code","message","status","details"
    details and no ``Retry-After`` header; ``fake-500`` is 500 ``INTERNAL``; ``fake-503`` is
    503 ``UNAVAILABLE`` "The model is overloaded. Please try again later.";
 4. a model neither in ``models`` nor a fault model: 404 ``NOT_FOUND``;
-5. the request's meaning (contents present, roles ``user``/``model``, parts with data): 400;
-6. the reply (chunks in ``_gemini_wire``).
+5. the request's meaning (contents present, roles ``user``/``model``, parts with data), then
+   its tool turns (``_gemini_tools``: responses right after calls, as many of them, calls
+   right after a user turn, Gemini 3's thought signatures): 400;
+6. the reply (chunks in ``_gemini_wire``): a function call or text.
 
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``generationConfig.maxOutputTokens`` pieces with ``finishReason: "MAX_TOKENS"``.
 ``expected_reply(contents)`` and ``expected_pieces`` take the request's ``contents``.
+
+Function calls (``_gemini_tools``): a request declaring functions, with a user text last and
+a mode other than ``NONE``, gets one call, whole, in one chunk ending with ``STOP``;
+``expected_tool_call(body)`` tells which. Thinking models (2.5 and later) sign it with a
+``thoughtSignature``, kept in ``signatures``. A turn of function responses last gets the text
+``"The tool said: <output>"``; ``reply`` replaces text replies only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
@@ -41,6 +50,13 @@ from chatwire.testing._faults import (
     FAULT_STALL,
     RETRY_AFTER_SECONDS,
 )
+from chatwire.testing._gemini_tools import (
+    new_signature,
+    planned_call,
+    signs_calls,
+    tool_result_text,
+    turn_problem,
+)
 from chatwire.testing._gemini_validate import json_violation, parse_problems, semantic_problem
 from chatwire.testing._run import serve
 from chatwire.testing._server import FakeServer
@@ -51,6 +67,8 @@ GEMINI_MODELS: Final = (
     "gemini-2.5-flash-lite",
     "gemini-2.0-flash",
     "gemini-2.0-flash-lite",
+    "gemini-3-flash-preview",
+    "gemini-3.1-pro-preview",
     "gemini-1.5-pro-latest",
     "gemini-1.5-flash",
 )
@@ -87,8 +105,30 @@ class FakeGemini(FakeServer):
             first_token_delay=first_token_delay,
             token_delay=token_delay,
         )
+        self.signatures: list[str] = []  # the thought signatures given, in order
         self.app.router.add_post("/v1beta/models/{model:[^/:]+}:{method:[^/:]+}", self._generate)
         self.app.router.add_get("/v1beta/models", self._models)
+
+    def will_call_tool(self, body: Mapping[str, Any]) -> bool:
+        """Whether this request (its JSON body) is answered with a function call."""
+        return planned_call(body) is not None
+
+    def expected_tool_call(self, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The name and args of the function call this request (its JSON body) gets.
+
+        ValueError when the request is answered with text (see ``will_call_tool``).
+        """
+        call = planned_call(body)
+        if call is None:
+            raise ValueError(
+                "this request is answered with text, not a function call: it needs function"
+                " declarations, a mode other than NONE and a user text last"
+            )
+        return call.name, call.args
+
+    def _reply_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        said = tool_result_text(messages)
+        return said if said is not None else super()._reply_text(messages)
 
     def _last_user_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
         for content in reversed(messages):
@@ -135,7 +175,7 @@ class FakeGemini(FakeServer):
         if violations:
             message = "\n".join(violation["description"] for violation in violations)
             return self._error(400, message, wire.bad_request_details(violations))
-        refusal = self._refusal(model, method) or self._meaning_refusal(body)
+        refusal = self._refusal(model, method) or self._meaning_refusal(body, model)
         if refusal is not None:
             return refusal
         if model == FAULT_STALL:
@@ -154,15 +194,23 @@ class FakeGemini(FakeServer):
             return self._error(404, wire.not_found_message(model, method))
         return None
 
-    def _meaning_refusal(self, body: dict[str, Any]) -> web.Response | None:
-        message = semantic_problem(body)
+    def _meaning_refusal(self, body: dict[str, Any], model: str) -> web.Response | None:
+        message = semantic_problem(body) or turn_problem(body["contents"], model)
         return None if message is None else self._error(400, message)
 
     async def _answer(
         self, request: web.Request, model: str, method: str, body: dict[str, Any]
     ) -> web.StreamResponse:
         plan = self._plan(model, body["contents"], wire.max_output_tokens(body))
-        chunks = wire.GeminiChunks(model, wire.prompt_tokens(body), plan.truncated)
+        call = planned_call(body)
+        part: dict[str, Any] | None = None
+        if call is not None:
+            part = {"functionCall": {"name": call.name, "args": call.args}}
+            if signs_calls(model):
+                self.signatures.append(new_signature())
+                part["thoughtSignature"] = self.signatures[-1]
+            plan = replace(plan, pieces=[""], truncated=False)
+        chunks = wire.GeminiChunks(model, wire.prompt_tokens(body), plan.truncated, part)
         pieces = wire.pieces_or_empty(plan.pieces) if plan.halt is None else plan.pieces
         if method == "generateContent":
             text = "".join(plan.pieces)
