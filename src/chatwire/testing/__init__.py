@@ -5,7 +5,7 @@ Every fake takes the same keywords (``api_key``, ``models``, ``reply``, ``first_
 tells a test its ``expected_reply``, and accepts the same fault model names (``_faults``),
 answering each in its provider's own words. ``run_fake`` serves one as a process.
 
-The Mistral and OpenAI fakes also call tools (``_tool_calls``): ``will_call_tool`` and
+The Mistral, OpenAI and Ollama fakes also call tools (``_tool_calls``): ``will_call_tool`` and
 ``expected_tool_call`` tell a test which call a request gets.
 """
 
