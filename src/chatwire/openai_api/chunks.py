@@ -38,6 +38,9 @@ class ChunkReader:
         self._rest = b""
         self.finished = False
         self.usage: dict[str, Any] | None = None
+        # Set by the route when the client did not ask for OpenAI's usage chunk: a reader may
+        # then put the usage on its last chunk, where Mistral's own clients look for it.
+        self.usage_on_last_chunk = False
 
     def feed(self, block: bytes) -> list[dict[str, Any]]:
         lines = (self._rest + block).split(b"\n")

@@ -110,6 +110,7 @@ class ChatCompletionsRoute:
                 provider, target, fields, limits, services.settings.drop_params
             )
             reader = translation.reader()
+            reader.usage_on_last_chunk = not include_usage
         name = f"{provider.name}/{model}"
         exchange = Exchange(
             services.http, provider, call, services.timeouts, send, rid, timing, name
