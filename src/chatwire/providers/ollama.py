@@ -34,6 +34,12 @@ class OllamaChat:
     def build(
         self, provider: Provider, target: Target, request: ChatRequest, limits: ModelEntry | None
     ) -> UpstreamCall:
+        return self.call(provider, target, self.payload(provider, target, request, limits))
+
+    def payload(
+        self, provider: Provider, target: Target, request: ChatRequest, limits: ModelEntry | None
+    ) -> dict[str, Any]:
+        """The /api/chat body: the messages with their images, the temperature and budget."""
         options: dict[str, Any] = {}
         value = temperature(provider.quirks, request, limits)
         if value is not None:
@@ -48,6 +54,10 @@ class OllamaChat:
         }
         if options:
             payload["options"] = options
+        return payload
+
+    def call(self, provider: Provider, target: Target, payload: dict[str, Any]) -> UpstreamCall:
+        """A body (``payload``, perhaps added to) posted to the target's /api/chat."""
         return UpstreamCall(
             url=f"{target.base_url}/api/chat",
             headers={**provider.auth_headers(target.key), "Content-Type": "application/json"},

@@ -5,9 +5,9 @@ Every fake takes the same keywords (``api_key``, ``models``, ``reply``, ``first_
 tells a test its ``expected_reply``, and accepts the same fault model names (``_faults``),
 answering each in its provider's own words. ``run_fake`` serves one as a process.
 
-The Mistral and OpenAI fakes also call tools (``_tool_calls``), and so does the Anthropic fake
-in its own wire shape (``_anthropic_tools``): ``will_call_tool`` and ``expected_tool_call``
-tell a test which call a request gets.
+The Mistral, OpenAI and Ollama fakes also call tools (``_tool_calls``), and so do the
+Anthropic and Gemini fakes in their own wire shapes (``_anthropic_tools``, ``_gemini_tools``):
+``will_call_tool`` and ``expected_tool_call`` tell a test which call a request gets.
 """
 
 from __future__ import annotations

@@ -2,20 +2,25 @@
 
 Ollama is a Go server: its JSON is compact with ``<``, ``>`` and ``&`` escaped as ``\\u003c``
 and so on, timestamps are RFC 3339 with nanoseconds, durations are integer nanoseconds, and
-errors are ``{"error":"<text>"}``, with decoding errors in ``encoding/json``'s words. A streamed
+errors are ``{"error":"<text>"}`` (``_ollama_validate`` has the request checks). A streamed
 chat (``application/x-ndjson``) is one object per line, ``done: false`` with one piece each,
 then a ``done: true`` object with empty content, ``done_reason`` and the counts.
+
+A tool call comes whole, in a ``done: false`` line of its own with empty content (streamed
+since Ollama 0.8), or in the one object's message: ``{"id": "call_<8 letters and digits>",
+"function": {"index": 0, "name": ..., "arguments": {...}}}``, the arguments a JSON object.
+The ``id`` and ``index`` came with 0.12.10; before, a call was ``{"function": {"name",
+"arguments"}}`` only. The reply still ends with ``done_reason: "stop"``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
+import secrets
+import string
 import time
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, Final
 
 from chatwire.testing._text import count_tokens, message_text
@@ -25,21 +30,7 @@ MIN_GENERATION_NS: Final = 10_000_000
 RUNNER_CRASHED: Final = "llama runner process has terminated: exit status 2"
 SERVER_BUSY: Final = "server busy, please try again.  maximum pending requests exceeded"
 MID_STREAM_ERROR: Final = "an error was encountered while running the model: unexpected EOF"
-_GO_TYPES: Final[Mapping[type, str]] = MappingProxyType(
-    {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
-)
-_FIELD_TYPES: Final[Mapping[str, tuple[type, str]]] = MappingProxyType(
-    {
-        "model": (str, "string"),
-        "messages": (list, "[]api.Message"),
-        "stream": (bool, "bool"),
-        "options": (dict, "map[string]interface {}"),
-        "keep_alive": (str, "*api.Duration"),
-    }
-)
-_MESSAGE_TYPES: Final[Mapping[str, tuple[type, str]]] = MappingProxyType(
-    {"role": (str, "string"), "content": (str, "string"), "images": (list, "[]api.ImageData")}
-)
+_CALL_ID_CHARS: Final = string.ascii_lowercase + string.digits
 
 
 def go_json(value: object) -> str:
@@ -59,70 +50,6 @@ def timestamp(ns: int | None = None) -> str:
     return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
-def decode_problem(raw: bytes, problem: ValueError) -> str:
-    """``encoding/json``'s message for a body that is not JSON."""
-    if not raw.strip():
-        return "missing request body"
-    position = getattr(problem, "pos", 0)
-    if position >= len(raw):
-        return "unexpected EOF"
-    char = raw[position : position + 1].decode(errors="replace")
-    if str(problem).startswith("Expecting property name"):
-        return f"invalid character '{char}' looking for beginning of object key string"
-    return f"invalid character '{char}' looking for beginning of value"
-
-
-def type_problem(body: object) -> str | None:
-    """The first ``cannot unmarshal`` error decoding a ``ChatRequest``, or None."""
-    if not isinstance(body, dict):
-        return f"json: cannot unmarshal {_go_type(body)} into Go value of type api.ChatRequest"
-    for name, (expected, go_type) in _FIELD_TYPES.items():
-        problem = _mismatch(body.get(name), expected, f"ChatRequest.{name}", go_type)
-        if problem is not None:
-            return problem
-    for message in body.get("messages") or []:
-        if not isinstance(message, dict):
-            return _mismatch(message, dict, "ChatRequest.messages", "api.Message")
-        for name, (expected, go_type) in _MESSAGE_TYPES.items():
-            where = f"ChatRequest.messages.{name}"
-            problem = _mismatch(message.get(name), expected, where, go_type)
-            if problem is not None:
-                return problem
-        for image in message.get("images") or []:
-            problem = _image_problem(image)
-            if problem is not None:
-                return problem
-    return None
-
-
-def _go_type(value: object) -> str:
-    return _GO_TYPES.get(type(value), "value")
-
-
-def _mismatch(value: object, expected: type, where: str, go_type: str) -> str | None:
-    """Go leaves a field at its zero value for null; a bool is never a number or a string."""
-    if value is None:
-        return None
-    if isinstance(value, expected) and (expected is bool or not isinstance(value, bool)):
-        return None
-    kind = _go_type(value)
-    return f"json: cannot unmarshal {kind} into Go struct field {where} of type {go_type}"
-
-
-def _image_problem(image: object) -> str | None:
-    if not isinstance(image, str):
-        where = "ChatRequest.messages.images"
-        return (
-            f"json: cannot unmarshal {_go_type(image)} into Go struct field {where} of type []uint8"
-        )
-    try:
-        base64.b64decode(image, validate=True)
-    except (binascii.Error, ValueError):
-        bad = next((i for i, c in enumerate(image) if not (c.isalnum() or c in "+/=")), 0)
-        return f"illegal base64 data at input byte {bad}"
-    return None
-
-
 def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return sum(count_tokens(message_text(message.get("content"))) for message in messages)
 
@@ -131,24 +58,45 @@ def line(body: Mapping[str, Any]) -> bytes:
     return (go_json(body) + "\n").encode()
 
 
-def chat_object(model: str, content: str, *, done: bool) -> dict[str, Any]:
-    return {
-        "model": model,
-        "created_at": timestamp(),
-        "message": {"role": "assistant", "content": content},
-        "done": done,
-    }
+def chat_object(
+    model: str, content: str, *, done: bool, tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"model": model, "created_at": timestamp(), "message": message, "done": done}
+
+
+def tool_call(
+    name: str, arguments: dict[str, Any], *, index: int, call_id: str | None
+) -> dict[str, Any]:
+    """One call as Ollama sends it: with its id and index since 0.12.10 (``call_id``)."""
+    if call_id is None:
+        return {"function": {"name": name, "arguments": arguments}}
+    return {"id": call_id, "function": {"index": index, "name": name, "arguments": arguments}}
+
+
+def new_call_id() -> str:
+    """``call_`` and 8 lower-case letters and digits, as Ollama's ids are."""
+    return "call_" + "".join(secrets.choice(_CALL_ID_CHARS) for _ in range(8))
 
 
 def final_object(
-    model: str, content: str, *, reason: str, started_ns: int, prompt: int, output: int
+    model: str,
+    content: str,
+    *,
+    reason: str,
+    started_ns: int,
+    prompt: int,
+    output: int,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``done: true`` object, with the counts and durations of the whole request."""
     total = max(time.monotonic_ns() - started_ns, LOAD_DURATION_NS + MIN_GENERATION_NS)
+    final = chat_object(model, content, done=True, tool_calls=tool_calls)
+    del final["done"]  # Go writes done_reason first
     return {
-        "model": model,
-        "created_at": timestamp(),
-        "message": {"role": "assistant", "content": content},
+        **final,
         "done_reason": reason,
         "done": True,
         "total_duration": total,
@@ -168,19 +116,30 @@ def load_object(model: str) -> dict[str, Any]:
 
 
 class NdjsonFraming:
-    """One chat, line by line."""
+    """One chat, line by line; with ``tool_calls``, its one piece is the line of the calls."""
 
-    def __init__(self, model: str, prompt: int, pieces: int, reason: str, started_ns: int):
+    def __init__(
+        self,
+        model: str,
+        prompt: int,
+        pieces: int,
+        reason: str,
+        started_ns: int,
+        tool_calls: list[dict[str, Any]] | None = None,
+    ):
         self._model = model
         self._prompt = prompt
         self._pieces = pieces
         self._reason = reason
         self._started_ns = started_ns
+        self._tool_calls = tool_calls
 
     def opening(self) -> bytes:
         return b""
 
     def piece(self, text: str, *, last: bool) -> bytes:
+        if self._tool_calls:
+            return line(chat_object(self._model, "", done=False, tool_calls=self._tool_calls))
         return line(chat_object(self._model, text, done=False))
 
     def closing(self) -> bytes:

@@ -16,22 +16,36 @@ authenticating proxy or ollama.com and wants ``Authorization: Bearer <key>`` (40
    streamed: 500). Ollama never rate limits, so ``fake-429`` is not a fault model here;
 4. a model not in ``models`` (``name`` means ``name:latest``): 404
    ``model "<name>" not found, try pulling it first``;
-5. an empty ``messages`` list: one ``done_reason: "load"`` object (the model is loaded);
-6. the reply: NDJSON lines (``stream`` defaults to true) or one object.
+5. ``tools`` for a model that cannot take them (``gemma3``, ``llava``): 400
+   ``registry.ollama.ai/library/<model:tag> does not support tools``;
+6. an empty ``messages`` list: one ``done_reason: "load"`` object (the model is loaded);
+7. the reply: NDJSON lines (``stream`` defaults to true) or one object: a tool call or text.
 
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``options.num_predict`` pieces with ``done_reason: "length"`` (else ``"stop"``).
+
+Tool calls (``_tool_calls``): a request with function ``tools`` and a user message last gets
+one call, of the first tool, with arguments derived from its schema (``expected_tool_call``
+tells which). Ollama has no ``tool_choice``, so the fake ignores one, as Ollama does. As
+Ollama sends it (``_ollama_wire``): the whole call in one ``done: false`` line with empty
+content, then the ``done: true`` line with ``done_reason: "stop"`` and the arguments' token
+count; not streamed, ``message.tool_calls`` in the one object. Each call has an id
+(``call_`` and 8 letters and digits, listed in ``call_ids`` as sent) and an index, as since
+Ollama 0.12.10; ``tool_call_ids=False`` sends them as earlier versions did, without either.
+A tool message last gets the text ``"The tool said: <its content>"``. Ollama does not check
+that tool results answer earlier calls, and neither does the fake (``_ollama_validate``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
+from chatwire.testing import _ollama_validate as validate
 from chatwire.testing import _ollama_wire as wire
 from chatwire.testing import _send
 from chatwire.testing._faults import (
@@ -43,7 +57,8 @@ from chatwire.testing._faults import (
     FAULT_STALL,
 )
 from chatwire.testing._run import serve
-from chatwire.testing._server import FakeServer
+from chatwire.testing._text import count_tokens
+from chatwire.testing._tool_calls import ToolCall, ToolCallingServer, planned_call
 
 OLLAMA_MODELS: Final = (
     "llama3.2:latest",
@@ -58,7 +73,7 @@ OLLAMA_FAULT_MODELS: Final = (
     FAULT_ERROR_MID,
 )
 DEFAULT_MODELS: Final = (*OLLAMA_MODELS, *OLLAMA_FAULT_MODELS)
-VERSION: Final = "0.12.6"
+VERSION: Final = "0.12.10"
 
 
 def canonical(model: str) -> str:
@@ -72,9 +87,10 @@ class FakeOllamaOptions(TypedDict, total=False):
     reply: str | None
     first_token_delay: float
     token_delay: float
+    tool_call_ids: bool
 
 
-class FakeOllama(FakeServer):
+class FakeOllama(ToolCallingServer):
     """An Ollama server on a real socket; see the module docstring for its behaviour."""
 
     base_path = ""
@@ -88,6 +104,7 @@ class FakeOllama(FakeServer):
         reply: str | None = None,
         first_token_delay: float = 0.0,
         token_delay: float = 0.0,
+        tool_call_ids: bool = True,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -96,6 +113,8 @@ class FakeOllama(FakeServer):
             first_token_delay=first_token_delay,
             token_delay=token_delay,
         )
+        self.tool_call_ids = tool_call_ids
+        self.call_ids: list[str] = []
         self.app.router.add_post("/api/chat", self._chat)
         self.app.router.add_get("/api/tags", self._tags)
         self.app.router.add_get("/api/version", self._version)
@@ -142,8 +161,8 @@ class FakeOllama(FakeServer):
         if refusal is not None:
             return refusal
         if problem is not None:
-            return self._error(400, wire.decode_problem(await request.read(), problem))
-        type_problem = wire.type_problem(body)
+            return self._error(400, validate.decode_problem(await request.read(), problem))
+        type_problem = validate.type_problem(body)
         if type_problem is not None:
             return self._error(400, type_problem)
         if not body.get("model"):
@@ -153,11 +172,20 @@ class FakeOllama(FakeServer):
         refusal = self._refusal(model, streamed)
         if refusal is not None:
             return refusal
+        no_tools = validate.tools_refusal(model, body)
+        if no_tools is not None:
+            return self._error(400, no_tools)
         if not body.get("messages"):
             return self._json(200, wire.load_object(model))
         if model.removesuffix(":latest") == FAULT_STALL:
             await _send.forever()
         return await self._answer(request, body, streamed, started_ns)
+
+    def will_call_tool(self, request: Mapping[str, Any]) -> bool:
+        return super().will_call_tool(_without_choice(request))
+
+    def expected_tool_call(self, request: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        return super().expected_tool_call(_without_choice(request))
 
     def _refusal(self, model: str, streamed: bool) -> web.Response | None:
         fault = model.removesuffix(":latest")
@@ -177,29 +205,37 @@ class FakeOllama(FakeServer):
         options = body.get("options") or {}
         limit = options.get("num_predict")
         max_tokens = int(limit) if isinstance(limit, int | float) and limit >= 0 else None
-        plan = self._plan(model.removesuffix(":latest"), body["messages"], max_tokens)
+        call = planned_call(_without_choice(body))
+        plan = self._plan(
+            model.removesuffix(":latest"), body["messages"], None if call else max_tokens
+        )
         reason = "length" if plan.truncated else "stop"
         prompt = wire.prompt_tokens(body["messages"])
+        pieces, tool_calls, output = plan.pieces, None, len(plan.pieces)
+        if call is not None:
+            pieces, tool_calls = self._tool_call(call)
+            output = count_tokens(pieces[0])
         if not streamed:
             if plan.halt is None:
-                await asyncio.sleep(plan.pace.generation_time(len(plan.pieces)))
+                await asyncio.sleep(plan.pace.generation_time(len(pieces)))
             final = wire.final_object(
                 model,
-                "".join(plan.pieces),
+                "" if tool_calls else "".join(pieces),
                 reason=reason,
                 started_ns=started_ns,
                 prompt=prompt,
-                output=len(plan.pieces),
+                output=output,
+                tool_calls=tool_calls,
             )
             payload = wire.go_json(final).encode()
             return await _send.complete(request, payload, {}, charset="utf-8", halt=plan.halt)
         resp = await _send.prepare(request, {}, "application/x-ndjson")
-        framing = wire.NdjsonFraming(model, prompt, len(plan.pieces), reason, started_ns)
+        framing = wire.NdjsonFraming(model, prompt, output, reason, started_ns, tool_calls)
         await _send.stream(
             request,
             resp,
             framing,
-            plan.pieces,
+            pieces,
             plan.pace,
             halt=plan.halt,
             split_writes=plan.split_writes,
@@ -207,6 +243,19 @@ class FakeOllama(FakeServer):
         if plan.halt is None:
             self.streams_completed += 1
         return resp
+
+    def _tool_call(self, call: ToolCall) -> tuple[list[str], list[dict[str, Any]]]:
+        """The reply's one piece (the arguments, for the token count) and its one call."""
+        call_id = wire.new_call_id() if self.tool_call_ids else None
+        if call_id is not None:
+            self.call_ids.append(call_id)
+        arguments = wire.go_json(call.arguments)
+        return [arguments], [wire.tool_call(call.name, call.arguments, index=0, call_id=call_id)]
+
+
+def _without_choice(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as Ollama reads it: it has no ``tool_choice``."""
+    return {key: value for key, value in request.items() if key != "tool_choice"}
 
 
 def run(host: str, port: int, **options: Unpack[FakeOllamaOptions]) -> None:
