@@ -55,6 +55,7 @@ class ChunkReader:
                 continue
             if data == b"[DONE]":
                 self.finished = True
+                out.extend(self.ended())
                 continue
             try:
                 item = _decode(data)
@@ -73,18 +74,26 @@ class ChunkReader:
     def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:  # pragma: no cover
         raise NotImplementedError
 
+    def ended(self) -> list[dict[str, Any]]:
+        """Chunks still held back when the stream's end marker arrives."""
+        return []
+
 
 class OpenAIChunks(ChunkReader):
     """Already chunks. The reply ends at [DONE]: OpenAI sends its usage chunk after the
     finish reason; a stream that ends after a finish reason without [DONE] is complete too."""
 
-    def __init__(self, keep_usage: bool = False) -> None:
+    def __init__(self, keep_usage: bool = False, usage_follows: bool = False) -> None:
         super().__init__()
         self._finish_seen = False
         self._call_ids: dict[str, int] = {}
         # Without include_usage, usage stays where the provider put it (Mistral's own
         # clients read it from the last chunk); with it, it moves to OpenAI's usage chunk.
         self._keep_usage = keep_usage
+        # OpenAI sends usage (when asked) in a chunk of its own after the finish reason:
+        # without include_usage, the finish chunk waits for it and carries it, as Mistral's.
+        self._hold_finish = keep_usage and usage_follows
+        self._held: dict[str, Any] | None = None
 
     def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         if item.get("error") is not None:
@@ -101,14 +110,25 @@ class OpenAIChunks(ChunkReader):
             if isinstance(delta, dict) and delta.get("tool_calls"):
                 self._number(delta["tool_calls"])
         if not choices:
-            return []
+            held, self._held = self._held, None
+            return [{**held, "usage": usage}] if held is not None and usage else []
+        chunk: dict[str, Any] = {"choices": choices}
         if self._keep_usage and usage:
-            return [{"choices": choices, "usage": usage}]
-        return [{"choices": choices}]
+            chunk["usage"] = usage
+        elif self._hold_finish and any(
+            isinstance(c, dict) and c.get("finish_reason") for c in choices
+        ):
+            self._held = chunk
+            return []
+        return [chunk]
+
+    def ended(self) -> list[dict[str, Any]]:
+        held, self._held = self._held, None
+        return [held] if held is not None else []
 
     def close(self) -> list[dict[str, Any]]:
         self.finished = self.finished or self._finish_seen
-        return super().close()
+        return super().close() + self.ended()
 
     def _number(self, calls: Any) -> None:
         """OpenAI clients gather a streamed call by ``index`` and want its ``type``; Mistral

@@ -114,7 +114,8 @@ class ChatCompletionsRoute:
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
         if isinstance(provider.adapter, OpenAICompatible):
             call = _openai_call(provider, target, request, fields, services.settings.drop_params)
-            reader: ChunkReader = OpenAIChunks(keep_usage=not include_usage)
+            asked = params.RULES.get(provider.name, params.OPENAI).ask_for_usage
+            reader: ChunkReader = OpenAIChunks(keep_usage=not include_usage, usage_follows=asked)
         else:
             # Anthropic, Gemini, Ollama: always streamed upstream, read back as chunks.
             translation = TRANSLATIONS[type(provider.adapter)]
