@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from chatwire import __version__
+from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, models, openai_models, profile
@@ -20,6 +21,7 @@ from chatwire.core.config import Settings
 from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.openai_api.route import PATH as COMPLETIONS
 from chatwire.openai_api.route import ChatCompletionsRoute
+from chatwire.providers.registry import build_providers
 from chatwire.services import Services
 from chatwire.timing import ServerTimingMiddleware
 
@@ -80,6 +82,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    openapi.install(app, build_providers(settings))
     app.add_middleware(ServerTimingMiddleware)
     app.add_exception_handler(ChatwireError, _chatwire_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

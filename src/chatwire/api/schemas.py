@@ -53,6 +53,7 @@ class ChatRequest(msgspec.Struct):
 
 
 _decoder = msgspec.json.Decoder(ChatRequest)
+NESTED_TOO_DEEPLY = "The request body nests JSON arrays or objects too deeply."
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
@@ -69,3 +70,5 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         raise RequestInvalid(f"The request body is not valid JSON: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise RequestInvalid("The request body is not valid UTF-8 JSON.") from exc
+    except RecursionError as exc:
+        raise RequestInvalid(NESTED_TOO_DEEPLY) from exc

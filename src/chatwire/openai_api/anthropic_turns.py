@@ -102,7 +102,7 @@ def _tool_use(label: str, index: int, number: int, call: Any) -> dict[str, Any]:
         # Some clients send a call without arguments as an empty string.
         try:
             arguments = msgspec.json.decode(arguments) if arguments.strip() else {}
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise RequestInvalid(
                 f"{where}.function.arguments is not valid JSON ({exc}); {label} needs the "
                 "arguments as a JSON object: send them back as the model gave them."

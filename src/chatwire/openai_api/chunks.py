@@ -59,7 +59,12 @@ class ChunkReader:
                 continue
             try:
                 item = _decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            except (
+                msgspec.DecodeError,
+                msgspec.ValidationError,
+                UnicodeDecodeError,
+                RecursionError,
+            ) as exc:
                 raise StreamFailed(f"an event that is not valid JSON ({exc})") from exc
             out.extend(self.convert(item))
         return out

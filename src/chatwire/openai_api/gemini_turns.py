@@ -169,7 +169,7 @@ def _arguments(where: str, function: Mapping[str, Any]) -> dict[str, Any]:
         return arguments
     try:
         parsed = msgspec.json.decode(arguments) if isinstance(arguments, str) else None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise RequestInvalid(
             f"{where}.function.arguments is not valid JSON ({exc}); send the arguments the"
             " model gave, a JSON object as text."
@@ -187,7 +187,7 @@ def _response(text: str) -> dict[str, Any]:
     if text.lstrip().startswith("{"):
         try:
             parsed = msgspec.json.decode(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             parsed = None
         if isinstance(parsed, dict):
             return parsed

@@ -277,7 +277,7 @@ def _call(index: int, position: int, call: Any, names: dict[str, str]) -> dict[s
         try:
             # An empty string stands for no arguments.
             arguments = _decode(arguments) if arguments.strip() else {}
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise RequestInvalid(
                 f"{where}.function.arguments is not valid JSON ({exc}): send the arguments "
                 "exactly as the model produced them, a JSON object as text."

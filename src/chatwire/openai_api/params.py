@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from chatwire.api.schemas import NESTED_TOO_DEEPLY
 from chatwire.errors import RequestInvalid
 
 # Fields chatwire handles itself and never forwards as given.
@@ -109,6 +110,8 @@ def decode(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
         raise RequestInvalid(f"Invalid request body: {exc}") from exc
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise RequestInvalid(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise RequestInvalid(NESTED_TOO_DEEPLY) from exc
 
 
 def translate(provider: str, label: str, fields: Mapping[str, Any], drop: bool) -> dict[str, Any]:

@@ -167,7 +167,12 @@ async def relay_json(ex: Exchange) -> None:
             phase = "idle"
             body = await read_limited(resp.content, 16 * 1024 * 1024)
         answer = _decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+    except (
+        msgspec.DecodeError,
+        msgspec.ValidationError,
+        UnicodeDecodeError,
+        RecursionError,
+    ) as exc:
         broken = StreamFailed("an answer that is not JSON")
         raise ex.provider.transport_error(broken, "idle", ex.timeouts) from exc
     except ChatwireError:

@@ -19,7 +19,7 @@ def readable_message(body: bytes) -> str | None:
     """The provider's own message in ``body``, or None when it carries none."""
     try:
         data = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         text = body.decode("utf-8", "replace").strip()
         # An HTML error page says nothing a person can act on.
         if not text or text.startswith("<"):
@@ -37,7 +37,7 @@ def _from_value(value: Any, depth: int) -> str | None:
         if stripped.startswith(("{", "[")):
             try:
                 return _from_value(msgspec.json.decode(stripped), depth + 1)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 pass
         return stripped or None
     if isinstance(value, list):

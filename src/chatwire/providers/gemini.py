@@ -94,7 +94,7 @@ class GeminiGenerateContent:
             return False
         try:
             parsed = self._error.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return False
         return parsed.error is not None and any(
             d.reason in KEY_REFUSED for d in parsed.error.details

@@ -84,7 +84,12 @@ class JSONLines(LineDecoder, Generic[T]):
             return None
         try:
             item = self._decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            UnicodeDecodeError,
+            RecursionError,
+        ) as exc:
             raise StreamFailed(
                 f"an event that is not valid JSON of the expected shape ({exc})"
             ) from exc

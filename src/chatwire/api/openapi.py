@@ -1,0 +1,132 @@
+"""The OpenAPI description, with the two chat routes in it.
+
+The chat routes are bare ASGI endpoints reached before FastAPI (see ``app.Chatwire``), so
+FastAPI does not know them; they are described here from the same msgspec structs that decode
+their bodies, so clients, docs and the fuzzer see every route chatwire serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from chatwire.api.schemas import ChatRequest
+from chatwire.openai_api.params import ChatCompletionRequest
+
+_REF = "#/components/schemas/{name}"
+_ERROR = {
+    "type": "object",
+    "properties": {"message": {"type": "string"}},
+    "required": ["message"],
+}
+_OPENAI_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+    "required": ["error"],
+}
+_FAILURES = {
+    "400": "Invalid body, or no key stored for the provider",
+    "401": "No or bad bearer token, or the provider refused the key",
+    "404": "Unknown provider or model",
+    "405": "Not POST",
+    "413": "Body larger than CHATWIRE_MAX_BODY_BYTES",
+    "429": "Too many chats of the caller's at once, or the provider's rate limit",
+    "502": "The provider could not be reached or sent a broken reply",
+    "503": "This process holds CHATWIRE_MAX_STREAMS chats already",
+    "504": "The provider did not answer in time",
+}
+
+
+def install(app: FastAPI, providers: Iterable[str]) -> None:
+    """Make ``app.openapi()`` describe the chat routes too."""
+    app.openapi = _builder(app, sorted(providers))  # type: ignore[method-assign]
+
+
+def _builder(app: FastAPI, providers: list[str]) -> Callable[[], dict[str, Any]]:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            _add_chat_routes(schema, providers)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
+def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
+    (chat, completion), components = msgspec.json.schema_components(
+        [ChatRequest, ChatCompletionRequest], ref_template=_REF
+    )
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    schema["components"].setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+    }
+    schema["paths"]["/api/chat/{provider}"] = {
+        "post": {
+            "summary": "Chat (chatbot-ui's route): the reply streamed as plain text",
+            "operationId": "chat",
+            "tags": ["chat"],
+            "security": bearer,
+            "parameters": [
+                {
+                    "name": "provider",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": providers},
+                }
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": chat}}},
+            "responses": {
+                "200": {
+                    "description": "The reply's text, flushed piece by piece",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(_ERROR),
+            },
+        }
+    }
+    schema["paths"]["/v1/chat/completions"] = {
+        "post": {
+            "summary": "OpenAI-compatible chat completion, streamed (SSE) or not",
+            "operationId": "chat_completions",
+            "tags": ["openai"],
+            "security": bearer,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": completion}},
+            },
+            "responses": {
+                "200": {
+                    "description": "A chat.completion, or chat.completion.chunk events",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(_OPENAI_ERROR),
+            },
+        }
+    }
+
+
+def _errors(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        status: {"description": text, "content": {"application/json": {"schema": body}}}
+        for status, text in _FAILURES.items()
+    }

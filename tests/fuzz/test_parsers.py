@@ -1,0 +1,129 @@
+"""Every parser of untrusted bytes, fuzzed with hypothesis: whatever comes in, the only
+failures are chatwire's own (a 400 for a client's body, a broken-stream failure for an
+upstream's), never another exception, and never a hang."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatwire.api.schemas import decode_chat_request
+from chatwire.core.config import Settings
+from chatwire.errors import RequestInvalid
+from chatwire.openai_api import params
+from chatwire.openai_api.anthropic import AnthropicChunks
+from chatwire.openai_api.chunks import ChunkReader, OpenAIChunks
+from chatwire.openai_api.gemini import GeminiChunks
+from chatwire.openai_api.ollama import OllamaChunks
+from chatwire.providers.base import StreamFailed
+from chatwire.providers.error_text import readable_message
+from chatwire.providers.registry import build_providers
+
+FUZZ = settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+# Bodies that are almost right are where parsers break: valid JSON of the wrong shape,
+# truncated JSON, random bytes, and deep nesting.
+BODIES = st.one_of(
+    st.binary(max_size=300),
+    JSON.map(lambda v: json.dumps(v).encode()),
+    JSON.map(lambda v: json.dumps(v).encode()[:-1]),
+    st.integers(1, 3000).map(lambda depth: b"[" * depth + b"]" * depth),
+    st.integers(1, 3000).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth),
+)
+CHATS = st.fixed_dictionaries(
+    {"chatSettings": st.fixed_dictionaries({"model": st.text()}) | JSON, "messages": JSON}
+).map(lambda v: json.dumps(v).encode())
+
+
+@FUZZ
+@given(st.one_of(BODIES, CHATS))
+def test_chat_bodies_are_a_400_or_decoded(body: bytes) -> None:
+    with contextlib.suppress(RequestInvalid):
+        decode_chat_request(body)
+
+
+@FUZZ
+@given(st.one_of(BODIES, JSON.map(lambda v: json.dumps({"model": "m", "messages": v}).encode())))
+def test_completion_bodies_are_a_400_or_decoded(body: bytes) -> None:
+    with contextlib.suppress(RequestInvalid):
+        params.decode(body)
+
+
+@FUZZ
+@given(st.lists(JSON, max_size=5), st.sampled_from(sorted(params.RULES)), st.booleans())
+def test_message_rules_take_any_messages(messages: Any, provider: str, drop: bool) -> None:
+    with contextlib.suppress(RequestInvalid):
+        params.messages(provider, provider, messages, drop)
+
+
+STREAM_LINES = st.one_of(
+    st.binary(max_size=80),
+    st.integers(1, 3000).map(lambda depth: b"data: " + b"[" * depth + b"]" * depth),
+    st.integers(1, 3000).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth),
+    JSON.map(lambda v: b"data: " + json.dumps(v).encode()),
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.just(b"data: [DONE]"),
+)
+READERS: list[Callable[[], ChunkReader]] = [
+    OpenAIChunks,
+    lambda: OpenAIChunks(keep_usage=True, usage_follows=True),
+    AnthropicChunks,
+    GeminiChunks,
+    OllamaChunks,
+]
+
+
+@pytest.mark.parametrize("make", READERS)
+@FUZZ
+@given(lines=st.lists(STREAM_LINES, max_size=8), cut=st.integers(0, 50))
+def test_v1_readers_fail_only_as_a_broken_stream(
+    make: Callable[[], ChunkReader], lines: list[bytes], cut: int
+) -> None:
+    body = b"\n".join(lines) + b"\n"
+    reader = make()
+    try:
+        reader.feed(body[:cut])
+        reader.feed(body[cut:])
+        reader.close()
+    except StreamFailed:
+        pass
+
+
+PROVIDERS = build_providers(Settings(data_dir=Path("/nonexistent")))
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+@FUZZ
+@given(lines=st.lists(STREAM_LINES, max_size=8), cut=st.integers(0, 50))
+def test_chat_decoders_fail_only_as_a_broken_stream(
+    name: str, lines: list[bytes], cut: int
+) -> None:
+    provider = PROVIDERS[name]
+    body = b"\n".join(lines) + b"\n"
+    decoder = provider.adapter.decoder(provider)
+    try:
+        decoder.feed(body[:cut])
+        decoder.feed(body[cut:])
+        decoder.close()
+    except StreamFailed:
+        pass
+
+
+@FUZZ
+@given(BODIES)
+def test_error_bodies_give_a_short_message_or_none(body: bytes) -> None:
+    message = readable_message(body)
+    assert message is None or (isinstance(message, str) and len(message) <= 503)
