@@ -101,11 +101,13 @@ async def relay_text(
     except ChatwireError:
         raise  # an error status, before anything was sent
     except _TRANSPORT_ERRORS as exc:
-        error = provider.transport_error(exc, phase, timeouts)
+        error = provider.transport_error(exc, phase, timeouts, call.secrets())
         if not started:
             raise error from exc
         _log_abort(request_id, provider, error.message)
-        raise StreamAborted(error.message) from exc
+        # Not chained: the upstream's own words (a quoted key, say) stay out of the trace;
+        # the failure is logged above, redacted.
+        raise StreamAborted(error.message) from None
     except Exception as exc:
         # A fault in chatwire itself: logged with its traceback, never a silent end.
         log.exception("request %s: relaying from %s failed", request_id.decode(), provider.name)
@@ -178,7 +180,9 @@ async def open_upstream(
             retry_after = resp.headers.get("Retry-After")
             wait = retry_wait(timeouts, attempt, resp.status, retry_after)
             if wait is None:
-                raise provider.error_for_status(resp.status, resp.reason or "", retry_after, body)
+                raise provider.error_for_status(
+                    resp.status, resp.reason or "", retry_after, body, call.secrets()
+                )
             what = f"answered {resp.status}"
         log.info(
             "%s %s, trying again in %.2f s (retry %d of %d)",

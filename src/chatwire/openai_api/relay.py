@@ -152,7 +152,7 @@ def _mapped(ex: Exchange, exc: Exception, phase: str) -> ChatwireError:
     if isinstance(exc, ChatwireError):
         return exc
     if isinstance(exc, _TRANSPORT_ERRORS):
-        return ex.provider.transport_error(exc, phase, ex.timeouts)
+        return ex.provider.transport_error(exc, phase, ex.timeouts, ex.call.secrets())
     log.exception("request %s: relaying from %s failed", ex.rid.decode(), ex.provider.name)
     return InternalError(
         f"chatwire failed while relaying from {ex.provider.label} (request id {ex.rid.decode()})."

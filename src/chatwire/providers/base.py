@@ -10,7 +10,7 @@ mean the key was refused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -55,11 +55,32 @@ class Target:
     max_tokens: int | None = None  # overrides the catalogue (custom models)
 
 
+# Headers that carry a provider key, in any of the providers' styles.
+_KEY_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
     url: str
     headers: Mapping[str, str] = field(repr=False)  # carries the key
     body: bytes = field(repr=False)
+
+    def secrets(self) -> list[str]:
+        """The key (and any other credential) this call sends, to keep out of messages."""
+        found: list[str] = []
+        for name, value in self.headers.items():
+            if name.lower() in _KEY_HEADERS:
+                found += [part for part in value.split() if len(part) >= 8]
+        return found
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` without any of ``secrets``: a provider may quote the key it was sent in an
+    error, and an operator's key must not reach a user (or the logs) that way."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 class StreamFailed(Exception):
@@ -131,20 +152,28 @@ class Provider:
         return {self.auth: key}
 
     def error_for_status(
-        self, status: int, reason: str, retry_after: str | None, body: bytes
+        self,
+        status: int,
+        reason: str,
+        retry_after: str | None,
+        body: bytes,
+        secrets: Sequence[str] = (),
     ) -> UpstreamError:
         """Map an upstream error response to the most specific error, by status and by the
         adapter's structured reading of the body; never by matching message wording."""
         if status == 401 or self.adapter.key_rejected(status, body):
             return UpstreamKeyInvalid(self.key_invalid_message())
         text = readable_message(body) or f"{reason or 'error'} (no readable message)"
+        text = redact(text, secrets)
         return UpstreamError(
             f"{self.label} answered {status}: {text}",
             status=status if 400 <= status <= 599 else 502,
             retry_after=retry_after if status in (429, 503, 529) else None,
         )
 
-    def transport_error(self, exc: BaseException, phase: str, timeouts: Timeouts) -> UpstreamError:
+    def transport_error(
+        self, exc: BaseException, phase: str, timeouts: Timeouts, secrets: Sequence[str] = ()
+    ) -> UpstreamError:
         """Map an aiohttp/OS failure, to the most specific chatwire error."""
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return UpstreamTimeout(
@@ -165,7 +194,9 @@ class Provider:
             reason = exc.os_error.strerror or "connection failed"
             return UpstreamUnreachable(f"Could not connect to {self.label}: {reason}.")
         if isinstance(exc, StreamFailed):
-            return UpstreamUnreachable(f"{self.label} sent a broken reply: {exc}")
+            return UpstreamUnreachable(
+                f"{self.label} sent a broken reply: {redact(str(exc), secrets)}"
+            )
         if isinstance(exc, aiohttp.InvalidURL):
             return UpstreamUnreachable(f"The {self.label} URL is not valid; check its base URL.")
         return UpstreamUnreachable(
