@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from chatwire import __version__
 from chatwire.api import openapi
@@ -52,8 +54,20 @@ class Chatwire:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> Chatwire:
-    return Chatwire(create_api(settings))
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    settings = settings if settings is not None else Settings()
+    app: ASGIApp = Chatwire(create_api(settings))
+    if settings.cors_origin_list:
+        # Around everything, the chat routes included: a browser UI on another origin calls them.
+        app = CORSMiddleware(
+            app,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Server-Timing", "Retry-After"],
+            max_age=600,
+        )
+    return app
 
 
 def create_api(settings: Settings | None = None) -> FastAPI:

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     max_streams_per_user: int = Field(default=512, ge=0)
     # /v1: drop parameters a provider cannot take instead of answering 400.
     drop_params: bool = False
+    # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
+    # origin); none by default: no CORS headers at all.
+    cors_origins: str = ""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     # chatbot-ui's environment overrides: one value for every user.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
