@@ -10,6 +10,7 @@ import uvicorn
 
 from chatwire.core.config import Settings
 from chatwire.errors import StreamAborted
+from chatwire.protocol import BoundedHttpToolsProtocol
 
 
 class DropAbortedStreamTraces(logging.Filter):
@@ -52,7 +53,7 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": BoundedHttpToolsProtocol,
         "log_config": log_config(settings.log_level),
         "access_log": settings.access_log,
         "server_header": False,

@@ -10,6 +10,7 @@ reader fails instead of keeping a silently truncated reply.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
 import random
@@ -156,7 +157,7 @@ async def open_upstream(
         try:
             # Redirects are not followed: the key must go nowhere but the configured host.
             resp = await http.post(
-                call.url, data=call.body, headers=call.headers, allow_redirects=False
+                call.url, data=_payload(call.body), headers=call.headers, allow_redirects=False
             )
         except aiohttp.ClientConnectorError as exc:
             # Nothing reached the upstream, so asking again cannot run the request twice.
@@ -196,6 +197,13 @@ async def open_upstream(
 
 
 RETRIED = frozenset({429, 500, 502, 503, 504, 529})
+# aiohttp warns about bytes bodies past 1 MiB (TOO_LARGE_BYTES_BODY) and wants them as a file
+# object, which it writes in pieces; one per try, as a try reads it to its end.
+LARGE_BODY = 2**20
+
+
+def _payload(body: bytes) -> bytes | io.BytesIO:
+    return io.BytesIO(body) if len(body) > LARGE_BODY else body
 
 
 def retry_wait(

@@ -89,7 +89,9 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         self.streams_completed = 0
         self.base_url: str | None = None
-        self.app = web.Application(middlewares=[self._track])
+        # Providers take bodies of many megabytes (long contexts, inline images); aiohttp's
+        # default would refuse anything past 1 MiB.
+        self.app = web.Application(middlewares=[self._track], client_max_size=64 * 1024 * 1024)
         self._connections = ConnectionCounter()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None

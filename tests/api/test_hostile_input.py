@@ -1,0 +1,95 @@
+"""Hostile requests over real sockets: header floods, giant headers and URLs (431, the
+connection closed), a giant message under the body limit (relayed whole), a body over it sent
+without a length (413), and the server still answering afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import urlsplit
+
+import pytest
+
+from chatwire.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+from chatwire.testing.fake_mistral import FakeMistral
+from tests.conftest import Running, ServerFactory
+
+
+async def raw(server: Running, head: bytes, body: bytes = b"") -> bytes:
+    """Send bytes as they are; everything the server answers until it closes or 5 s pass."""
+    address = urlsplit(server.url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+def request(path: str, headers: list[bytes], body: bytes = b"") -> bytes:
+    lines = [b"POST " + path.encode() + b" HTTP/1.1", b"Host: chatwire", b"Connection: close"]
+    lines += headers
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [b"X-Flood-%d: x" % i for i in range(MAX_HEADERS + 1)],
+        [b"X-Big: " + b"a" * (MAX_HEAD_BYTES + 1)],
+        [b"X-Flood-%d: " % i + b"a" * 2000 for i in range(60)],
+    ],
+    ids=["too many headers", "one giant header", "headers too large together"],
+)
+async def test_a_header_flood_is_431_and_the_server_carries_on(
+    server: Running, headers: list[bytes]
+) -> None:
+    answer = await raw(server, request("/api/chat/mistral", headers))
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b"Request head too large" in answer
+    ok = await server.client.post("/api/chat/mistral", json=server.chat_body(), headers=server.auth)
+    assert ok.status_code == 200
+
+
+async def test_a_giant_url_is_431(server: Running) -> None:
+    answer = await raw(server, request("/api/chat/" + "m" * (MAX_HEAD_BYTES + 1), []))
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_ordinary_headers_pass(server: Running) -> None:
+    headers = {f"X-Ordinary-{i}": "v" * 100 for i in range(MAX_HEADERS - 10)}
+    resp = await server.client.post(
+        "/api/chat/mistral", json=server.chat_body(), headers={**server.auth, **headers}
+    )
+    assert resp.status_code == 200
+
+
+async def test_a_giant_message_under_the_limit_is_relayed_whole(
+    server: Running, fake: FakeMistral
+) -> None:
+    content = "é" * (3 * 1024 * 1024)  # 6 MB of UTF-8, under the 10 MB body limit
+    chat = server.chat_body()
+    chat["messages"][0]["content"] = content  # a giant system message: a long document
+    body = json.dumps(chat, ensure_ascii=False).encode()
+    resp = await server.client.post("/api/chat/mistral", content=body, headers=server.auth)
+    assert resp.status_code == 200
+    assert resp.text == fake.expected_reply(chat["messages"])
+    assert fake.requests[-1].json["messages"][0]["content"] == content
+
+
+async def test_a_body_over_the_limit_without_a_length_is_413(
+    make_server: ServerFactory, fake: FakeMistral
+) -> None:
+    server = await make_server(max_body_bytes=1024)
+    token = server.token.encode()
+    body = json.dumps(server.chat_body(content="x" * 4096)).encode()
+    chunked = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    head = request(
+        "/api/chat/mistral",
+        [b"Authorization: Bearer " + token, b"Transfer-Encoding: chunked"],
+    )
+    answer = await raw(server, head, chunked)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"CHATWIRE_MAX_BODY_BYTES" in answer
+    assert fake.requests == []
