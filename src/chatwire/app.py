@@ -17,7 +17,7 @@ from chatwire import __version__
 from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
 from chatwire.api.openai_errors import openai_error
-from chatwire.api.routes import custom_models, keys, models, openai_models, profile
+from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
 from chatwire.api.routes.chat import PREFIX, ChatRoute
 from chatwire.core.config import Settings
 from chatwire.errors import ChatwireError, RequestInvalid
@@ -91,6 +91,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(custom_models.router)
     app.include_router(openai_models.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"])
     async def health() -> dict[str, str]:

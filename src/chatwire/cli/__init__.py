@@ -10,7 +10,7 @@ from chatwire import __version__
 from chatwire.cli._support import fail, open_store, prepare, read_secret, with_store
 from chatwire.cli.accounts import keys, tokens, users
 from chatwire.cli.custom import custom_models
-from chatwire.cli.tools import demo, fake_upstream
+from chatwire.cli.tools import demo, fake_upstream, soak
 from chatwire.core.config import Settings
 from chatwire.store.repo import Store
 
@@ -71,3 +71,4 @@ main.add_command(keys)
 main.add_command(custom_models)
 main.add_command(fake_upstream)
 main.add_command(demo)
+main.add_command(soak)

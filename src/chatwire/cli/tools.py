@@ -47,3 +47,19 @@ def demo(port: int) -> None:
     from chatwire.demo import run_demo
 
     run_demo(port)
+
+
+@click.command()
+@click.option("--streams", type=int, default=300, show_default=True, help="Chats at once.")
+@click.option("--duration", type=float, default=180.0, show_default=True, help="Seconds.")
+@click.option("--seed", type=int, default=1, show_default=True)
+def soak(streams: int, duration: float, seed: int) -> None:
+    """Many concurrent chats with faults against a real server, then a check for leaks."""
+    import asyncio
+
+    from chatwire.soak import report, run_soak
+
+    result = asyncio.run(run_soak(streams, duration, seed))
+    click.echo(report(result, streams, duration))
+    if not result.ok:
+        raise SystemExit(1)

@@ -1,0 +1,49 @@
+"""GET /metrics: this process's figures in Prometheus's text format.
+
+Read at scrape time, so the hot path pays nothing: chats open now, the process's asyncio
+tasks, and the standard process figures (open file descriptors, resident memory, CPU). Each
+worker process answers for itself. No secrets: counts only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from starlette.datastructures import State
+
+from chatwire.services import Services
+
+router = APIRouter(tags=["health"])
+
+
+class _Live(Collector):
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        services: Services = self._state.services
+        yield GaugeMetricFamily(
+            "chatwire_open_chats", "Chat requests this process holds now.", services.admission.open
+        )
+        yield GaugeMetricFamily(
+            "chatwire_asyncio_tasks",
+            "Tasks alive in this process's event loop.",
+            len(asyncio.all_tasks()),
+        )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        registry.register(_Live(request.app.state))
+        request.app.state.metrics_registry = registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
