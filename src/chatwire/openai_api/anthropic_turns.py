@@ -19,6 +19,7 @@ import msgspec
 
 from chatwire.api.schemas import Message, Part
 from chatwire.errors import RequestInvalid
+from chatwire.openai_api.translate import call_arguments
 from chatwire.providers.anthropic import content_blocks
 
 _ROLES = "system, developer, user, assistant or tool"
@@ -46,7 +47,7 @@ def conversation(label: str, messages: Any) -> tuple[str, list[dict[str, Any]]]:
             calls = message.get("tool_calls") or []
             if not isinstance(calls, list):
                 raise RequestInvalid(f"messages[{index}].tool_calls must be a list.")
-            uses = [_tool_use(label, index, number, call) for number, call in enumerate(calls)]
+            uses = [_tool_use(index, number, call) for number, call in enumerate(calls)]
             _append(turns, "assistant", _blocks(label, index, message) + uses)
         elif role == "tool":
             _append(turns, "user", [_tool_result(label, index, message)])
@@ -84,7 +85,7 @@ def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]
         content.extend(blocks)
 
 
-def _tool_use(label: str, index: int, number: int, call: Any) -> dict[str, Any]:
+def _tool_use(index: int, number: int, call: Any) -> dict[str, Any]:
     where = f"messages[{index}].tool_calls[{number}]"
     function = call.get("function") if isinstance(call, dict) else None
     if (
@@ -97,21 +98,7 @@ def _tool_use(label: str, index: int, number: int, call: Any) -> dict[str, Any]:
             f"{where} must be a function call with an id: "
             '{"id": ..., "type": "function", "function": {"name": ..., "arguments": "{...}"}}.'
         )
-    arguments = function.get("arguments")
-    if isinstance(arguments, str):
-        # Some clients send a call without arguments as an empty string.
-        try:
-            arguments = msgspec.json.decode(arguments) if arguments.strip() else {}
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise RequestInvalid(
-                f"{where}.function.arguments is not valid JSON ({exc}); {label} needs the "
-                "arguments as a JSON object: send them back as the model gave them."
-            ) from exc
-    if not isinstance(arguments, dict):
-        raise RequestInvalid(
-            f"{where}.function.arguments must be a JSON object, as {label} takes a tool call's "
-            "input."
-        )
+    arguments = call_arguments(where, function)
     return {"type": "tool_use", "id": call["id"], "name": function["name"], "input": arguments}
 
 

@@ -14,7 +14,7 @@ import msgspec
 
 from chatwire.providers.base import StreamFailed
 from chatwire.providers.error_text import readable_message
-from chatwire.providers.lines import MAX_LINE
+from chatwire.providers.lines import DECODE_ERRORS, MAX_LINE
 
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -59,12 +59,7 @@ class ChunkReader:
                 continue
             try:
                 item = _decode(data)
-            except (
-                msgspec.DecodeError,
-                msgspec.ValidationError,
-                UnicodeDecodeError,
-                RecursionError,
-            ) as exc:
+            except DECODE_ERRORS as exc:
                 raise StreamFailed(f"an event that is not valid JSON ({exc})") from exc
             out.extend(self.convert(item))
         return out

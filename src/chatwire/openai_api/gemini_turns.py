@@ -26,6 +26,7 @@ import msgspec
 
 from chatwire.api.schemas import Message, Part
 from chatwire.errors import RequestInvalid
+from chatwire.openai_api.translate import call_arguments
 from chatwire.providers.gemini import message_parts
 
 _OURS: Final = re.compile(r"call_[0-9a-f]{24}")
@@ -120,7 +121,7 @@ class Turns:
                 raise RequestInvalid(f"{where} needs a function with a name.")
             name: str = function["name"]
             part: dict[str, Any] = {
-                "functionCall": {"name": name, "args": _arguments(where, function)}
+                "functionCall": {"name": name, "args": call_arguments(where, function)}
             }
             call_id = call.get("id")
             if isinstance(call_id, str):
@@ -158,27 +159,6 @@ def turns(label: str, model: str, messages: object) -> Turns:
     for index, message in enumerate(messages):
         built.add(index, message)
     return built
-
-
-def _arguments(where: str, function: Mapping[str, Any]) -> dict[str, Any]:
-    """The call's arguments as the object Gemini's ``args`` is."""
-    arguments = function.get("arguments")
-    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        parsed = msgspec.json.decode(arguments) if isinstance(arguments, str) else None
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise RequestInvalid(
-            f"{where}.function.arguments is not valid JSON ({exc}); send the arguments the"
-            " model gave, a JSON object as text."
-        ) from exc
-    if not isinstance(parsed, dict):
-        raise RequestInvalid(
-            f"{where}.function.arguments must be a JSON object as text, as the model gave it."
-        )
-    return parsed
 
 
 def _response(text: str) -> dict[str, Any]:

@@ -22,7 +22,13 @@ import msgspec
 
 from chatwire.errors import RequestInvalid
 from chatwire.openai_api.chunks import ChunkReader, delta, mid_stream
-from chatwire.openai_api.translate import BASE_FIELDS, chat_request, check_fields, with_budget
+from chatwire.openai_api.translate import (
+    BASE_FIELDS,
+    call_arguments,
+    chat_request,
+    check_fields,
+    with_budget,
+)
 from chatwire.providers import content
 from chatwire.providers.ollama import OllamaChat
 
@@ -43,7 +49,6 @@ FIELDS = BASE_FIELDS | {
 }
 _DROP_HINT = "(or have the operator set CHATWIRE_DROP_PARAMS=true)"
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 
 class OllamaChunks(ChunkReader):
@@ -272,21 +277,7 @@ def _call(index: int, position: int, call: Any, names: dict[str, str]) -> dict[s
     function = call.get("function") if isinstance(call, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise RequestInvalid(f"{where} needs a function with a name and arguments.")
-    arguments = function.get("arguments")
-    if isinstance(arguments, str):
-        try:
-            # An empty string stands for no arguments.
-            arguments = _decode(arguments) if arguments.strip() else {}
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise RequestInvalid(
-                f"{where}.function.arguments is not valid JSON ({exc}): send the arguments "
-                "exactly as the model produced them, a JSON object as text."
-            ) from exc
-    if not isinstance(arguments, dict):
-        raise RequestInvalid(
-            f"{where}.function.arguments must be a JSON object (as text), not "
-            f"{_encode(arguments).decode()[:100]}."
-        )
+    arguments = call_arguments(where, function)
     if isinstance(call.get("id"), str):
         names[call["id"]] = function["name"]
     return {"function": {"name": function["name"], "arguments": arguments}}

@@ -26,6 +26,7 @@ from chatwire.api.openai_errors import openai_error
 from chatwire.errors import ChatwireError, InternalError
 from chatwire.openai_api.chunks import ChunkReader
 from chatwire.providers.base import Provider, StreamFailed, Timeouts, UpstreamCall
+from chatwire.providers.lines import DECODE_ERRORS
 from chatwire.streaming import drain, open_upstream, read_limited
 from chatwire.timing import Timing
 
@@ -167,12 +168,7 @@ async def relay_json(ex: Exchange) -> None:
             phase = "idle"
             body = await read_limited(resp.content, 16 * 1024 * 1024)
         answer = _decode(body)
-    except (
-        msgspec.DecodeError,
-        msgspec.ValidationError,
-        UnicodeDecodeError,
-        RecursionError,
-    ) as exc:
+    except DECODE_ERRORS as exc:
         broken = StreamFailed("an answer that is not JSON")
         raise ex.provider.transport_error(broken, "idle", ex.timeouts) from exc
     except ChatwireError:

@@ -74,3 +74,24 @@ def with_budget(target: Target, fields: Mapping[str, Any]) -> Target:
     if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
         return replace(target, max_tokens=budget)
     return target
+
+
+def call_arguments(where: str, function: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments, JSON text as OpenAI's clients send them back, as the object the
+    translated families want; none (or an empty string) is no arguments."""
+    arguments = function.get("arguments")
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        return {}
+    if isinstance(arguments, str):
+        try:
+            arguments = msgspec.json.decode(arguments)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise RequestInvalid(
+                f"{where}.function.arguments is not valid JSON ({exc}); send the arguments back "
+                "as the model gave them, a JSON object as text."
+            ) from exc
+    if not isinstance(arguments, dict):
+        raise RequestInvalid(
+            f"{where}.function.arguments must be a JSON object (as text), as the model gave it."
+        )
+    return arguments

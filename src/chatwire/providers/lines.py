@@ -20,6 +20,13 @@ from chatwire.providers.base import StreamFailed
 T = TypeVar("T")
 
 MAX_LINE = 1024 * 1024
+# What decoding untrusted JSON can raise: malformed, the wrong shape, not UTF-8, too deep.
+DECODE_ERRORS = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    RecursionError,
+)
 
 
 class LineDecoder:
@@ -84,12 +91,7 @@ class JSONLines(LineDecoder, Generic[T]):
             return None
         try:
             item = self._decode(data)
-        except (
-            msgspec.DecodeError,
-            msgspec.ValidationError,
-            UnicodeDecodeError,
-            RecursionError,
-        ) as exc:
+        except DECODE_ERRORS as exc:
             raise StreamFailed(
                 f"an event that is not valid JSON of the expected shape ({exc})"
             ) from exc
