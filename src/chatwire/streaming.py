@@ -15,8 +15,8 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from email.utils import parsedate_to_datetime
 
 import aiohttp
@@ -174,7 +174,8 @@ async def open_upstream(
             if resp.status == 200:
                 async with resp:
                     switch_to_idle_timeout(resp, timeouts.idle)
-                    yield resp
+                    with _failing_when_lost(resp):
+                        yield resp
                 return
             async with resp:
                 body = await read_limited(resp.content, MAX_ERROR_BODY)
@@ -233,6 +234,34 @@ def _seconds(retry_after: str | None) -> float | None:
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+@contextmanager
+def _failing_when_lost(resp: aiohttp.ClientResponse) -> Iterator[None]:
+    """The end of the connection, before the end of the body, fails the body's reader.
+
+    aiohttp's C parser, given a broken chunked body, closes the connection without telling
+    the body's reader, which then waits with no timeout at all (its read timeout is dropped
+    too): the chat would hang until its client gave up. Measured with aiohttp 3.13 and 3.14.
+    """
+    protocol = resp.connection.protocol if resp.connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if closed is None:
+        yield
+        return
+
+    def lost(future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: the body's reader reports it
+        if not resp.content.is_eof() and resp.content.exception() is None:
+            resp.content.set_exception(aiohttp.ClientPayloadError("the connection was lost"))
+
+    closed.add_done_callback(lost)
+    try:
+        yield
+    finally:
+        # A kept-alive connection serves many replies: no callback may outlive its own.
+        closed.remove_done_callback(lost)
 
 
 def switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:

@@ -90,6 +90,13 @@ AFTER = [
         {},
     ),
     Fault(
+        "broken chunked framing",
+        [SSE_HEAD, delta("Hello"), SENT, b"zz\r\nnonsense\r\n"],
+        None,
+        "",
+        {},
+    ),
+    Fault(
         "ends without a finish reason or [DONE]",
         [SSE_HEAD, delta("Hello"), SENT, END],
         None,
