@@ -51,7 +51,8 @@ def _ms(text: str, label: str) -> float:
 def run_wrk(target: Target, script: Path, connections: int, seconds: float) -> WrkRound:
     pids = tree(target.pid)
     before = cpu_seconds(pids)
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency"]
+    argv += ["-s", str(script)]
     out = subprocess.run([*argv, target.url], capture_output=True, text=True, check=True).stdout
     used = cpu_seconds(pids) - before
     done = re.search(r"(\d+) requests in", out)
