@@ -170,21 +170,20 @@ async def hold_streams(
     base = rss_bytes(pids)
     s = _Streams()
     gate = asyncio.Semaphore(200)
-    tasks = [asyncio.create_task(_stream(target, request, gate, s)) for _ in range(count)]
-    all_done = asyncio.gather(*tasks)
+    pending = {asyncio.create_task(_stream(target, request, gate, s)) for _ in range(count)}
     peak = base
     deadline = time.monotonic() + within
     next_note = time.monotonic() + 5
-    while not all_done.done() and time.monotonic() < deadline:
+    while pending and time.monotonic() < deadline:
         peak = max(peak, rss_bytes(pids))
         if time.monotonic() > next_note:
             progress(f"{s.open} open, {s.completed} done, {s.failed} failed")
             next_note += 5
-        await asyncio.wait([all_done], timeout=0.25)
-    if not all_done.done():
-        for task in tasks:
+        _, pending = await asyncio.wait(pending, timeout=0.25)
+    if pending:
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.wait(pending)
         s.fail(f"{target.name}: streams still open after {within:g} s")
     return StreamsResult(
         streams=count,

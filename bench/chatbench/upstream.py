@@ -87,6 +87,9 @@ http {{
   scgi_temp_path {run}/nginx-scgi;
   keepalive_requests 1000000;
   keepalive_timeout 600s;
+  # One descriptor per reply file, shared by every request: else each open stream costs
+  # nginx two (socket and file) and it runs out of files before the relay does.
+  open_file_cache max=16 inactive=1h;
 {servers}
 }}
 """
