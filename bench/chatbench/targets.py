@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def start_floor(procs: Processes, setup: Setup, upstream: str, workers: int) -> 
 def start_litellm(procs: Processes, setup: Setup, upstream: str, workers: int) -> Target:
     assert setup.litellm_venv is not None
     port = free_port()
+    master_key = f"sk-{secrets.token_hex(16)}"
     config = setup.run / "litellm.yaml"
     # JSON is YAML: the proxy reads this as its config file.
     config.write_text(
@@ -206,6 +208,8 @@ def start_litellm(procs: Processes, setup: Setup, upstream: str, workers: int) -
                     }
                 ],
                 "litellm_settings": {"drop_params": True, "telemetry": False},
+                # Callers authenticate with this key, as they do with chatwire's tokens.
+                "general_settings": {"master_key": master_key},
             },
             indent=2,
         )
@@ -230,7 +234,8 @@ def start_litellm(procs: Processes, setup: Setup, upstream: str, workers: int) -
     process = procs.start("litellm", argv, env=env, cwd=setup.run)
     wait_for_port(port, process, "LiteLLM proxy", 180)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    return Target("litellm", url, openai_body(MODEL), process.pid, b"data: [DONE]")
+    auth = {"Authorization": f"Bearer {master_key}"}
+    return Target("litellm", url, openai_body(MODEL), process.pid, b"data: [DONE]", auth)
 
 
 def upstream_target(base_url: str, pid: int) -> Target:
