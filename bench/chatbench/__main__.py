@@ -223,6 +223,8 @@ def main() -> int:
     run = (
         args.run_dir.resolve() if args.run_dir else Path(tempfile.mkdtemp(prefix="chatwire-bench-"))
     )
+    # nginx's worker runs as an unprivileged user and reads the reply files from here.
+    run.chmod(0o755)
     (run / "logs").mkdir(parents=True, exist_ok=True)
     note(f"run directory {run} (logs in {run / 'logs'})")
 
