@@ -1,0 +1,1 @@
+"""chatwire's benchmark (run it with ./bench/run; see bench/README.md)."""
