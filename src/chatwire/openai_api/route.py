@@ -106,10 +106,12 @@ class ChatCompletionsRoute:
         request, fields = params.decode(body)
         provider, model = resolve_model_name(services, request.model)
         profile = ProfileView(services.overrides, await services.profile(user_id))
-        chat = ChatRequest(chatSettings=ChatSettings(model=model), messages=_messages(fields))
+        # Only a custom model's reply budget looks at the messages (to estimate the prompt).
+        chat = ChatRequest(chatSettings=ChatSettings(model=model), messages=[])
         custom = None
         if provider.uses_custom_models:
             custom = await _custom_record(services, user_id, model)
+            chat.messages = _messages(fields)
         target = provider.resolve(provider, profile, chat, custom)
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
         if isinstance(provider.adapter, OpenAICompatible):
