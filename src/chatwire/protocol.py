@@ -13,6 +13,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024  # the URL and every header name and value
 MAX_HEADERS = 100
+READ_SLACK = 64 * 1024
 
 
 class HeadTooLarge(Exception):
@@ -23,6 +24,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _header_count = 0
     _too_large = False
+    # Bytes read while a head is incomplete: the parser holds a header line that has not
+    # ended yet in a buffer of its own and calls on_header only at its end, so those bytes
+    # are counted here, as they arrive (with one read's worth of slack for a body that came
+    # in the same read as the end of its head).
+    _awaiting_head = True
+    _raw_head = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head:
+            self._raw_head += len(data)
+            if self._raw_head > MAX_HEAD_BYTES + READ_SLACK:
+                self._too_large = True
+                self.send_400_response("")
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._raw_head = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._awaiting_head = True
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

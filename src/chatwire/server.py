@@ -58,6 +58,7 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "access_log": settings.access_log,
         "server_header": False,
         "timeout_graceful_shutdown": settings.shutdown_grace,
+        "timeout_keep_alive": settings.keep_alive,
     }
     options.update(overrides)
     return options

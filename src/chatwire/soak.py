@@ -1,6 +1,7 @@
 """A soak run: many concurrent chats for a while, with faults, then a check for leaks.
 
-A real ``chatwire serve`` process and the fake Mistral (in this process) are started; clients
+A real ``chatwire serve`` process and the fake Mistral (a process of its own, so that the
+load's clients, in this one, never slow the upstream down) are started; clients
 keep ``streams`` chats going on both chat APIs for ``duration`` seconds, each one a normal
 reply, a slow one, a reply cut or stalled mid-stream, an upstream that never answers or
 answers 429/500, multi-byte text split across writes, or a client that goes away early.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import random
 import re
@@ -74,45 +74,92 @@ class Result:
 
 
 async def run_soak(streams: int, duration: float, seed: int = 1, settle: float = 30.0) -> Result:
-    # The fake logs each request whose client (chatwire, cancelling) went away: expected here.
-    fake_log = logging.getLogger("aiohttp.server")
-    level = fake_log.level
-    fake_log.setLevel(logging.CRITICAL)
-    fake = FakeMistral(api_key=KEY)
-    await fake.start()
     result = Result()
-    with tempfile.TemporaryDirectory() as data:
-        server, url, token = await _start_server(Path(data), fake)
-        try:
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                await _warm_up(client, token)
-            result.baseline = await _figures(url, fake)
-            await _load(url, token, fake, streams, duration, seed, result)
-            result.after = await _settled(url, fake, result.baseline, settle)
-            result.leaks = _leaks(result.baseline, result.after)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(server.wait(), 30)
-            await fake.stop()
-            fake_log.setLevel(level)
+    fake = await _Fake.start()
+    try:
+        with tempfile.TemporaryDirectory() as data:
+            server, url, token = await _start_server(Path(data), fake)
+            try:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                    await _warm_up(client, token)
+                result.baseline = await _figures(url, fake)
+                await _load(url, token, fake, streams, duration, seed, result)
+                result.after = await _settled(url, fake, result.baseline, settle)
+                result.leaks = _leaks(result.baseline, result.after)
+            finally:
+                server.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(server.wait(), 30)
+    finally:
+        await fake.stop()
     return result
 
 
-async def _start_server(
-    data: Path, fake: FakeMistral
-) -> tuple[asyncio.subprocess.Process, str, str]:
+@dataclass
+class _Fake:
+    """The fake Mistral in a process of its own, and a local copy that tells its replies."""
+
+    process: asyncio.subprocess.Process
+    port: int
+    base_url: str
+    replies: FakeMistral = field(default_factory=lambda: FakeMistral(api_key=KEY))
+
+    @classmethod
+    async def start(cls) -> _Fake:
+        port = _free_port()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "chatwire",
+            "fake-upstream",
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        return cls(process, port, line.decode().strip())
+
+    async def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self.process.wait(), 30)
+
+    def expected_reply(self, model: str) -> str:
+        return self.replies.expected_reply(MESSAGES, model=model)
+
+    @property
+    def open_connections(self) -> int:
+        """Established TCP connections to the fake's port (the kernel's table)."""
+        port = f":{self.port:04X}"
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    count += fields[1].endswith(port) and fields[3] == "01"
+        return count
+
+
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert fake.base_url is not None
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _start_server(data: Path, fake: _Fake) -> tuple[asyncio.subprocess.Process, str, str]:
+    port = _free_port()
     env = {
         **os.environ,
         "CHATWIRE_DATA_DIR": str(data / "data"),
         "CHATWIRE_PORT": str(port),
         "CHATWIRE_MISTRAL_BASE_URL": fake.base_url,
         "MISTRAL_API_KEY": KEY,
-        "CHATWIRE_FIRST_BYTE_TIMEOUT": "1.5",
-        "CHATWIRE_IDLE_TIMEOUT": "1",
+        "CHATWIRE_FIRST_BYTE_TIMEOUT": "3",
+        "CHATWIRE_IDLE_TIMEOUT": "3",
         "CHATWIRE_UPSTREAM_RETRIES": "1",
         "CHATWIRE_RETRY_BACKOFF": "0.05",
         "CHATWIRE_RETRY_MAX_WAIT": "0.5",
@@ -156,7 +203,7 @@ async def _warm_up(client: httpx.AsyncClient, token: str) -> None:
         resp.raise_for_status()
 
 
-async def _figures(url: str, fake: FakeMistral) -> Figures:
+async def _figures(url: str, fake: _Fake) -> Figures:
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(f"{url}/metrics")).text
     values = {
@@ -176,14 +223,18 @@ async def _figures(url: str, fake: FakeMistral) -> Figures:
 async def _load(
     url: str,
     token: str,
-    fake: FakeMistral,
+    fake: _Fake,
     streams: int,
     duration: float,
     seed: int,
     result: Result,
 ) -> None:
     deadline = time.monotonic() + duration
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    # Idle connections are dropped by the client before the server's keep-alive timeout
+    # (5 s) would close them under a request: the usual rule for keep-alive clients.
+    limits = httpx.Limits(
+        max_connections=streams, max_keepalive_connections=streams, keepalive_expiry=2
+    )
     headers = {"Authorization": f"Bearer {token}"}
 
     async with httpx.AsyncClient(
@@ -214,7 +265,7 @@ async def _load(
 
 async def _one(
     client: httpx.AsyncClient,
-    fake: FakeMistral,
+    fake: _Fake,
     api: str,
     model: str,
     expect: str,
@@ -253,7 +304,7 @@ async def _one(
         ended = b'data: {"error":' in raw and b"[DONE]" not in raw
         return None if api == "v1" and ended else "a clean end after a failure"
     text = raw.decode() if api == "chatbot-ui" else _sse_text(raw)
-    wanted = fake.expected_reply(MESSAGES, model=model)
+    wanted = fake.expected_reply(model)
     if api == "chatbot-ui":
         wanted = wanted.lstrip()
     return None if text == wanted else f"text {text[:60]!r} instead of {wanted[:60]!r}"
@@ -278,7 +329,7 @@ def _completion(model: str) -> dict[str, Any]:
     return {"model": f"mistral/{model}", "messages": MESSAGES, "stream": True}
 
 
-async def _settled(url: str, fake: FakeMistral, base: Figures, within: float) -> Figures:
+async def _settled(url: str, fake: _Fake, base: Figures, within: float) -> Figures:
     """The figures once the server is idle again (or after ``within`` seconds)."""
     deadline = time.monotonic() + within
     while True:

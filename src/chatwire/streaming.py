@@ -160,11 +160,10 @@ async def open_upstream(
                 call.url, data=_payload(call.body), headers=call.headers, allow_redirects=False
             )
         except aiohttp.ClientConnectorError as exc:
-            # Nothing reached the upstream, so asking again cannot run the request twice.
+            # Nothing reached the upstream, so asking again cannot run the request twice;
+            # a certificate or TLS failure will not pass by itself, so it is not retried.
             wait = (
-                None
-                if isinstance(exc, aiohttp.ConnectionTimeoutError)
-                else retry_wait(timeouts, attempt, None, None)
+                None if isinstance(exc, _TLS_ERRORS) else retry_wait(timeouts, attempt, None, None)
             )
             if wait is None:
                 raise
@@ -198,6 +197,7 @@ async def open_upstream(
 
 
 RETRIED = frozenset({429, 500, 502, 503, 504, 529})
+_TLS_ERRORS = (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)
 # aiohttp warns about bytes bodies past 1 MiB (TOO_LARGE_BYTES_BODY) and wants them as a file
 # object, which it writes in pieces; one per try, as a try reads it to its end.
 LARGE_BODY = 2**20

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chatwire.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+from chatwire.protocol import MAX_HEAD_BYTES, MAX_HEADERS, READ_SLACK
 from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running, ServerFactory
 
@@ -50,6 +50,15 @@ async def test_a_header_flood_is_431_and_the_server_carries_on(
     assert b"Request head too large" in answer
     ok = await server.client.post("/api/chat/mistral", json=server.chat_body(), headers=server.auth)
     assert ok.status_code == 200
+
+
+async def test_a_header_line_that_never_ends_is_431(server: Running) -> None:
+    """The parser holds an unfinished header line in its own buffer and reports it only at
+    its end: the bytes are counted as they arrive. Just past the bound, and no line end."""
+    start = b"POST /api/chat/mistral HTTP/1.1\r\nHost: x\r\nX-Endless: "
+    endless = start + b"a" * (MAX_HEAD_BYTES + READ_SLACK + 1 - len(start))
+    answer = await raw(server, endless)
+    assert answer.startswith(b"HTTP/1.1 431 ")
 
 
 async def test_a_giant_url_is_431(server: Running) -> None:

@@ -3,17 +3,20 @@ reply starts: bounded, with backoff, honouring Retry-After, never once a byte ha
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
 
+import httpx
 import openai
 import pytest
 
 from chatwire.providers.base import Timeouts
 from chatwire.streaming import retry_wait
-from chatwire.testing.fake_mistral import FAULT_DROP, FakeMistral
+from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running, ServerFactory
+from tests.scripted import RESET, SSE_HEAD, Pause, ScriptedUpstream, delta
 
 RETRYING = {"upstream_retries": 2, "retry_backoff": 0.05, "retry_max_wait": 2.0}
 
@@ -80,20 +83,34 @@ async def test_a_client_error_is_never_retried(
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize("path", ["/api/chat/mistral", "/v1/chat/completions"])
 async def test_a_failure_after_the_reply_started_is_not_retried(
-    make_server: ServerFactory, fake: FakeMistral
+    make_server: ServerFactory, path: str
 ) -> None:
-    server = await make_server(**RETRYING)
-    async with sdk(server) as client:
-        stream = await client.chat.completions.create(
-            model=f"mistral/{FAULT_DROP}",
-            messages=[{"role": "user", "content": "Hi"}],
-            stream=True,
+    # A 200, a piece of text, then a reset: the reply had started, so it stands as it is.
+    scripted = ScriptedUpstream([SSE_HEAD, delta("Hello"), Pause(0.1), RESET])
+    await scripted.start()
+    try:
+        server = await make_server(mistral_base_url=scripted.base_url, **RETRYING)
+        body: dict[str, object] = (
+            server.chat_body()
+            if path.startswith("/api")
+            else {
+                "model": "mistral-small-latest",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "stream": True,
+            }
         )
-        with pytest.raises(openai.APIError):
-            async for _ in stream:
-                pass
-    assert len(fake.requests) == 1
+        received = b""
+        with contextlib.suppress(httpx.RemoteProtocolError):
+            async with server.client.stream("POST", path, json=body, headers=server.auth) as resp:
+                assert resp.status_code == 200
+                async for piece in resp.aiter_raw():
+                    received += piece
+    finally:
+        await scripted.stop()
+    assert b"Hello" in received
+    assert scripted.requests == 1
 
 
 async def test_v1_is_retried_too(make_server: ServerFactory, fake: FakeMistral) -> None:

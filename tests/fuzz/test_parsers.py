@@ -69,7 +69,56 @@ def test_message_rules_take_any_messages(messages: Any, provider: str, drop: boo
         params.messages(provider, provider, messages, drop)
 
 
+# The field names the providers' events use, so that generated events reach the readers'
+# conversions (random names almost never do), with values of any type.
+WIRE_NAMES = st.sampled_from(
+    [
+        "choices",
+        "delta",
+        "content",
+        "message",
+        "role",
+        "finish_reason",
+        "usage",
+        "index",
+        "tool_calls",
+        "function",
+        "name",
+        "arguments",
+        "id",
+        "type",
+        "text",
+        "content_block",
+        "partial_json",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "candidates",
+        "parts",
+        "functionCall",
+        "args",
+        "finishReason",
+        "usageMetadata",
+        "promptTokenCount",
+        "candidatesTokenCount",
+        "thoughtsTokenCount",
+        "done",
+        "done_reason",
+        "eval_count",
+        "prompt_eval_count",
+        "error",
+        "thought",
+        "thoughtSignature",
+    ]
+)
+WIRE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(WIRE_NAMES, inner, max_size=5),
+    max_leaves=25,
+)
 STREAM_LINES = st.one_of(
+    st.dictionaries(WIRE_NAMES, WIRE, max_size=6).map(lambda v: b"data: " + json.dumps(v).encode()),
+    st.dictionaries(WIRE_NAMES, WIRE, max_size=6).map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=80),
     st.integers(1, 3000).map(lambda depth: b"data: " + b"[" * depth + b"]" * depth),
     st.integers(1, 3000).map(lambda depth: b'{"a":' * depth + b"1" + b"}" * depth),

@@ -583,3 +583,16 @@ async def test_langchain_bind_tools_calls_the_tool(
         "content": "12 degrees celsius in Lyon",
         "tool_name": "get_weather",
     }
+
+
+async def test_the_developer_role_reaches_ollama_as_system(
+    running: Running, ollama: FakeOllama
+) -> None:
+    messages: list[Any] = [
+        {"role": "developer", "content": "Answer briefly."},
+        {"role": "user", "content": "Hello"},
+    ]
+    async with sdk(running) as client:
+        answer = await client.chat.completions.create(model="ollama/llama3.2", messages=messages)
+    assert answer.choices[0].message.content
+    assert sent(ollama)["messages"][0] == {"role": "system", "content": "Answer briefly."}

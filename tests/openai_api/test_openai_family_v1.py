@@ -173,3 +173,34 @@ async def test_langchain_streams_and_calls_tools(served: Running, upstream: Fake
     [call] = answer.tool_calls
     name, arguments = upstream.expected_tool_call({"messages": ASK, "tools": TOOLS})
     assert (call["name"], call["args"]) == (name, arguments)
+
+
+async def test_with_n_2_every_choice_finishes_and_the_usage_rides_on_the_last(
+    make_server: ServerFactory,
+) -> None:
+    def finish(index: int, reason: str) -> bytes:
+        return event(
+            b'{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+            b'[{"index":%d,"delta":{},"finish_reason":"%s"}]}' % (index, reason.encode())
+        )
+
+    usage = b'{"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+    usage += b'"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
+    script: list[Step] = [SSE_HEAD, delta("A"), finish(0, "stop"), Pause(0.05)]
+    script += [finish(1, "length"), Pause(0.05), event(usage), event(b"[DONE]"), END]
+    scripted = ScriptedUpstream(script)
+    await scripted.start()
+    try:
+        server = await make_server(openai_base_url=scripted.base_url, openai_api_key="k")
+        async with sdk(server) as client:
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, stream=True, n=2
+            )
+            chunks = [c async for c in stream]
+    finally:
+        await scripted.stop()
+    finishes = [(c.choices[0].index, c.choices[0].finish_reason) for c in chunks if c.choices]
+    assert finishes == [(0, None), (0, "stop"), (1, "length")]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 7
+    assert all(c.usage is None for c in chunks[:-1])

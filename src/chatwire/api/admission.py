@@ -27,7 +27,7 @@ class Admission:
         """Hold one of the process's and one of the user's places while the block runs."""
         if self._per_process and self.open >= self._per_process:
             raise Overloaded(
-                f"chatwire is handling {self.open} chats at once, its limit "
+                f"chatwire is at its limit of {self._per_process} chats at once "
                 "(CHATWIRE_MAX_STREAMS); try again in a moment.",
                 self._retry_after,
             )

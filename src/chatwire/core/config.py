@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # then cancel the rest (their upstream requests with them).
     shutdown_grace: float = Field(default=30.0, ge=0)
     access_log: bool = False
+    # Seconds an idle client connection is kept open. Behind a load balancer, set it above
+    # the balancer's own idle timeout, so the server never closes a connection under it.
+    keep_alive: float = Field(default=5.0, gt=0)
 
     # Every provider's API base, so tests and self-hosted deployments can point elsewhere.
     mistral_base_url: str = "https://api.mistral.ai/v1"

@@ -165,7 +165,9 @@ def _sampling(
     if value is not None:
         out["temperature"] = value
     top_p = _number(fields, "top_p")
-    if top_p is not None:
+    # Claude 4.5 and later refuse both at once; OpenAI clients often send both: the
+    # temperature, the setting people actually tune, is kept.
+    if top_p is not None and "temperature" not in out:
         out["top_p"] = top_p
     top_k = fields.get("top_k")
     if top_k is not None:

@@ -33,6 +33,9 @@ def delta(
 
 class ChunkReader:
     prefix = b"data:"
+    # Whether the reader puts the usage on its chunks itself (else the relay adds it to the
+    # finish chunk when the client did not ask for OpenAI's usage chunk).
+    places_usage = False
 
     def __init__(self) -> None:
         self._rest = b""
@@ -61,7 +64,11 @@ class ChunkReader:
                 item = _decode(data)
             except DECODE_ERRORS as exc:
                 raise StreamFailed(f"an event that is not valid JSON ({exc})") from exc
-            out.extend(self.convert(item))
+            try:
+                out.extend(self.convert(item))
+            except (AttributeError, TypeError, KeyError, ValueError) as exc:
+                # Valid JSON of a shape the provider never sends (a field of another type).
+                raise StreamFailed(f"an event of an unexpected shape ({exc!r})") from exc
         return out
 
     def close(self) -> list[dict[str, Any]]:
@@ -83,6 +90,8 @@ class OpenAIChunks(ChunkReader):
     """Already chunks. The reply ends at [DONE]: OpenAI sends its usage chunk after the
     finish reason; a stream that ends after a finish reason without [DONE] is complete too."""
 
+    places_usage = True
+
     def __init__(self, keep_usage: bool = False, usage_follows: bool = False) -> None:
         super().__init__()
         self._finish_seen = False
@@ -93,7 +102,8 @@ class OpenAIChunks(ChunkReader):
         # OpenAI sends usage (when asked) in a chunk of its own after the finish reason:
         # without include_usage, the finish chunk waits for it and carries it, as Mistral's.
         self._hold_finish = keep_usage and usage_follows
-        self._held: dict[str, Any] | None = None
+        # From the first finish chunk on (one per choice when n > 1), in order.
+        self._held: list[dict[str, Any]] = []
 
     def convert(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         if item.get("error") is not None:
@@ -101,30 +111,32 @@ class OpenAIChunks(ChunkReader):
         usage = item.get("usage") if self._keep_usage else item.pop("usage", None)
         self.usage = usage or self.usage
         choices = item.get("choices") or []
+        finishing = False
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
             if choice.get("finish_reason"):
-                self._finish_seen = True
+                self._finish_seen = finishing = True
             delta = choice.get("delta")
             if isinstance(delta, dict) and delta.get("tool_calls"):
                 self._number(delta["tool_calls"])
         if not choices:
-            held, self._held = self._held, None
-            return [{**held, "usage": usage}] if held is not None and usage else []
+            if not (self._held and usage):
+                return []
+            held, self._held = self._held, []
+            held[-1] = {**held[-1], "usage": usage}
+            return held
         chunk: dict[str, Any] = {"choices": choices}
         if self._keep_usage and usage:
             chunk["usage"] = usage
-        elif self._hold_finish and any(
-            isinstance(c, dict) and c.get("finish_reason") for c in choices
-        ):
-            self._held = chunk
+        elif self._hold_finish and (finishing or self._held):
+            self._held.append(chunk)
             return []
         return [chunk]
 
     def ended(self) -> list[dict[str, Any]]:
-        held, self._held = self._held, None
-        return [held] if held is not None else []
+        held, self._held = self._held, []
+        return held
 
     def close(self) -> list[dict[str, Any]]:
         self.finished = self.finished or self._finish_seen

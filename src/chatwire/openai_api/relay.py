@@ -104,7 +104,7 @@ async def relay_sse(
         await send({"type": "http.response.body", "body": body, "more_body": not last})
 
     def encoded(chunk: dict[str, Any]) -> bytes:
-        if include_usage or reader.usage is None or "usage" in chunk or not _finishes(chunk):
+        if include_usage or reader.places_usage or reader.usage is None or not _finishes(chunk):
             return _encode({**head, **chunk})
         return _encode({**head, **chunk, "usage": reader.usage})
 
@@ -148,7 +148,7 @@ async def relay_sse(
 
 
 def _finishes(chunk: dict[str, Any]) -> bool:
-    return any(choice.get("finish_reason") for choice in chunk["choices"])
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in chunk["choices"])
 
 
 def _mapped(ex: Exchange, exc: Exception, phase: str) -> ChatwireError:

@@ -189,12 +189,15 @@ TRANSLATIONS: dict[type, Translation] = {
 
 
 def _messages(fields: dict[str, Any]) -> list[Message]:
-    """The messages as chatwire's own structs, for the adapters that rebuild them; empty
-    when they hold what only OpenAI-compatible providers take (tool turns and such)."""
+    """The messages as chatwire's own structs, for a custom model's reply budget (which
+    estimates the prompt from them). Messages those structs do not describe (tool turns,
+    the developer role, audio parts...) count by the size of their JSON instead, so the
+    estimate never drops to nothing."""
+    sent = fields.get("messages") or []
     try:
-        return msgspec.convert(fields.get("messages") or [], list[Message])
+        return msgspec.convert(sent, list[Message])
     except msgspec.ValidationError:
-        return []
+        return [Message(role="user", content=_encode(sent).decode())]
 
 
 async def _custom_record(services: Services, user_id: int, model: str) -> CustomModel:

@@ -59,9 +59,17 @@ def check_fields(
 
 
 def chat_request(label: str, model: str, fields: Mapping[str, Any]) -> ChatRequest:
-    """The request as chatwire's own structs, for the adapters that rebuild messages."""
+    """The request as chatwire's own structs, for the adapters that rebuild messages.
+    OpenAI's ``developer`` role (what newer clients send for instructions) is a system
+    message to every provider that has no such role."""
+    sent = fields["messages"]
+    if isinstance(sent, list):
+        sent = [
+            {**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
+            for m in sent
+        ]
     try:
-        messages = msgspec.convert(fields["messages"], list[Message])
+        messages = msgspec.convert(sent, list[Message])
     except msgspec.ValidationError as exc:
         raise RequestInvalid(f"Invalid messages for {label}: {exc}") from exc
     settings = ChatSettings(model=model, temperature=fields.get("temperature"))
