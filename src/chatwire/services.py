@@ -89,7 +89,9 @@ class Services:
             providers=build_providers(settings),
             timeouts=timeouts,
             http=http,
-            admission=Admission(settings.max_streams, settings.max_streams_per_user),
+            admission=Admission(
+                settings.max_streams, settings.max_streams_per_user, settings.body_memory
+            ),
         )
 
     def profile_changed(self, user_id: int) -> None:

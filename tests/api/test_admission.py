@@ -137,3 +137,38 @@ def test_admission_counts_and_releases() -> None:
     with pytest.raises(RuntimeError), admission.admit(1):
         raise RuntimeError("a failure inside gives the place back")
     assert admission.open == 0
+
+
+async def test_bodies_held_at_once_have_a_budget(
+    make_server: ServerFactory, fake: FakeMistral
+) -> None:
+    server = await make_server(body_memory=100_000, max_streams_per_user=0)
+    big = server.chat_body(content="x" * 60_000, model=FAULT_STALL)
+    held = asyncio.create_task(server.client.post(CHAT, json=big, headers=server.auth))
+    await wait_for_upstream(fake, 1)
+    again = server.chat_body(content="y" * 60_000)
+    refused = await server.client.post(CHAT, json=again, headers=server.auth)
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert "CHATWIRE_BODY_MEMORY" in refused.json()["message"]
+    small = await server.client.post(CHAT, json=server.chat_body(), headers=server.auth)
+    assert small.status_code == 200
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    for _ in range(500):  # the held chat's bytes come back once it has ended
+        resp = await server.client.post(CHAT, json=again, headers=server.auth)
+        if resp.status_code == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert resp.status_code == 200
+
+
+def test_places_give_their_bytes_back() -> None:
+    admission = Admission(per_process=0, per_user=0, body_budget=100)
+    with admission.admit(1) as first:
+        first.charge(60)
+        with pytest.raises(Overloaded), admission.admit(2) as second:
+            second.charge(50)
+        assert admission.body_bytes == 60
+    assert admission.body_bytes == 0

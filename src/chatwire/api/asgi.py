@@ -45,7 +45,10 @@ def read_heads(scope: Scope) -> Heads:
     return Heads(authorization, length, given)
 
 
-async def read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
+async def read_body(
+    receive: Receive, limit: int, declared: bytes | None, charge: Callable[[int], None]
+) -> bytes:
+    """The whole body, each piece counted by ``charge`` as it arrives."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     parts: list[bytes] = []
@@ -58,10 +61,12 @@ async def read_body(receive: Receive, limit: int, declared: bytes | None) -> byt
         if not message.get("more_body", False) and not parts:
             if len(body) > limit:
                 raise _too_large(limit)
+            charge(len(body))
             return body
         size += len(body)
         if size > limit:
             raise _too_large(limit)
+        charge(len(body))
         parts.append(body)
         if not message.get("more_body", False):
             return b"".join(parts)

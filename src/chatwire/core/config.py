@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # them: 503 / 429 with Retry-After, so memory stays bounded under any load.
     max_streams: int = Field(default=16_384, ge=0)
     max_streams_per_user: int = Field(default=512, ge=0)
+    # Bytes of request bodies the chats of one process may hold at once (0: no cap); past
+    # it a 503 with Retry-After.
+    body_memory: int = Field(default=256 * 2**20, ge=0)
     # /v1: drop parameters a provider cannot take instead of answering 400.
     drop_params: bool = False
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own

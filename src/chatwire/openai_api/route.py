@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from starlette.datastructures import State
 
+from chatwire.api.admission import Place
 from chatwire.api.asgi import ClientGone, Heads, Receive, Scope, Send, read_body, read_heads
 from chatwire.api.schemas import ChatRequest, ChatSettings, Message
 from chatwire.availability import resolve_model_name
@@ -89,8 +90,8 @@ class ChatCompletionsRoute:
         heads = read_heads(scope)
         auth = heads.authorization
         user = await services.auth.user_for_authorization(auth.decode("latin-1") if auth else None)
-        with services.admission.admit(user.id):
-            await self._complete(services, receive, send, heads, rid, timing, user.id)
+        with services.admission.admit(user.id) as place:
+            await self._complete(services, receive, send, heads, rid, timing, user.id, place)
 
     async def _complete(
         self,
@@ -101,8 +102,10 @@ class ChatCompletionsRoute:
         rid: bytes,
         timing: Timing,
         user_id: int,
+        place: Place,
     ) -> None:
-        body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
+        limit = services.settings.max_body_bytes
+        body = await read_body(receive, limit, heads.content_length, place.charge)
         request, fields = params.decode(body)
         provider, model = resolve_model_name(services, request.model)
         profile = ProfileView(services.overrides, await services.profile(user_id))

@@ -12,6 +12,7 @@ import logging
 
 from starlette.datastructures import State
 
+from chatwire.api.admission import Place
 from chatwire.api.asgi import (
     ClientGone,
     Heads,
@@ -87,8 +88,8 @@ class ChatRoute:
         user = await services.auth.user_for_authorization(
             authorization.decode("latin-1") if authorization is not None else None
         )
-        with services.admission.admit(user.id):
-            await self._chat(services, scope, receive, send, heads, timing, user.id)
+        with services.admission.admit(user.id) as place:
+            await self._chat(services, scope, receive, send, heads, timing, user.id, place)
 
     async def _chat(
         self,
@@ -99,13 +100,15 @@ class ChatRoute:
         heads: Heads,
         timing: Timing,
         user_id: int,
+        place: Place,
     ) -> None:
         name: str = scope["path"][len(PREFIX) :]
         provider = services.providers.get(name)
         if provider is None:
             known = ", ".join(sorted(services.providers))
             raise ProviderNotFound(f"Unknown provider '{name[:50]}'. Known providers: {known}.")
-        body = await read_body(receive, services.settings.max_body_bytes, heads.content_length)
+        limit = services.settings.max_body_bytes
+        body = await read_body(receive, limit, heads.content_length, place.charge)
         request = decode_chat_request(body)
         fields = ProfileView(services.overrides, await services.profile(user_id))
         custom = None
