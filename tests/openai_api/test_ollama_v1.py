@@ -596,3 +596,19 @@ async def test_the_developer_role_reaches_ollama_as_system(
         answer = await client.chat.completions.create(model="ollama/llama3.2", messages=messages)
     assert answer.choices[0].message.content
     assert sent(ollama)["messages"][0] == {"role": "system", "content": "Answer briefly."}
+
+
+async def test_a_mistyped_number_is_a_400_before_ollama(
+    running: Running, ollama: FakeOllama
+) -> None:
+    before = len(ollama.requests)
+    async with sdk(running) as client:
+        for bad in ({"temperature": "hot"}, {"top_p": "high"}, {"stop": 3}):
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(
+                    model="ollama/llama3.2",
+                    messages=[{"role": "user", "content": "Hi"}],
+                    extra_body=bad,
+                )
+            assert repr(next(iter(bad))) in str(caught.value)
+    assert len(ollama.requests) == before

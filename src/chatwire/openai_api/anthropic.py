@@ -16,13 +16,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chatwire.api.schemas import ChatRequest, ChatSettings
 from chatwire.errors import RequestInvalid
 from chatwire.openai_api.anthropic_turns import conversation
 from chatwire.openai_api.chunks import ChunkReader, delta, mid_stream
-from chatwire.openai_api.translate import BASE_FIELDS, check_fields, with_budget
+from chatwire.openai_api.translate import (
+    BASE_FIELDS,
+    check_fields,
+    number,
+    stop_sequences,
+    with_budget,
+)
 from chatwire.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicMessages
-from chatwire.providers.limits import max_tokens, temperature
+from chatwire.providers.limits import clamp_temperature, max_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -160,11 +165,10 @@ def _sampling(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # Clamped to the model's range from the catalogue, as on the chatbot-ui route.
-    settings = ChatSettings(model=target.model, temperature=_number(fields, "temperature"))
-    value = temperature(provider.quirks, ChatRequest(chatSettings=settings, messages=[]), limits)
+    value = clamp_temperature(provider.quirks, number(fields, "temperature"), limits)
     if value is not None:
         out["temperature"] = value
-    top_p = _number(fields, "top_p")
+    top_p = number(fields, "top_p")
     # Claude 4.5 and later refuse both at once; OpenAI clients often send both: the
     # temperature, the setting people actually tune, is kept.
     if top_p is not None and "temperature" not in out:
@@ -174,29 +178,15 @@ def _sampling(
         if isinstance(top_k, bool) or not isinstance(top_k, int):
             raise RequestInvalid("'top_k' must be an integer.")
         out["top_k"] = top_k
-    stop = fields.get("stop")
-    if isinstance(stop, str):
-        out["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            out["stop_sequences"] = stop
-    elif stop is not None:
-        raise RequestInvalid("'stop' must be a string or a list of strings.")
+    stop = stop_sequences(fields)
+    if stop is not None:
+        out["stop_sequences"] = stop
     user = fields.get("user")
     if user is not None:
         if not isinstance(user, str):
             raise RequestInvalid("'user' must be a string.")
         out["metadata"] = {"user_id": user}
     return out
-
-
-def _number(fields: Mapping[str, Any], name: str) -> float | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RequestInvalid(f"'{name}' must be a number.")
-    return value
 
 
 def _tooling(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the readers of the translated families live in their own modules.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import msgspec
@@ -156,6 +157,11 @@ class OpenAIChunks(ChunkReader):
                     call["index"] = max(len(self._call_ids) - 1, 0)
             if call_id is not None and "type" not in call:
                 call["type"] = "function"
+
+
+def new_call_id() -> str:
+    """An id, as OpenAI's look, for a tool call a provider sent without one."""
+    return f"call_{secrets.token_hex(12)}"
 
 
 def mid_stream(error: Any) -> StreamFailed:

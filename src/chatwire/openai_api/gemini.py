@@ -20,13 +20,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from chatwire.api.schemas import ChatRequest, ChatSettings
 from chatwire.errors import RequestInvalid
 from chatwire.openai_api.chunks import ChunkReader, delta, mid_stream
 from chatwire.openai_api.gemini_turns import new_call_id, turns
-from chatwire.openai_api.translate import BASE_FIELDS, check_fields, with_budget
+from chatwire.openai_api.translate import (
+    BASE_FIELDS,
+    check_fields,
+    number,
+    stop_sequences,
+    with_budget,
+)
 from chatwire.providers.gemini import stream_call
-from chatwire.providers.limits import max_tokens, temperature
+from chatwire.providers.limits import clamp_temperature, max_tokens
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -222,11 +227,7 @@ def _generation_config(
     provider: Provider, target: Target, fields: Mapping[str, Any], limits: ModelEntry | None
 ) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    given = fields.get("temperature")
-    if given is not None and (isinstance(given, bool) or not isinstance(given, int | float)):
-        raise RequestInvalid(f"temperature must be a number, not {given!r}.")
-    settings = ChatSettings(model=target.model, temperature=given)
-    value = temperature(provider.quirks, ChatRequest(chatSettings=settings, messages=[]), limits)
+    value = clamp_temperature(provider.quirks, number(fields, "temperature"), limits)
     if value is not None:
         config["temperature"] = value
     budget = max_tokens(provider.quirks, target, limits)
@@ -234,14 +235,10 @@ def _generation_config(
         config["maxOutputTokens"] = budget
     for name, gemini_name in PARAMETERS.items():
         if fields.get(name) is not None:
-            config[gemini_name] = fields[name]
-    stop = fields.get("stop")
-    if isinstance(stop, str):
-        config["stopSequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+            config[gemini_name] = number(fields, name)
+    stop = stop_sequences(fields)
+    if stop is not None:
         config["stopSequences"] = stop
-    elif stop is not None:
-        raise RequestInvalid("stop must be a string or a list of strings.")
     config.update(_response_format(fields.get("response_format")))
     return config
 

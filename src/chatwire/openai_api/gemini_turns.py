@@ -17,7 +17,6 @@ call's id back, while few keep fields OpenAI does not define.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -26,6 +25,7 @@ import msgspec
 
 from chatwire.api.schemas import Message, Part
 from chatwire.errors import RequestInvalid
+from chatwire.openai_api.chunks import new_call_id as plain_call_id
 from chatwire.openai_api.translate import call_arguments
 from chatwire.providers.gemini import message_parts
 
@@ -40,7 +40,7 @@ _Content = str | list[Part] | None
 
 def new_call_id(signature: str | None = None) -> str:
     """A fresh id for a call Gemini made, carrying its thought signature when it has one."""
-    call_id = f"call_{secrets.token_hex(12)}"
+    call_id = plain_call_id()
     return f"{call_id}.{signature}" if signature else call_id
 
 

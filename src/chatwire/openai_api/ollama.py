@@ -14,19 +14,20 @@ answers (``tool_name``), found by its ``tool_call_id`` among the earlier calls.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from chatwire.errors import RequestInvalid
-from chatwire.openai_api.chunks import ChunkReader, delta, mid_stream
+from chatwire.openai_api.chunks import ChunkReader, delta, mid_stream, new_call_id
 from chatwire.openai_api.translate import (
     BASE_FIELDS,
     call_arguments,
     chat_request,
     check_fields,
+    number,
+    stop_sequences,
     with_budget,
 )
 from chatwire.providers import content
@@ -97,18 +98,13 @@ class OllamaChunks(ChunkReader):
             pieces.append(
                 {
                     "index": self._calls,
-                    "id": call_id if isinstance(call_id, str) and call_id else _call_id(),
+                    "id": call_id if isinstance(call_id, str) and call_id else new_call_id(),
                     "type": "function",
                     "function": {"name": function.get("name") or "", "arguments": arguments},
                 }
             )
             self._calls += 1
         return {"choices": [{"index": 0, "delta": {"tool_calls": pieces}, "finish_reason": None}]}
-
-
-def _call_id() -> str:
-    """An id for a call Ollama sent without one (before 0.12.10), as OpenAI's look."""
-    return f"call_{secrets.token_hex(12)}"
 
 
 class OllamaTranslation:
@@ -157,15 +153,13 @@ def _check_images(label: str, chat: ChatRequest) -> None:
 
 
 def _options(fields: Mapping[str, Any]) -> dict[str, Any]:
-    options = {name: fields[name] for name in _OPTIONS if fields.get(name) is not None}
-    stop = fields.get("stop")
-    if isinstance(stop, str):
-        options["stop"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            options["stop"] = stop
-    elif stop is not None:
-        raise RequestInvalid("'stop' must be a string or a list of strings.")
+    options: dict[str, Any] = {
+        name: number(fields, name) for name in _OPTIONS if fields.get(name) is not None
+    }
+    number(fields, "temperature")  # a 400 here rather than Ollama's for a mistyped one
+    stop = stop_sequences(fields)
+    if stop is not None:
+        options["stop"] = stop
     return options
 
 

@@ -103,3 +103,25 @@ def call_arguments(where: str, function: Mapping[str, Any]) -> dict[str, Any]:
             f"{where}.function.arguments must be a JSON object (as text), as the model gave it."
         )
     return arguments
+
+
+def number(fields: Mapping[str, Any], name: str) -> float | None:
+    """A numeric parameter as sent, or None; a 400 when it is not a number."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestInvalid(f"'{name}' must be a number, not {value!r:.50}.")
+    return value
+
+
+def stop_sequences(fields: Mapping[str, Any]) -> list[str] | None:
+    """``stop`` as a list of strings, or None when there is none."""
+    stop = fields.get("stop")
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return stop or None
+    if stop is not None:
+        raise RequestInvalid("'stop' must be a string or a list of strings.")
+    return None

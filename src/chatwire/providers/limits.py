@@ -12,7 +12,14 @@ if TYPE_CHECKING:
 
 def temperature(quirks: Quirks, request: ChatRequest, limits: ModelEntry | None) -> float | None:
     """chatSettings.temperature, clamped to the model's range when the catalogue has it."""
-    value = request.chatSettings.temperature
+    return clamp_temperature(quirks, request.chatSettings.temperature, limits)
+
+
+def clamp_temperature(
+    quirks: Quirks, value: float | None, limits: ModelEntry | None
+) -> float | None:
+    """A temperature as the provider gets it: clamped to the model's range, or none at all
+    for a provider or model that takes none."""
     if value is None or not quirks.send_temperature:
         return None
     if limits is not None:
