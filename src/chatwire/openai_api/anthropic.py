@@ -77,7 +77,7 @@ class AnthropicChunks(ChunkReader):
             if call in self._without_arguments:
                 # A call without arguments streams no JSON at all; OpenAI's clients parse "{}".
                 self._without_arguments.discard(call)
-                return [_call_delta({"index": call, "function": {"arguments": "{}"}})]
+                return [delta(tool_calls=[{"index": call, "function": {"arguments": "{}"}}])]
         elif kind == "message_start":
             usage = (item.get("message") or {}).get("usage") or {}
             self._usage(prompt=usage.get("input_tokens"))
@@ -101,7 +101,7 @@ class AnthropicChunks(ChunkReader):
             self._without_arguments.add(call)
             function = {"name": block.get("name"), "arguments": ""}
             first = {"index": call, "id": block.get("id"), "type": "function", "function": function}
-            return [_call_delta(first)]
+            return [delta(tool_calls=[first])]
         if block.get("type") == "text" and block.get("text"):
             return [delta(block["text"])]
         return []
@@ -111,7 +111,7 @@ class AnthropicChunks(ChunkReader):
         if call is None or not isinstance(piece, str) or not piece:
             return []  # Anthropic opens each call's JSON with an empty piece
         self._without_arguments.discard(call)
-        return [_call_delta({"index": call, "function": {"arguments": piece}})]
+        return [delta(tool_calls=[{"index": call, "function": {"arguments": piece}}])]
 
     def _usage(self, prompt: int | None = None, completion: int | None = None) -> None:
         usage = self.usage or {"prompt_tokens": 0, "completion_tokens": 0}
@@ -121,10 +121,6 @@ class AnthropicChunks(ChunkReader):
             usage["completion_tokens"] = completion
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         self.usage = usage
-
-
-def _call_delta(call: dict[str, Any]) -> dict[str, Any]:
-    return {"choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]}
 
 
 class AnthropicTranslation:

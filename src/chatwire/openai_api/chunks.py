@@ -21,7 +21,10 @@ _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def delta(
-    content: str | None = None, finish: str | None = None, role: str | None = None
+    content: str | None = None,
+    finish: str | None = None,
+    role: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One chunk body with a single choice."""
     body: dict[str, Any] = {}
@@ -29,6 +32,8 @@ def delta(
         body["role"] = role
     if content is not None:
         body["content"] = content
+    if tool_calls is not None:
+        body["tool_calls"] = tool_calls
     return {"choices": [{"index": 0, "delta": body, "finish_reason": finish}]}
 
 

@@ -122,7 +122,7 @@ class GeminiChunks(ChunkReader):
             },
         }
         self._calls += 1
-        return {"choices": [{"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}]}
+        return delta(tool_calls=[piece])
 
 
 def _usage(meta: dict[str, Any]) -> dict[str, Any]:

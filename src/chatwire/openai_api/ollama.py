@@ -104,7 +104,7 @@ class OllamaChunks(ChunkReader):
                 }
             )
             self._calls += 1
-        return {"choices": [{"index": 0, "delta": {"tool_calls": pieces}, "finish_reason": None}]}
+        return delta(tool_calls=pieces)
 
 
 class OllamaTranslation:

@@ -89,6 +89,11 @@ RULES: dict[str, ParamRules] = {
 }
 
 
+def rules_for(provider: str) -> ParamRules:
+    """A provider's rules; OpenAI's own for one with none of its own."""
+    return RULES.get(provider, OPENAI)
+
+
 class ChatCompletionRequest(msgspec.Struct, forbid_unknown_fields=False):
     model: str
     messages: list[dict[str, Any]]
@@ -116,7 +121,7 @@ def decode(body: bytes) -> tuple[ChatCompletionRequest, dict[str, Any]]:
 
 def translate(provider: str, label: str, fields: Mapping[str, Any], drop: bool) -> dict[str, Any]:
     """The parameters to send ``provider``, from the client's, by its rules."""
-    rules = RULES.get(provider, OPENAI)
+    rules = rules_for(provider)
     out: dict[str, Any] = {}
     for name, value in fields.items():
         if name in OWN_FIELDS or value is None:
@@ -133,7 +138,7 @@ def messages(
     provider: str, label: str, sent: list[dict[str, Any]], drop: bool
 ) -> list[dict[str, Any]]:
     """The messages to send ``provider``: as sent, unless its rules change them."""
-    rules = RULES.get(provider, OPENAI)
+    rules = rules_for(provider)
     if not (rules.roles or rules.message_fields or rules.refuse_in_messages or rules.call_id):
         return sent
     return [_message(rules, label, i, m, drop) for i, m in enumerate(sent)]

@@ -62,7 +62,7 @@ class ChatCompletionsRoute:
         heads = read_heads(scope)
         timing = Timing()
         try:
-            await self._handle(services, scope, receive, send, heads.request_id, timing)
+            await self._handle(services, scope, receive, send, heads, timing)
         except ChatwireError as error:
             await send_openai_error(send, error, heads.request_id, timing)
         except ClientGone:
@@ -82,16 +82,15 @@ class ChatCompletionsRoute:
         scope: Scope,
         receive: Receive,
         send: Send,
-        rid: bytes,
+        heads: Heads,
         timing: Timing,
     ) -> None:
         if scope["method"] != "POST":
             raise MethodNotAllowed("Use POST for /v1/chat/completions.")
-        heads = read_heads(scope)
         auth = heads.authorization
         user = await services.auth.user_for_authorization(auth.decode("latin-1") if auth else None)
         with services.admission.admit(user.id) as place:
-            await self._complete(services, receive, send, heads, rid, timing, user.id, place)
+            await self._complete(services, receive, send, heads, timing, user.id, place)
 
     async def _complete(
         self,
@@ -99,11 +98,11 @@ class ChatCompletionsRoute:
         receive: Receive,
         send: Send,
         heads: Heads,
-        rid: bytes,
         timing: Timing,
         user_id: int,
         place: Place,
     ) -> None:
+        rid = heads.request_id
         limit = services.settings.max_body_bytes
         body = await read_body(receive, limit, heads.content_length, place.charge)
         request, fields = params.decode(body)
@@ -119,7 +118,7 @@ class ChatCompletionsRoute:
         include_usage = bool(request.stream_options and request.stream_options.get("include_usage"))
         if isinstance(provider.adapter, OpenAICompatible):
             call = _openai_call(provider, target, request, fields, services.settings.drop_params)
-            asked = params.RULES.get(provider.name, params.OPENAI).ask_for_usage
+            asked = params.rules_for(provider.name).ask_for_usage
             reader: ChunkReader = OpenAIChunks(keep_usage=not include_usage, usage_follows=asked)
         else:
             # Anthropic, Gemini, Ollama: always streamed upstream, read back as chunks.
@@ -171,7 +170,7 @@ def _openai_call(
     if target.max_tokens is not None and not budget_given:
         # A custom model's reply budget from its record, as on /api/chat/custom.
         payload["max_tokens"] = target.max_tokens
-    if request.stream and params.RULES.get(provider.name, params.OPENAI).ask_for_usage:
+    if request.stream and params.rules_for(provider.name).ask_for_usage:
         payload["stream_options"] = {"include_usage": True}
     return UpstreamCall(
         url=f"{target.base_url}/chat/completions{target.query}",
