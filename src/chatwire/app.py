@@ -18,11 +18,12 @@ from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
-from chatwire.api.routes.chat import PREFIX, ChatRoute
 from chatwire.core.config import Settings
+from chatwire.dialects.chatbot_ui import PREFIX, ChatbotUI
+from chatwire.dialects.openai_chat import PATH as COMPLETIONS
+from chatwire.dialects.openai_chat import OpenAIChat
 from chatwire.errors import ChatwireError, RequestInvalid
-from chatwire.openai_api.route import PATH as COMPLETIONS
-from chatwire.openai_api.route import ChatCompletionsRoute
+from chatwire.gateway.pipeline import ChatPipeline
 from chatwire.providers.registry import build_providers
 from chatwire.services import Services
 from chatwire.timing import ServerTimingMiddleware
@@ -31,16 +32,16 @@ from chatwire.timing import ServerTimingMiddleware
 class Chatwire:
     """The ASGI application.
 
-    The chat path goes straight to its bare ASGI endpoint; everything else goes through
-    FastAPI. Measured on the 2-core bench machine (32 connections, 20-delta replies), the
-    framework's middleware layers and router wrap every ``send`` and cost the relay about
-    a fifth of its throughput, so the hot path skips them.
+    The chat routes go straight to the one pipeline, each with its dialect; everything else
+    goes through FastAPI. Measured on the 2-core bench machine (32 connections, 20-delta
+    replies), the framework's middleware layers and router wrap every ``send`` and cost the
+    relay about a fifth of its throughput, so the hot path skips them.
     """
 
     def __init__(self, api: FastAPI) -> None:
         self.api = api
-        self.chat = ChatRoute(api.state)
-        self.completions = ChatCompletionsRoute(api.state)
+        self.chat = ChatPipeline(api.state, ChatbotUI())
+        self.completions = ChatPipeline(api.state, OpenAIChat())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

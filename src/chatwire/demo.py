@@ -71,7 +71,7 @@ def run_demo(port: int) -> None:
         )
         click.echo(
             "\nchatwire demo: a fake Mistral is answering on "
-            f"{settings.mistral_base_url}, chatwire on http://127.0.0.1:{port}.\n"
+            f"{settings.lookup('CHATWIRE_MISTRAL_BASE_URL')}, chatwire on http://127.0.0.1:{port}.\n"
             "User 'demo' has a stored Mistral key. In another terminal, run:\n\n"
             f"{curl}\n\nPress Ctrl+C to stop.\n",
             err=True,

@@ -14,8 +14,9 @@ from chatwire.api.admission import Admission
 from chatwire.api.auth import Authenticator
 from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
-from chatwire.providers.base import Provider, Timeouts
-from chatwire.providers.registry import build_providers, profile_overrides
+from chatwire.gateway.upstream import UpstreamPolicy
+from chatwire.providers.declaration import Provider
+from chatwire.providers.registry import build_providers, credential_fields, operator_values
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
 from chatwire.store.records import CustomModel, Profile
@@ -35,11 +36,11 @@ class Services:
     auth: Authenticator
     profile: ProfileLookup
     custom_model: CustomLookup
-    # Profile field -> the operator's value from the environment, applied over every profile.
+    # Credential field -> the operator's value from the environment, over every profile.
     overrides: dict[str, str] = field(repr=False)
     catalogue: Catalogue
     providers: dict[str, Provider]
-    timeouts: Timeouts
+    policy: UpstreamPolicy
     http: aiohttp.ClientSession
     admission: Admission
 
@@ -60,7 +61,7 @@ class Services:
         custom: CustomLookup = (
             alru_cache(maxsize=10_000, ttl=ttl)(find_custom) if ttl > 0 else find_custom
         )
-        timeouts = Timeouts(
+        policy = UpstreamPolicy(
             connect=settings.connect_timeout,
             first_byte=settings.first_byte_timeout,
             idle=settings.idle_timeout,
@@ -72,7 +73,7 @@ class Services:
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=timeouts.connect, sock_read=timeouts.first_byte
+                total=None, sock_connect=policy.connect, sock_read=policy.first_byte
             ),
             read_bufsize=2**18,
             skip_auto_headers=("User-Agent",),
@@ -84,10 +85,10 @@ class Services:
             auth=Authenticator(store.user_for_token, ttl),
             profile=profile,
             custom_model=custom,
-            overrides=profile_overrides(settings),
+            overrides=operator_values(settings, credential_fields()),
             catalogue=Catalogue.load(settings.models_file),
             providers=build_providers(settings),
-            timeouts=timeouts,
+            policy=policy,
             http=http,
             admission=Admission(
                 settings.max_streams, settings.max_streams_per_user, settings.body_memory

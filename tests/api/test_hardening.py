@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from chatwire.providers.base import Target
+from chatwire.gateway.upstream import Target
 from chatwire.testing.fake_gemini import FakeGemini
 from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
@@ -203,7 +203,7 @@ async def test_odd_record_ids_in_paths_are_400(server: Running, record_id: str) 
 
 
 def test_targets_and_calls_never_show_the_key() -> None:
-    from chatwire.providers.base import UpstreamCall
+    from chatwire.gateway.upstream import UpstreamCall
 
     target = Target(
         base_url="https://x", key="sk-SECRET-123", model="m", headers={"api-key": "sk-SECRET-123"}

@@ -12,8 +12,7 @@ import httpx
 import openai
 import pytest
 
-from chatwire.providers.base import Timeouts
-from chatwire.streaming import retry_wait
+from chatwire.gateway.upstream import UpstreamPolicy, retry_wait
 from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running, ServerFactory
 from tests.scripted import RESET, SSE_HEAD, Pause, ScriptedUpstream, delta
@@ -153,7 +152,7 @@ async def test_a_refused_connection_is_tried_again(
 
 
 def test_backoff_grows_with_jitter_and_stays_bounded() -> None:
-    policy = Timeouts(connect=1, first_byte=1, idle=1, retries=5, backoff=0.5, max_wait=3.0)
+    policy = UpstreamPolicy(connect=1, first_byte=1, idle=1, retries=5, backoff=0.5, max_wait=3.0)
     waits = [[retry_wait(policy, attempt, 503, None) for _ in range(200)] for attempt in range(5)]
     for attempt, seen in enumerate(waits):
         ceiling = min(3.0, 0.5 * 2**attempt)

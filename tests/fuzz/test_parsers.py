@@ -16,13 +16,15 @@ from hypothesis import strategies as st
 
 from chatwire.api.schemas import decode_chat_request
 from chatwire.core.config import Settings
+from chatwire.dialects.openai_chat import OpenAIChat
 from chatwire.errors import RequestInvalid
-from chatwire.openai_api import params
-from chatwire.openai_api.anthropic import AnthropicChunks
-from chatwire.openai_api.chunks import ChunkReader, OpenAIChunks
-from chatwire.openai_api.gemini import GeminiChunks
-from chatwire.openai_api.ollama import OllamaChunks
-from chatwire.providers.base import StreamFailed
+from chatwire.families.anthropic import Events as AnthropicChunks
+from chatwire.families.gemini import Chunks as GeminiChunks
+from chatwire.families.ollama import Lines as OllamaChunks
+from chatwire.families.openai import Chunks as OpenAIChunks
+from chatwire.families.openai import _message
+from chatwire.gateway.lines import DeltaReader as ChunkReader
+from chatwire.gateway.lines import StreamFailed
 from chatwire.providers.error_text import readable_message
 from chatwire.providers.registry import build_providers
 
@@ -59,14 +61,20 @@ def test_chat_bodies_are_a_400_or_decoded(body: bytes) -> None:
 @given(st.one_of(BODIES, JSON.map(lambda v: json.dumps({"model": "m", "messages": v}).encode())))
 def test_completion_bodies_are_a_400_or_decoded(body: bytes) -> None:
     with contextlib.suppress(RequestInvalid):
-        params.decode(body)
+        OpenAIChat().decode("/v1/chat/completions", body)
 
 
 @FUZZ
-@given(st.lists(JSON, max_size=5), st.sampled_from(sorted(params.RULES)), st.booleans())
+@given(
+    st.lists(JSON, max_size=5),
+    st.sampled_from(["mistral", "groq", "perplexity", "custom"]),
+    st.booleans(),
+)
 def test_message_rules_take_any_messages(messages: Any, provider: str, drop: bool) -> None:
+    rules = PROVIDERS[provider].rules
     with contextlib.suppress(RequestInvalid):
-        params.messages(provider, provider, messages, drop)
+        for index, message in enumerate(messages):
+            _message(rules, provider, index, message, drop)
 
 
 # The field names the providers' events use, so that generated events reach the readers'
@@ -162,7 +170,7 @@ def test_chat_decoders_fail_only_as_a_broken_stream(
 ) -> None:
     provider = PROVIDERS[name]
     body = b"\n".join(lines) + b"\n"
-    decoder = provider.adapter.decoder(provider)
+    decoder = provider.family.text_reader(provider)
     try:
         decoder.feed(body[:cut])
         decoder.feed(body[cut:])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chatwire.openai_api.gemini import GeminiChunks
-from chatwire.openai_api.gemini_turns import signature_of
-from chatwire.openai_api.relay import collected_message
+from chatwire.dialects.openai_chat import collected_message
+from chatwire.families.gemini import Chunks as GeminiChunks
+from chatwire.families.gemini import signature_of
 
 
 def event(*parts: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.openai_api.gemini_turns import SKIP_SIGNATURE
+from chatwire.families.gemini import SKIP_SIGNATURE
 from chatwire.testing.fake_gemini import FakeGemini
 from tests.conftest import ServerFactory
 from tests.openai_api._gemini import (

@@ -14,7 +14,8 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.openai_api import params
+from chatwire.families.openai import _call_id
+from chatwire.providers.builtin import MISTRAL
 from chatwire.testing.fake_mistral import FakeMistral
 from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
@@ -172,9 +173,9 @@ async def test_perplexity_takes_no_tools(
 
 
 def test_mapped_ids_are_nine_letters_or_digits_and_stable() -> None:
-    pattern = params.MISTRAL.call_id
+    pattern = MISTRAL.rules.call_id
     assert pattern is not None
-    seen = {params._call_id(pattern, f"call_{i}") for i in range(2000)}
+    seen = {_call_id(pattern, f"call_{i}") for i in range(2000)}
     assert len(seen) == 2000
     assert all(pattern.fullmatch(mapped) for mapped in seen)
-    assert params._call_id(pattern, "call_7") == params._call_id(pattern, "call_7")
+    assert _call_id(pattern, "call_7") == _call_id(pattern, "call_7")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chatwire.openai_api.ollama import OllamaChunks
+from chatwire.families.ollama import Lines as OllamaChunks
 
 
 def line(message: dict[str, Any], **extra: Any) -> bytes:
@@ -67,7 +67,8 @@ def test_text_only_ends_with_stop_and_the_usage_is_kept() -> None:
     reader = OllamaChunks()
     chunks = reader.feed(line({"content": "Hi"}, done=False) + DONE)
     assert calls_in(chunks) == []
-    assert chunks[0]["choices"][0]["delta"] == {"content": "Hi"}
+    # OpenAI's Node SDK (chat.completions.stream, runTools) wants the role in the first delta.
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "Hi"}
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     # The relay puts it on the finish chunk or in OpenAI's usage chunk, as the client asked.
     assert reader.usage == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}

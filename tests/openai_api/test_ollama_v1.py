@@ -261,10 +261,11 @@ NAMED: Any = {"type": "function", "function": {"name": "get_time"}}
     [(NAMED, "the function 'get_time'"), ("required", "'required'")],
     ids=["named", "required"],
 )
-async def test_a_tool_choice_ollama_cannot_honour_is_a_400(
-    running: Running, ollama: FakeOllama, choice: Any, named: str
+async def test_a_tool_choice_ollama_cannot_honour_is_a_400_when_strict(
+    make_server: ServerFactory, ollama: FakeOllama, choice: Any, named: str
 ) -> None:
-    async with sdk(running) as client:
+    strict = await chatwire_for(make_server, ollama, ollama_strict_tool_choice="true")
+    async with sdk(strict) as client:
         with pytest.raises(openai.BadRequestError) as caught:
             await client.chat.completions.create(
                 model=MODEL, messages=MESSAGES, tools=TOOLS, tool_choice=choice
@@ -273,6 +274,38 @@ async def test_a_tool_choice_ollama_cannot_honour_is_a_400(
     assert "Ollama cannot be made" in caught.value.message
     assert "CHATWIRE_DROP_PARAMS" in caught.value.message
     assert ollama.requests == []
+
+
+@pytest.mark.parametrize(
+    "forcing",
+    [{"tool_choice": NAMED}, {"tool_choice": "required"}, {"parallel_tool_calls": False}],
+    ids=["named", "required", "one-call"],
+)
+async def test_by_default_a_forced_tool_choice_is_passed_over_and_said(
+    running: Running, ollama: FakeOllama, forcing: dict[str, Any]
+) -> None:
+    # What structured-output libraries (instructor, pydantic-ai) send: the tools go to Ollama,
+    # which decides; the reply says the choice was not honoured.
+    async with sdk(running) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=MESSAGES, tools=TOOLS, **forcing
+        )
+    answer = raw.parse()
+    assert raw.status_code == 200
+    assert raw.headers["x-chatwire-tool-choice"] == "ignored"
+    assert [tool["function"]["name"] for tool in sent(ollama)["tools"]] == [
+        tool["function"]["name"] for tool in TOOLS
+    ]
+    assert answer.choices[0].finish_reason in ("tool_calls", "stop")
+
+
+async def test_an_honoured_tool_choice_says_nothing(running: Running, ollama: FakeOllama) -> None:
+    async with sdk(running) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=MESSAGES, tools=TOOLS, tool_choice="auto"
+        )
+    assert raw.status_code == 200
+    assert "x-chatwire-tool-choice" not in raw.headers
 
 
 async def test_drop_params_lets_ollama_choose_the_tool(
@@ -359,8 +392,11 @@ async def test_parameters_are_translated_to_ollamas_options(
     ids=["logit_bias", "user", "parallel_tool_calls", "response_format"],
 )
 async def test_what_ollama_cannot_take_is_a_400_naming_it(
-    running: Running, ollama: FakeOllama, extra: dict[str, Any], named: str
+    make_server: ServerFactory, ollama: FakeOllama, extra: dict[str, Any], named: str
 ) -> None:
+    # One call per reply cannot be asked of Ollama: refused when tool choices are strict.
+    strict = "true" if "parallel_tool_calls" in extra else "false"
+    running = await chatwire_for(make_server, ollama, ollama_strict_tool_choice=strict)
     async with sdk(running) as client:
         with pytest.raises(openai.BadRequestError) as caught:
             await client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)

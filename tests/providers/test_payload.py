@@ -11,21 +11,30 @@ import pytest
 from chatwire.api.schemas import decode_chat_request
 from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
+from chatwire.dialects.chatbot_ui import ChatbotUI
 from chatwire.errors import RequestInvalid
+from chatwire.gateway.pipeline import upstream_call
+from chatwire.gateway.resolve import ProfileView
+from chatwire.gateway.upstream import UpstreamCall
 from chatwire.providers.registry import build_providers
-from chatwire.providers.resolve import ProfileView
 from chatwire.store.records import Profile
 
 
-def build(body: dict[str, Any], key: str = "k-123") -> tuple[str, dict[str, str], dict[str, Any]]:
+def mistral_call(
+    body: dict[str, Any], key: str = "k-123", catalogue: Catalogue | None = None
+) -> UpstreamCall:
+    """The call chatwire's pipeline makes to Mistral for a chatbot-ui request body."""
     provider = build_providers(
         Settings(mistral_base_url="http://up.test/v1/", mistral_api_key=None)
     )["mistral"]
-    request = decode_chat_request(json.dumps(body).encode())
-    limits = Catalogue.load().limits("mistral", request.chatSettings.model)
+    call = ChatbotUI().decode("/api/chat/mistral", json.dumps(body).encode()).call
+    limits = (catalogue or Catalogue.load()).limits("mistral", call.model)
     fields = ProfileView({}, Profile(user_id=1, values={"mistral_api_key": key}))
-    target = provider.resolve(provider, fields, request, None)
-    call = provider.adapter.build(provider, target, request, limits)
+    return upstream_call(provider, fields, call, None, limits, drop=False)
+
+
+def build(body: dict[str, Any], key: str = "k-123") -> tuple[str, dict[str, str], dict[str, Any]]:
+    call = mistral_call(body, key)
     return call.url, dict(call.headers), json.loads(call.body)
 
 
@@ -142,13 +151,7 @@ def test_models_that_refuse_temperature_get_none(tmp_path: Path) -> None:
     models.write_text(
         '{"mistral": {"magistral-think": {"accepts_temperature": false, "max_output": 900}}}'
     )
-    provider = build_providers(Settings(mistral_api_key=None))["mistral"]
-    request = decode_chat_request(json.dumps(chatbot_ui_body(model="magistral-think")).encode())
-    limits = Catalogue.load(models).limits("mistral", "magistral-think")
-    fields = ProfileView({}, Profile(user_id=1, values={"mistral_api_key": "k"}))
-    call = provider.adapter.build(
-        provider, provider.resolve(provider, fields, request, None), request, limits
-    )
+    call = mistral_call(chatbot_ui_body(model="magistral-think"), catalogue=Catalogue.load(models))
     payload = json.loads(call.body)
     assert "temperature" not in payload
     assert payload["max_tokens"] == 900

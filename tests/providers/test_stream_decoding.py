@@ -7,14 +7,13 @@ import json
 import pytest
 
 from chatwire.core.config import Settings
-from chatwire.providers.base import StreamFailed
-from chatwire.providers.lines import LineDecoder
+from chatwire.gateway.lines import StreamFailed, TextReader
 from chatwire.providers.registry import build_providers
 
 
-def decoder() -> LineDecoder:
+def decoder() -> TextReader:
     provider = build_providers(Settings(mistral_api_key=None))["mistral"]
-    return provider.adapter.decoder(provider)
+    return provider.family.text_reader(provider)
 
 
 def event(content: str | None, finish: str | None = None, **extra: object) -> bytes:

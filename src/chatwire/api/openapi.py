@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from chatwire.api.schemas import ChatRequest
-from chatwire.openai_api.params import ChatCompletionRequest
+from chatwire.dialects.openai_chat import ChatCompletionRequest
 
 _REF = "#/components/schemas/{name}"
 _ERROR = {

@@ -27,13 +27,27 @@ class ImagePart(msgspec.Struct, tag="image_url", tag_field="type"):
 
 
 Part = TextPart | ImagePart
-Role = Literal["system", "user", "assistant", "tool"]
+# "model" is Gemini's assistant: chatbot-ui's browser sends Gemini-shaped messages to its
+# google route (its adaptMessagesForGoogleGemini).
+Role = Literal["system", "user", "assistant", "tool", "model"]
+
+
+class InlineData(msgspec.Struct):
+    mimeType: str  # noqa: N815 (Gemini's field names)
+    data: str
+
+
+class GeminiPart(msgspec.Struct, omit_defaults=True):
+    text: str | None = None
+    inlineData: InlineData | None = None  # noqa: N815
 
 
 class Message(msgspec.Struct, omit_defaults=True):
     role: Role
     content: str | list[Part] | None = None
     tool_call_id: str | None = None
+    # Gemini's content, instead of ``content`` (see Role).
+    parts: list[GeminiPart] | None = None
 
 
 class ChatSettings(msgspec.Struct):

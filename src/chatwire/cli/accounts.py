@@ -7,7 +7,7 @@ import click
 from chatwire.cli._support import fail, prepare, read_secret, with_store
 from chatwire.core.config import Settings
 from chatwire.core.security import mask_secret
-from chatwire.providers.registry import PROVIDER_KEY_FIELDS
+from chatwire.providers.registry import credential_fields
 from chatwire.store.records import PROFILE_TEXT_FIELDS, SECRET_FIELDS
 from chatwire.store.repo import Store, UserExists, UserNotFound
 
@@ -107,11 +107,10 @@ def keys() -> None:
 
 
 def profile_field(provider: str) -> str:
-    field = PROVIDER_KEY_FIELDS.get(provider, provider)
+    keys = credential_fields().keys
+    field = keys.get(provider, provider)
     if field not in PROFILE_TEXT_FIELDS:
-        names = ", ".join(
-            [*PROVIDER_KEY_FIELDS, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)]
-        )
+        names = ", ".join([*keys, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)])
         fail(f"unknown provider or field '{provider}'; one of: {names}")
     return field
 

@@ -1,22 +1,23 @@
 """Settings: the only place configuration is read from the environment.
 
 Every chatwire setting carries the ``CHATWIRE_`` prefix and may also come from a ``.env``
-file. The provider key overrides keep chatbot-ui's variable names (``MISTRAL_API_KEY``...)
-so an existing chatbot-ui deployment's environment works unchanged; when set, they apply
-to every user.
+file. A provider's settings are named by its declaration (``providers.declaration``) and read
+with ``Settings.lookup``: its base URL (``CHATWIRE_MISTRAL_BASE_URL``) and the operator's
+overrides of its credentials, under chatbot-ui's variable names (``MISTRAL_API_KEY``...) so an
+existing chatbot-ui deployment's environment works unchanged; when set, they apply to every
+user.
 """
 
 from __future__ import annotations
 
+import os
+from functools import cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from dotenv import dotenv_values
+from pydantic import Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-def _env(name: str) -> AliasChoices:
-    # Provider overrides are read without the CHATWIRE_ prefix, as chatbot-ui named them.
-    return AliasChoices(name)
 
 
 class Settings(BaseSettings):
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
     )
+
+    _given: dict[str, str | None] = PrivateAttr(default_factory=dict)
 
     data_dir: Path = Path(".chatwire")
     database_url: str | None = None
@@ -43,17 +46,6 @@ class Settings(BaseSettings):
     # the balancer's own idle timeout, so the server never closes a connection under it.
     keep_alive: float = Field(default=5.0, gt=0)
 
-    # Every provider's API base, so tests and self-hosted deployments can point elsewhere.
-    mistral_base_url: str = "https://api.mistral.ai/v1"
-    openai_base_url: str = "https://api.openai.com/v1"
-    anthropic_base_url: str = "https://api.anthropic.com/v1"
-    google_base_url: str = "https://generativelanguage.googleapis.com/v1beta"
-    groq_base_url: str = "https://api.groq.com/openai/v1"
-    perplexity_base_url: str = "https://api.perplexity.ai"
-    openrouter_base_url: str = "https://openrouter.ai/api/v1"
-    ollama_base_url: str = "http://127.0.0.1:11434"
-    azure_api_version: str = "2024-10-21"
-    anthropic_version: str = "2023-06-01"
     models_file: Path | None = None
 
     # Upstream timeouts, in seconds.
@@ -88,55 +80,49 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
-    # chatbot-ui's environment overrides: one value for every user.
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
-    openai_organization_id: str | None = Field(
-        default=None, validation_alias=_env("OPENAI_ORGANIZATION_ID")
-    )
-    anthropic_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
-    )
-    google_gemini_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("GOOGLE_GEMINI_API_KEY")
-    )
-    mistral_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("MISTRAL_API_KEY")
-    )
-    groq_api_key: SecretStr | None = Field(default=None, validation_alias=_env("GROQ_API_KEY"))
-    perplexity_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("PERPLEXITY_API_KEY")
-    )
-    openrouter_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("OPENROUTER_API_KEY")
-    )
-    azure_openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=_env("AZURE_OPENAI_API_KEY")
-    )
-    azure_openai_endpoint: str | None = Field(
-        default=None, validation_alias=_env("AZURE_OPENAI_ENDPOINT")
-    )
-    azure_gpt_35_turbo_name: str | None = Field(
-        default=None, validation_alias=_env("AZURE_GPT_35_TURBO_NAME")
-    )
-    azure_gpt_45_turbo_name: str | None = Field(
-        default=None, validation_alias=_env("AZURE_GPT_45_TURBO_NAME")
-    )
-    azure_gpt_45_vision_name: str | None = Field(
-        default=None, validation_alias=_env("AZURE_GPT_45_VISION_NAME")
-    )
-    azure_embeddings_name: str | None = Field(
-        default=None, validation_alias=_env("AZURE_EMBEDDINGS_NAME")
-    )
-
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'chatwire.db').resolve()}"
 
-    def env_value(self, field: str) -> str | None:
-        """The environment override for a profile field, or None when unset or empty."""
-        value = getattr(self, field, None)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
+    def lookup(self, variable: str) -> str | None:
+        """A provider's setting by its environment variable (``CHATWIRE_MISTRAL_BASE_URL``,
+        ``MISTRAL_API_KEY``), or None when unset or empty.
+
+        Providers are declared as data (``providers.declaration``), so their settings are not
+        fields here: they are read from what was given to ``Settings(...)`` by the variable's
+        lower-case name without the ``CHATWIRE_`` prefix (``mistral_base_url=...``, where None
+        means unset), else the environment, else the ``.env`` file.
+        """
+        given = self._given
+        name = variable.lower().removeprefix("chatwire_")
+        if name in given:
+            return given[name] or None
+        value = os.environ.get(variable)
+        if value is None:
+            value = _dotenv(self.model_config.get("env_file")).get(variable)
         return value or None
+
+    def __init__(self, **values: Any) -> None:
+        # Values given for provider settings are kept apart from the model's fields (and out
+        # of its repr: they may be keys).
+        known = type(self).model_fields
+        given = {
+            name: None if value is None else _plain(value)
+            for name, value in values.items()
+            if name not in known and not name.startswith("_")
+        }
+        super().__init__(**{name: v for name, v in values.items() if name not in given})
+        self._given = given
+
+
+def _plain(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+
+@cache
+def _dotenv(path: object) -> dict[str, str | None]:
+    if not isinstance(path, str | Path) or not Path(path).is_file():
+        return {}
+    return dotenv_values(path)

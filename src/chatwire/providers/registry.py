@@ -1,175 +1,127 @@
-"""The providers this process serves, built from settings at startup.
+"""The providers this process serves: every declaration registered, bound to the settings.
 
-Built-in providers are declared here the same way an outside one would be: a ``Provider``
-naming its label, key field, base URL, how it authenticates, its wire adapter and quirks.
-Adding an OpenAI-compatible provider is one more entry in ``build_providers`` (plus its
-settings field for the base URL and, if it has one, its key field and env variable).
+Declarations come from the ``chatwire.providers`` entry point group, as plugins of simonw/llm
+or pytest do: each entry point names a ``Provider`` or an iterable of them. chatwire's own
+are registered there too (``providers.builtin:PROVIDERS`` in ``pyproject.toml``). Binding
+applies the operator's settings: ``CHATWIRE_<NAME>_BASE_URL`` and ``CHATWIRE_<NAME>_<OPTION>``.
+Everything the rest of chatwire knows of a provider's fields (the profile's names, the
+operator's overrides, ``GET /api/keys``) is derived here from the declarations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+from importlib.metadata import entry_points
+from types import MappingProxyType
 
 from chatwire.core.config import Settings
-from chatwire.providers import resolve
-from chatwire.providers.anthropic import AnthropicMessages
-from chatwire.providers.base import Provider, Quirks
-from chatwire.providers.gemini import GeminiGenerateContent
-from chatwire.providers.ollama import OllamaChat
-from chatwire.providers.openai_compat import OpenAICompatible
+from chatwire.providers.declaration import Credential, Provider
 
-# chatbot-ui's Azure model names and the profile field holding each one's deployment id.
-AZURE_DEPLOYMENTS = {
-    "gpt-3.5-turbo": "azure_openai_35_turbo_id",
-    "gpt-4-turbo-preview": "azure_openai_45_turbo_id",
-    "gpt-4-vision-preview": "azure_openai_45_vision_id",
-}
+log = logging.getLogger("chatwire.providers")
+GROUP = "chatwire.providers"
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+@cache
+def declarations() -> tuple[Provider, ...]:
+    """Every registered declaration, chatwire's own first, each name once."""
+    found: dict[str, Provider] = {}
+    points = sorted(
+        entry_points(group=GROUP), key=lambda p: (p.value.split(":")[0] != _OWN, p.name)
+    )
+    if not any(p.value.split(":")[0] == _OWN for p in points):
+        # Running from a source tree that was never installed: its entry points are unknown.
+        from chatwire.providers.builtin import PROVIDERS
+
+        _add(found, PROVIDERS, "chatwire")
+    for point in points:
+        try:
+            loaded = point.load()
+        except Exception as exc:  # a broken plugin names itself, it does not stop chatwire
+            raise RegistryError(
+                f"provider entry point {point.name!r} failed to load: {exc}"
+            ) from exc
+        _add(found, [loaded] if isinstance(loaded, Provider) else loaded, point.name)
+    return tuple(found.values())
+
+
+_OWN = "chatwire.providers.builtin"
+
+
+def _add(found: dict[str, Provider], loaded: Iterable[object], source: str) -> None:
+    for provider in loaded:
+        if not isinstance(provider, Provider):
+            raise RegistryError(f"entry point {source!r} gave {provider!r}, not a Provider")
+        if provider.name in found:
+            raise RegistryError(f"provider {provider.name!r} is declared twice ({source})")
+        found[provider.name] = provider
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
-    openai_wire = OpenAICompatible()
-
-    def openai_compatible(
-        name: str,
-        label: str,
-        base_url: str,
-        quirks: Quirks | None = None,
-        header_fields: Mapping[str, str] | None = None,
-    ) -> Provider:
-        return Provider(
-            name=name,
-            label=label,
-            base_url=base_url.rstrip("/"),
-            adapter=openai_wire,
-            resolve=resolve.by_key,
-            key_field=f"{name}_api_key",
-            header_fields=header_fields or {},
-            quirks=quirks or Quirks(),
+    """Every provider, with the operator's base URL and options applied."""
+    providers = {}
+    for declared in declarations():
+        base_url = settings.lookup(declared.base_url_setting) or declared.base_url
+        options = {
+            option: settings.lookup(declared.option_setting(option)) or default
+            for option, default in declared.options.items()
+        }
+        providers[declared.name] = replace(
+            declared, base_url=base_url.rstrip("/"), options=MappingProxyType(options)
         )
-
-    providers = [
-        openai_compatible("mistral", "Mistral", settings.mistral_base_url),
-        openai_compatible(
-            "openai",
-            "OpenAI",
-            settings.openai_base_url,
-            header_fields={"OpenAI-Organization": "openai_organization_id"},
-            # chatbot-ui sent max_tokens to OpenAI only for the retired vision preview.
-            quirks=Quirks(send_max_tokens=False),
-        ),
-        Provider(
-            name="azure",
-            label="Azure OpenAI",
-            base_url="",
-            adapter=openai_wire,
-            resolve=resolve.azure,
-            key_field="azure_openai_api_key",
-            auth="api-key",
-            quirks=Quirks(
-                send_max_tokens=False,
-                deployments=AZURE_DEPLOYMENTS,
-                api_version=settings.azure_api_version,
-            ),
-        ),
-        openai_compatible("groq", "Groq", settings.groq_base_url),
-        # chatbot-ui sent Perplexity neither temperature nor max_tokens.
-        openai_compatible(
-            "perplexity",
-            "Perplexity",
-            settings.perplexity_base_url,
-            quirks=Quirks(send_temperature=False, send_max_tokens=False),
-        ),
-        openai_compatible(
-            "openrouter",
-            "OpenRouter",
-            settings.openrouter_base_url,
-            quirks=Quirks(send_max_tokens=False),
-        ),
-        Provider(
-            name="custom",
-            label="Custom model",
-            base_url="",
-            adapter=openai_wire,
-            resolve=resolve.custom_model,
-            uses_custom_models=True,
-        ),
-        Provider(
-            name="anthropic",
-            label="Anthropic",
-            base_url=settings.anthropic_base_url.rstrip("/"),
-            adapter=AnthropicMessages(settings.anthropic_version),
-            resolve=resolve.by_key,
-            key_field="anthropic_api_key",
-            auth="x-api-key",
-        ),
-        Provider(
-            name="google",
-            label="Google Gemini",
-            base_url=settings.google_base_url.rstrip("/"),
-            adapter=GeminiGenerateContent(),
-            resolve=resolve.by_key,
-            key_field="google_gemini_api_key",
-            auth="x-goog-api-key",
-        ),
-        Provider(
-            name="ollama",
-            label="Ollama",
-            base_url=settings.ollama_base_url.rstrip("/"),
-            adapter=OllamaChat(),
-            resolve=resolve.by_key,
-        ),
-    ]
-    return {p.name: p for p in providers}
+    return providers
 
 
-# Profile field -> the settings field (chatbot-ui's environment variable) that overrides it
-# for every user, as chatbot-ui's server did when it read a profile.
-PROFILE_ENV: dict[str, str] = {
-    "openai_api_key": "openai_api_key",
-    "openai_organization_id": "openai_organization_id",
-    "anthropic_api_key": "anthropic_api_key",
-    "google_gemini_api_key": "google_gemini_api_key",
-    "mistral_api_key": "mistral_api_key",
-    "groq_api_key": "groq_api_key",
-    "perplexity_api_key": "perplexity_api_key",
-    "openrouter_api_key": "openrouter_api_key",
-    "azure_openai_api_key": "azure_openai_api_key",
-    "azure_openai_endpoint": "azure_openai_endpoint",
-    "azure_openai_35_turbo_id": "azure_gpt_35_turbo_name",
-    "azure_openai_45_turbo_id": "azure_gpt_45_turbo_name",
-    "azure_openai_45_vision_id": "azure_gpt_45_vision_name",
-    "azure_openai_embeddings_id": "azure_embeddings_name",
-}
+@dataclass(frozen=True, slots=True)
+class Fields:
+    """Every credential field of every provider: the names /api/profile and the store take."""
+
+    by_name: Mapping[str, Credential]
+    # Provider name -> its key field, for ``chatwire keys set USER PROVIDER``.
+    keys: Mapping[str, str]
+
+    def secret(self, name: str) -> bool:
+        credential = self.by_name.get(name)
+        return credential is None or credential.secret
 
 
-def profile_overrides(settings: Settings) -> dict[str, str]:
-    overrides = {}
-    for profile_field, settings_field in PROFILE_ENV.items():
-        value = settings.env_value(settings_field)
-        if value is not None:
-            overrides[profile_field] = value
-    return overrides
+def credential_fields(providers: Iterable[Provider] | None = None) -> Fields:
+    by_name: dict[str, Credential] = {}
+    keys: dict[str, str] = {}
+    for provider in declarations() if providers is None else providers:
+        for credential in provider.credentials:
+            by_name.setdefault(credential.field, credential)
+        if provider.key is not None:
+            keys[provider.name] = provider.key
+    return Fields(MappingProxyType(by_name), MappingProxyType(keys))
 
 
-# Each provider with a key, and the profile field (and settings field) that holds it.
-PROVIDER_KEY_FIELDS: dict[str, str] = {
-    "openai": "openai_api_key",
-    "azure": "azure_openai_api_key",
-    "anthropic": "anthropic_api_key",
-    "google": "google_gemini_api_key",
-    "mistral": "mistral_api_key",
-    "groq": "groq_api_key",
-    "perplexity": "perplexity_api_key",
-    "openrouter": "openrouter_api_key",
-}
+def operator_values(settings: Settings, fields: Fields) -> dict[str, str]:
+    """Credential field -> the operator's value from the environment, for every user."""
+    values = {}
+    for name, credential in fields.by_name.items():
+        if credential.env is not None:
+            value = settings.lookup(credential.env)
+            if value:
+                values[name] = value
+    return values
 
-# chatbot-ui's GET /api/keys names, each with the settings field that overrides it.
-ENV_KEY_MAP: dict[str, str] = {
-    **PROVIDER_KEY_FIELDS,
-    "openai_organization_id": "openai_organization_id",
-    "azure_openai_endpoint": "azure_openai_endpoint",
-    "azure_gpt_35_turbo_name": "azure_gpt_35_turbo_name",
-    "azure_gpt_45_vision_name": "azure_gpt_45_vision_name",
-    "azure_gpt_45_turbo_name": "azure_gpt_45_turbo_name",
-    "azure_embeddings_name": "azure_embeddings_name",
-}
+
+def env_key_map(settings: Settings, providers: Iterable[Provider]) -> dict[str, bool]:
+    """chatbot-ui's GET /api/keys: whether each value comes from the operator's environment,
+    a provider's key under the provider's name, any other value under its variable's name
+    in lower case (``azure_openai_endpoint``, ``azure_gpt_35_turbo_name``)."""
+    found: dict[str, bool] = {}
+    for provider in providers:
+        for credential in provider.credentials:
+            if credential.env is None:
+                continue
+            name = provider.name if credential.field == provider.key else credential.env.lower()
+            found.setdefault(name, bool(settings.lookup(credential.env)))
+    return found

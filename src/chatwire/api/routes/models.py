@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.availability import usable_models
-from chatwire.providers.resolve import ProfileView
+from chatwire.gateway.resolve import ProfileView
 
 router = APIRouter(prefix="/api", tags=["models"])
 

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from chatwire.api.deps import CurrentUser, ServicesDep
-from chatwire.availability import resolve_model_name, usable_models
+from chatwire.availability import usable_models
 from chatwire.errors import NotFound
-from chatwire.providers.resolve import ProfileView
+from chatwire.gateway.resolve import ProfileView, model_named
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 
@@ -28,7 +28,7 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any
 
 @router.get("/models/{name:path}")
 async def read_model(name: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    provider, model = resolve_model_name(services, name)
+    provider, model = model_named(services.providers, services.catalogue, name)
     if provider.uses_custom_models:
         raise NotFound(
             f"The model '{name[:200]}' does not exist: custom models are listed by /v1/models."

@@ -1,0 +1,1 @@
+"""Dialects: the front doors, each a thin codec around the one pipeline (``base.Dialect``)."""

@@ -1,0 +1,85 @@
+"""What a dialect is: how one front door's requests, replies and errors look on the wire.
+
+A dialect decodes its request body into the canonical ``ChatCall`` (``decode``), encodes the
+reply as it arrives (an ``Output``: text pieces, or canonical deltas, as ``reads_text`` says),
+renders every error in its own shape (``send_error``), and says what a failure after the
+reply started does (``Output.fail``). It knows no provider and no family: the pipeline
+(``gateway.pipeline``) resolves, builds and relays for every dialect alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chatwire.api.asgi import Send
+    from chatwire.errors import ChatwireError
+    from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.lines import DeltaReader
+    from chatwire.timing import Timing
+
+
+@dataclass(slots=True)
+class Request:
+    """A decoded request: the canonical call and what names its upstream."""
+
+    call: ChatCall
+    # The provider the route names (``/api/chat/<provider>``); None: the model's name says.
+    provider: str | None
+    # The model as the client named it, echoed in its answers.
+    name: str
+    # chatbot-ui's customModelId (the record's id); on other doors the model's name is used.
+    custom_id: str | None = None
+
+
+class Output(Protocol):
+    """One reply on its way to the client."""
+
+    @property
+    def started(self) -> bool:
+        """Whether the response has begun (its status can no longer change)."""
+        ...
+
+    async def write(self, items: Any) -> None:
+        """What one upstream read gave: text (``reads_text``), else a list of deltas."""
+        ...
+
+    async def end(self) -> None:
+        """The reply is complete (its reader has the usage, or a whole answer)."""
+        ...
+
+    async def fail(self, error: ChatwireError) -> None:
+        """The upstream failed after the response began."""
+        ...
+
+
+class Dialect(Protocol):
+    # The path the dialect serves, for messages ("Use POST for ...").
+    route: str
+    # Reads the reply as text only (the families' fast text readers), else as deltas.
+    reads_text: bool
+
+    def decode(self, path: str, body: bytes) -> Request: ...
+
+    def output(
+        self,
+        send: Send,
+        rid: bytes,
+        timing: Timing,
+        request: Request,
+        reader: Any,
+        headers: list[tuple[bytes, bytes]],
+    ) -> Output:
+        """The reply's encoder; ``reader`` is the family's (text or deltas, by
+        ``reads_text``), which holds the usage once the reply ended."""
+        ...
+
+    async def send_error(
+        self, send: Send, error: ChatwireError, rid: bytes, timing: Timing
+    ) -> None: ...
+
+
+def completion_of(reader: DeltaReader) -> Any:
+    """A whole answer a reader holds (a non-streamed upstream's), else None."""
+    return getattr(reader, "answer", None)

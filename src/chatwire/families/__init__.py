@@ -1,0 +1,1 @@
+"""Wire families: each speaks one provider API for every dialect (``base.Family``)."""

@@ -1,0 +1,456 @@
+"""The Anthropic family: the Messages API, ``POST /v1/messages``, its own server-sent events.
+
+The request: system (and developer) messages before the conversation become ``system``; the
+turns alternate user / assistant, turns of one side in a row merged, as the API wants; within a
+user turn, tool results come first, as it also wants. An assistant message's ``tool_calls``
+become ``tool_use`` blocks after its text (arguments parsed into the ``input`` object); a
+``tool`` message becomes a ``tool_result`` block. Images become base64 (or URL) image blocks.
+``max_tokens`` is required: the client's, else the catalogue's, else 4096. ``tools``,
+``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
+direct equivalents; any other parameter is refused by name (or dropped).
+
+The reply: text deltas as content; each ``tool_use`` block as one OpenAI tool call, numbered
+from 0 in the order the blocks start, delivered whole once its arguments are complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from chatwire.errors import RequestInvalid
+from chatwire.families.base import (
+    BASE_FIELDS,
+    call_arguments,
+    check_fields,
+    clamp_temperature,
+    content_parts,
+    number,
+    reply_budget,
+    stop_sequences,
+    text_of,
+)
+from chatwire.families.base import Image as ImagePiece
+from chatwire.families.openai import mid_stream
+from chatwire.gateway.call import delta
+from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
+
+if TYPE_CHECKING:
+    from chatwire.catalogue import ModelEntry
+    from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.providers.declaration import Provider
+
+DEFAULT_MAX_TOKENS = 4096
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+ACCEPTED = BASE_FIELDS | {
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stop",
+    "top_p",
+    "top_k",
+    "user",
+}
+_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+_ROLES = "system, developer, user, assistant or tool"
+_encode = msgspec.json.Encoder().encode
+
+
+class AnthropicFamily:
+    name = "anthropic"
+
+    def build(
+        self,
+        provider: Provider,
+        target: Target,
+        call: ChatCall,
+        limits: ModelEntry | None,
+        drop: bool,
+    ) -> UpstreamCall:
+        from chatwire.gateway.upstream import UpstreamCall
+
+        params, label = call.params, provider.label
+        check_fields(label, params, ACCEPTED, drop)
+        system, turns = conversation(label, call.message_dicts())
+        payload: dict[str, Any] = {
+            "model": target.model,
+            "messages": turns,
+            "max_tokens": reply_budget(provider.rules, params, limits) or DEFAULT_MAX_TOKENS,
+            "stream": True,
+        }
+        if system:
+            payload["system"] = system
+        payload.update(_sampling(provider, params, limits))
+        payload.update(_tooling(params))
+        return UpstreamCall(
+            url=f"{target.base_url}/messages",
+            headers={
+                **provider.auth_headers(target.key),
+                "anthropic-version": provider.options.get("version", "2023-06-01"),
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream",
+            },
+            body=_encode(payload),
+        )
+
+    def text_reader(self, provider: Provider) -> TextReader:
+        return _TextEvents(_EVENT)
+
+    def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
+        return Events()
+
+    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        return False  # Anthropic refuses a key with 401 authentication_error
+
+
+# The request.
+
+
+def conversation(label: str, messages: Any) -> tuple[str, list[dict[str, Any]]]:
+    """The ``system`` text and the turns for the client's ``messages``.
+
+    ``system`` and ``developer`` messages before the first turn are joined into ``system``; a
+    later one is kept as the user's words, where it was said.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise RequestInvalid("'messages' must be a non-empty list of chat messages.")
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise RequestInvalid(f"messages[{index}] must be an object with a role.")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            parts = content_parts(label, index, message)
+            if not turns:
+                text = text_of(parts)
+                if text:
+                    system.append(text)
+                continue
+            _append(turns, "user", blocks(parts))
+        elif role == "user":
+            _append(turns, "user", blocks(content_parts(label, index, message)))
+        elif role == "assistant":
+            calls = message.get("tool_calls") or []
+            if not isinstance(calls, list):
+                raise RequestInvalid(f"messages[{index}].tool_calls must be a list.")
+            uses = [_tool_use(index, number, call) for number, call in enumerate(calls)]
+            _append(turns, "assistant", blocks(content_parts(label, index, message)) + uses)
+        elif role == "tool":
+            _append(turns, "user", [_tool_result(label, index, message)])
+        else:
+            raise RequestInvalid(
+                f"messages[{index}] has the role {role!r}; {label} takes {_ROLES}."
+            )
+    return "\n\n".join(system), turns
+
+
+def blocks(parts: list[str | ImagePiece]) -> list[dict[str, Any]]:
+    """A message's text and image parts as Messages API content blocks."""
+    found: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, str):
+            if part:
+                found.append({"type": "text", "text": part})
+        elif part.data is not None:
+            source = {"type": "base64", "media_type": part.media_type, "data": part.data}
+            found.append({"type": "image", "source": source})
+        else:
+            found.append({"type": "image", "source": {"type": "url", "url": part.url}})
+    return found
+
+
+def _append(turns: list[dict[str, Any]], role: str, new: list[dict[str, Any]]) -> None:
+    if not new:
+        return
+    if not turns or turns[-1]["role"] != role:
+        turns.append({"role": role, "content": new})
+        return
+    content: list[dict[str, Any]] = turns[-1]["content"]
+    if new[0]["type"] == "tool_result":
+        results = 0
+        while results < len(content) and content[results]["type"] == "tool_result":
+            results += 1
+        content[results:results] = new
+    else:
+        content.extend(new)
+
+
+def _tool_use(index: int, number: int, call: Any) -> dict[str, Any]:
+    where = f"messages[{index}].tool_calls[{number}]"
+    function = call.get("function") if isinstance(call, dict) else None
+    if (
+        not isinstance(function, dict)
+        or call.get("type", "function") != "function"
+        or not isinstance(call.get("id"), str)
+        or not isinstance(function.get("name"), str)
+    ):
+        raise RequestInvalid(
+            f"{where} must be a function call with an id: "
+            '{"id": ..., "type": "function", "function": {"name": ..., "arguments": "{...}"}}.'
+        )
+    arguments = call_arguments(where, function)
+    return {"type": "tool_use", "id": call["id"], "name": function["name"], "input": arguments}
+
+
+def _tool_result(label: str, index: int, message: dict[str, Any]) -> dict[str, Any]:
+    call_id = message.get("tool_call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise RequestInvalid(
+            f"messages[{index}] (role tool) needs the tool_call_id of the call it answers."
+        )
+    result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
+    content = message.get("content")
+    if isinstance(content, str):
+        if content:
+            result["content"] = content
+    else:
+        found = blocks(content_parts(label, index, message))
+        if found:
+            result["content"] = found
+    return result
+
+
+def _sampling(
+    provider: Provider, params: Mapping[str, Any], limits: ModelEntry | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # Clamped to the model's range from the catalogue.
+    value = clamp_temperature(provider.rules, number(params, "temperature"), limits)
+    if value is not None:
+        out["temperature"] = value
+    top_p = number(params, "top_p")
+    # Claude 4.5 and later refuse both at once; OpenAI clients often send both: the
+    # temperature, the setting people actually tune, is kept.
+    if top_p is not None and "temperature" not in out:
+        out["top_p"] = top_p
+    top_k = params.get("top_k")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise RequestInvalid("'top_k' must be an integer.")
+        out["top_k"] = top_k
+    stop = stop_sequences(params)
+    if stop is not None:
+        out["stop_sequences"] = stop
+    user = params.get("user")
+    if user is not None:
+        if not isinstance(user, str):
+            raise RequestInvalid("'user' must be a string.")
+        out["metadata"] = {"user_id": user}
+    return out
+
+
+def _tooling(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` in Anthropic's shapes."""
+    given = params.get("tools")
+    if given is not None and not isinstance(given, list):
+        raise RequestInvalid("'tools' must be a list of function tools.")
+    tools = [_tool(index, tool) for index, tool in enumerate(given or ())]
+    choice = _choice(params.get("tool_choice"))
+    if not tools:
+        # Anthropic refuses any tool_choice without tools; "auto", "none" and
+        # parallel_tool_calls mean nothing then, a forced call cannot be made.
+        if choice is not None and choice["type"] in ("any", "tool"):
+            raise RequestInvalid(
+                "tool_choice asks for a tool call but the request has no tools: "
+                "send the tools, or leave tool_choice out."
+            )
+        return {}
+    parallel = params.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise RequestInvalid("'parallel_tool_calls' must be true or false.")
+    if parallel is False and (choice is None or choice["type"] != "none"):
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    out: dict[str, Any] = {"tools": tools}
+    if choice is not None:
+        out["tool_choice"] = choice
+    return out
+
+
+def _tool(index: int, tool: Any) -> dict[str, Any]:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    if (
+        not isinstance(function, dict)
+        or tool.get("type", "function") != "function"
+        or not isinstance(function.get("name"), str)
+    ):
+        raise RequestInvalid(
+            f"tools[{index}] must be a function tool: "
+            '{"type": "function", "function": {"name": ..., "parameters": {...}}}.'
+        )
+    schema = function.get("parameters")
+    if schema is None:
+        schema = {"type": "object", "properties": {}}
+    elif not isinstance(schema, dict):
+        raise RequestInvalid(f"tools[{index}].function.parameters must be a JSON schema object.")
+    elif "type" not in schema:
+        # OpenAI takes a schema without its type; Anthropic wants "object" said.
+        schema = {"type": "object", **schema}
+    out: dict[str, Any] = {"name": function["name"]}
+    description = function.get("description")
+    if isinstance(description, str) and description:
+        out["description"] = description
+    out["input_schema"] = schema
+    return out
+
+
+def _choice(choice: Any) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str) and choice in _CHOICES:
+        return {"type": _CHOICES[choice]}
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if (
+        isinstance(function, dict)
+        and choice.get("type") == "function"
+        and isinstance(function.get("name"), str)
+    ):
+        return {"type": "tool", "name": function["name"]}
+    raise RequestInvalid(
+        "tool_choice must be 'auto', 'required', 'none' or "
+        '{"type": "function", "function": {"name": ...}}.'
+    )
+
+
+# The reply as text: typed, reading only the text deltas and the end.
+
+
+class _TextDelta(msgspec.Struct):
+    type: str = ""
+    text: str | None = None
+
+
+class _Event(msgspec.Struct):
+    type: str
+    delta: _TextDelta | None = None
+    error: Any = None
+
+
+_EVENT = msgspec.json.Decoder(_Event)
+
+
+class _TextEvents(TextReader):
+    """Text arrives in content_block_delta; message_stop ends the reply. The "event:" lines
+    repeat the type that each data value carries itself."""
+
+    __slots__ = ()
+    prefix = b"data:"
+
+    def item(self, event: _Event) -> str | None:
+        if event.type == "content_block_delta":
+            change = event.delta
+            return change.text if change is not None and change.type == "text_delta" else None
+        if event.type == "message_stop":
+            self.finished = True
+        elif event.type == "error":
+            raise mid_stream(event.error)
+        return None
+
+
+# The reply as deltas.
+
+
+class Events(DeltaReader):
+    __slots__ = ("_calls", "_open")
+    prefix = b"data:"
+
+    def __init__(self) -> None:
+        super().__init__(ANY_JSON)
+        self._calls: dict[Any, int] = {}  # content block index -> tool call index
+        # Tool calls whose arguments are still arriving: the call, its pieces.
+        self._open: dict[int, tuple[dict[str, Any], list[str]]] = {}
+
+    def item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = item.get("type")
+        if kind == "content_block_delta":
+            change = item.get("delta") or {}
+            if change.get("type") == "text_delta":
+                return [delta(change.get("text", ""))]
+            if change.get("type") == "input_json_delta":
+                self._arguments(item.get("index"), change.get("partial_json"))
+        elif kind == "content_block_start":
+            return self._start(item.get("index"), item.get("content_block") or {})
+        elif kind == "content_block_stop":
+            return self._stop(item.get("index"))
+        elif kind == "message_start":
+            usage = (item.get("message") or {}).get("usage") or {}
+            self._usage(usage)
+            return [delta("", role="assistant")]
+        elif kind == "message_delta":
+            self._usage(item.get("usage") or {})
+            reason = (item.get("delta") or {}).get("stop_reason")
+            if reason:
+                return [delta(finish=FINISH.get(reason, "stop"))]
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            raise mid_stream(item.get("error"))
+        return []
+
+    def _start(self, index: Any, block: dict[str, Any]) -> list[dict[str, Any]]:
+        if block.get("type") == "tool_use":
+            call = len(self._calls)
+            self._calls[index] = call
+            first = {
+                "index": call,
+                "id": block.get("id"),
+                "type": "function",
+                "function": {"name": block.get("name"), "arguments": ""},
+            }
+            self._open[call] = (first, [])
+            return []
+        if block.get("type") == "text" and block.get("text"):
+            return [delta(block["text"])]
+        return []
+
+    def _arguments(self, index: Any, piece: Any) -> None:
+        call = self._calls.get(index)
+        if call is not None and call in self._open and isinstance(piece, str):
+            self._open[call][1].append(piece)
+
+    def _stop(self, index: Any) -> list[dict[str, Any]]:
+        """A tool call is complete: it goes to the client whole, in one delta, as Mistral
+        sends calls (its SDKs refuse a delta without the function's name)."""
+        call = self._calls.get(index)
+        opened = self._open.pop(call, None) if call is not None else None
+        if opened is None:
+            return []
+        first, pieces = opened
+        # A call without arguments streams no JSON at all; OpenAI's clients parse "{}".
+        first["function"]["arguments"] = "".join(pieces) or "{}"
+        return [delta(tool_calls=[first])]
+
+    def _usage(self, usage: dict[str, Any]) -> None:
+        """OpenAI's usage from Anthropic's counts; the prompt includes the tokens read from
+        and written to the prompt cache, told apart as ``cached_tokens``."""
+        if not usage:
+            return
+        current = self.usage or {"prompt_tokens": 0, "completion_tokens": 0}
+        read = usage.get("cache_read_input_tokens")
+        written = usage.get("cache_creation_input_tokens")
+        if usage.get("input_tokens") is not None or read or written:
+            prompt = (usage.get("input_tokens") or 0) + (read or 0) + (written or 0)
+            current["prompt_tokens"] = max(prompt, current["prompt_tokens"])
+            if read:
+                current["prompt_tokens_details"] = {"cached_tokens": read}
+        if usage.get("output_tokens") is not None:
+            current["completion_tokens"] = usage["output_tokens"]
+        current["total_tokens"] = current["prompt_tokens"] + current["completion_tokens"]
+        self.usage = current
+
+
+ANTHROPIC_FAMILY = AnthropicFamily()

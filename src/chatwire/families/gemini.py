@@ -1,0 +1,535 @@
+"""The Gemini family: ``models/{model}:streamGenerateContent?alt=sse``.
+
+The request: system and developer messages become ``systemInstruction``; the others
+``contents`` with Gemini's roles (``user`` / ``model``): text and images (data URLs as
+``inline_data``, links as ``file_data``), an assistant's tool calls as ``functionCall`` parts
+(``args`` parsed from the arguments JSON), tool results in a row as one ``user`` turn of
+``functionResponse`` parts, as Gemini wants a call turn answered by one response turn with as
+many parts. ``tools`` become one tool of ``functionDeclarations``, each function's JSON schema
+sent as ``parametersJsonSchema``: Gemini's older ``parameters`` field is an OpenAPI subset
+that refuses common JSON-schema keywords. ``tool_choice`` becomes
+``toolConfig.functionCallingConfig`` (auto AUTO, none NONE, required ANY, a named function ANY
+with ``allowedFunctionNames``). The parameters with an equivalent go into ``generationConfig``
+(``PARAMETERS``; ``response_format`` as ``responseMimeType`` and ``responseJsonSchema``); the
+rest are refused by name. A refused key is a 400 whose details carry API_KEY_INVALID.
+
+Gemini's calls carry no id, and a tool message no function name, which Gemini wants: the name
+is found from the earlier assistant tool call with the tool message's ``tool_call_id``, so any
+ids work. The ids chatwire gives are ``call_`` and 24 hex digits, followed by ``.`` and the
+call's thought signature when Gemini signed it: a signature must come back with its call
+(Gemini 3 refuses a turn without it), and every client sends a call's id back, while few keep
+fields OpenAI does not define. Each ``functionCall`` part of the reply becomes one tool-call
+delta, whole; Gemini ends a reply that calls tools with ``STOP``, the client is told
+``tool_calls``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+import msgspec
+
+from chatwire.errors import RequestInvalid
+from chatwire.families.base import (
+    BASE_FIELDS,
+    Image,
+    call_arguments,
+    check_fields,
+    clamp_temperature,
+    content_parts,
+    number,
+    reply_budget,
+    stop_sequences,
+)
+from chatwire.families.openai import mid_stream
+from chatwire.gateway.call import delta
+from chatwire.gateway.call import new_call_id as plain_call_id
+from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
+
+if TYPE_CHECKING:
+    from chatwire.catalogue import ModelEntry
+    from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.providers.declaration import Provider
+
+KEY_REFUSED = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
+# OpenAI's name (and the mistralai SDK's, random_seed) -> generationConfig's.
+PARAMETERS: Final = {
+    "top_p": "topP",
+    "seed": "seed",
+    "random_seed": "seed",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+}
+ACCEPTED: Final = (
+    BASE_FIELDS | set(PARAMETERS) | {"tools", "tool_choice", "stop", "response_format"}
+)
+FINISH: Final = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+_CHOICES: Final = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
+_OURS: Final = re.compile(r"call_[0-9a-f]{24}")
+_GENERATION: Final = re.compile(r"gemini-(\d+)")
+# Google's documented stand-in for a signature that was lost (a call made by another model, or
+# an id from elsewhere): Gemini 3 then skips the signature check of the turn.
+SKIP_SIGNATURE: Final = "skip_thought_signature_validator"
+_encode = msgspec.json.Encoder().encode
+
+
+class GeminiFamily:
+    name = "gemini"
+
+    def build(
+        self,
+        provider: Provider,
+        target: Target,
+        call: ChatCall,
+        limits: ModelEntry | None,
+        drop: bool,
+    ) -> UpstreamCall:
+        from chatwire.gateway.upstream import UpstreamCall
+
+        params, label = call.params, provider.label
+        # Gemini makes parallel calls when it sees fit: asking for that is no change.
+        parallel = {"parallel_tool_calls"} if params.get("parallel_tool_calls") is True else set()
+        check_fields(label, params, ACCEPTED | parallel, drop)
+        built = turns(label, target.model, call.message_dicts())
+        payload: dict[str, Any] = {"contents": built.contents}
+        if built.system:
+            payload["systemInstruction"] = {"parts": [{"text": "\n\n".join(built.system)}]}
+        declarations = _declarations(label, params.get("tools"))
+        if declarations:
+            payload["tools"] = [{"functionDeclarations": declarations}]
+            choice = _calling_config(label, params.get("tool_choice"), declarations)
+            if choice is not None:
+                payload["toolConfig"] = {"functionCallingConfig": choice}
+        config = _generation_config(provider, params, limits)
+        if config:
+            payload["generationConfig"] = config
+        return UpstreamCall(
+            url=f"{target.base_url}/models/{quote(target.model, safe='')}"
+            ":streamGenerateContent?alt=sse",
+            headers={
+                **provider.auth_headers(target.key),
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream",
+            },
+            body=_encode(payload),
+        )
+
+    def text_reader(self, provider: Provider) -> TextReader:
+        return _TextChunks(_TEXT_CHUNK)
+
+    def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
+        return Chunks()
+
+    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        if status not in (400, 403):
+            return False
+        try:
+            parsed = _ERROR.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            return False
+        return parsed.error is not None and any(
+            d.reason in KEY_REFUSED for d in parsed.error.details
+        )
+
+
+# The request.
+
+
+def new_call_id(signature: str | None = None) -> str:
+    """A fresh id for a call Gemini made, carrying its thought signature when it has one."""
+    call_id = plain_call_id()
+    return f"{call_id}.{signature}" if signature else call_id
+
+
+def signature_of(call_id: str) -> str | None:
+    """The thought signature inside an id chatwire gave, else None."""
+    head, dot, signature = call_id.partition(".")
+    return signature if dot and signature and _OURS.fullmatch(head) else None
+
+
+def signatures_required(model: str) -> bool:
+    """Gemini 3 and later refuse a function call turn without its thought signature."""
+    match = _GENERATION.match(model)
+    return match is not None and int(match[1]) >= 3
+
+
+@dataclass
+class Turns:
+    """The request's ``systemInstruction`` texts and ``contents``."""
+
+    label: str
+    sign: bool  # give unsigned call turns the stand-in signature
+    system: list[str] = field(default_factory=list)
+    contents: list[dict[str, Any]] = field(default_factory=list)
+    _names: dict[str, str] = field(default_factory=dict)  # call id -> function name
+    _answering: bool = False  # the last content is a turn of function responses
+
+    def add(self, index: int, message: object) -> None:
+        if not isinstance(message, Mapping):
+            raise RequestInvalid(f"messages[{index}] must be an object with a role.")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = "\n\n".join(p["text"] for p in self._parts(index, message) if "text" in p)
+            if text:
+                self.system.append(text)
+        elif role == "user":
+            self._append("user", self._parts(index, message))
+        elif role == "assistant":
+            parts = self._parts(index, message) + self._calls(index, message.get("tool_calls"))
+            self._append("model", parts)
+        elif role == "tool":
+            self._respond(index, message)
+            return
+        else:
+            raise RequestInvalid(
+                f"messages[{index}] has the role {role!r}; {self.label} takes system, developer,"
+                " user, assistant and tool messages."
+            )
+        self._answering = False
+
+    def _append(self, role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return  # Gemini refuses a turn without parts
+        if self.sign and role == "model":
+            calls = [part for part in parts if "functionCall" in part]
+            if calls and "thoughtSignature" not in calls[0]:
+                calls[0]["thoughtSignature"] = SKIP_SIGNATURE
+        self.contents.append({"role": role, "parts": parts})
+
+    def _parts(self, index: int, message: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return message_parts(content_parts(self.label, index, message))
+
+    def _calls(self, index: int, calls: object) -> list[dict[str, Any]]:
+        if calls is None:
+            return []
+        if not isinstance(calls, list):
+            raise RequestInvalid(f"messages[{index}].tool_calls must be a list of tool calls.")
+        parts = []
+        for number_, call in enumerate(calls):
+            where = f"messages[{index}].tool_calls[{number_}]"
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+                raise RequestInvalid(f"{where} needs a function with a name.")
+            name: str = function["name"]
+            part: dict[str, Any] = {
+                "functionCall": {"name": name, "args": call_arguments(where, function)}
+            }
+            call_id = call.get("id")
+            if isinstance(call_id, str):
+                self._names[call_id] = name
+                signature = signature_of(call_id)
+                if signature is not None:
+                    part["thoughtSignature"] = signature
+            parts.append(part)
+        return parts
+
+    def _respond(self, index: int, message: Mapping[str, Any]) -> None:
+        call_id = message.get("tool_call_id")
+        name = self._names.get(call_id) if isinstance(call_id, str) else None
+        if name is None:
+            raise RequestInvalid(
+                f"messages[{index}] is a tool result for the call {call_id!r}, but no earlier"
+                f" assistant message made a tool call with that id. {self.label} needs the"
+                " function's name: send the assistant message with its tool_calls before the"
+                " tool results, and each result's tool_call_id as the call's id."
+            )
+        text = "".join(p.get("text", "") for p in self._parts(index, message))
+        part = {"functionResponse": {"name": name, "response": _response(text)}}
+        if self._answering:
+            self.contents[-1]["parts"].append(part)
+        else:
+            self.contents.append({"role": "user", "parts": [part]})
+            self._answering = True
+
+
+def turns(label: str, model: str, messages: object) -> Turns:
+    """The request's messages as Gemini's system instruction and contents."""
+    if not isinstance(messages, list):
+        raise RequestInvalid("messages must be a list of messages.")
+    built = Turns(label, sign=signatures_required(model))
+    for index, message in enumerate(messages):
+        built.add(index, message)
+    return built
+
+
+def message_parts(parts: list[str | Image]) -> list[dict[str, Any]]:
+    """A message's text and images as Gemini parts, in order; empty text left out."""
+    found: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, str):
+            if part:
+                found.append({"text": part})
+        elif part.data is not None:
+            found.append({"inline_data": {"mime_type": part.media_type, "data": part.data}})
+        else:
+            found.append({"file_data": {"file_uri": part.url}})
+    return found
+
+
+def _response(text: str) -> dict[str, Any]:
+    """Gemini's ``response`` is an object: a JSON object result as it is, anything else as
+    its ``output`` (the key Google's docs give a function's output)."""
+    if text.lstrip().startswith("{"):
+        try:
+            parsed = msgspec.json.decode(text)
+        except (msgspec.DecodeError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    return {"output": text}
+
+
+def _declarations(label: str, tools: object) -> list[dict[str, Any]]:
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise RequestInvalid("tools must be a list of function tools.")
+    declarations = []
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if kind != "function" or not isinstance(function, dict):
+            raise RequestInvalid(
+                f"tools[{index}] is not a function tool ({{'type': 'function', 'function':"
+                f" {{...}}}}); {label} takes only function tools through chatwire."
+            )
+        if not isinstance(function.get("name"), str):
+            raise RequestInvalid(f"tools[{index}].function needs a name.")
+        declaration = {"name": function["name"]}
+        if function.get("description"):
+            declaration["description"] = function["description"]
+        if function.get("parameters") is not None:
+            declaration["parametersJsonSchema"] = function["parameters"]
+        declarations.append(declaration)
+    return declarations
+
+
+def _calling_config(
+    label: str, choice: object, declarations: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str) and choice in _CHOICES:
+        return {"mode": _CHOICES[choice]}
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str):
+        raise RequestInvalid(
+            f"tool_choice {choice!r} is not one {label} takes: use 'auto', 'none', 'required'"
+            " or {'type': 'function', 'function': {'name': ...}}."
+        )
+    if name not in {declaration["name"] for declaration in declarations}:
+        raise RequestInvalid(
+            f"tool_choice names the function {name!r}, which is not among the request's tools."
+        )
+    return {"mode": "ANY", "allowedFunctionNames": [name]}
+
+
+def _generation_config(
+    provider: Provider, params: Mapping[str, Any], limits: ModelEntry | None
+) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    value = clamp_temperature(provider.rules, number(params, "temperature"), limits)
+    if value is not None:
+        config["temperature"] = value
+    budget = reply_budget(provider.rules, params, limits)
+    if budget is not None:
+        config["maxOutputTokens"] = budget
+    for name, gemini_name in PARAMETERS.items():
+        if params.get(name) is not None:
+            config[gemini_name] = number(params, name)
+    stop = stop_sequences(params)
+    if stop is not None:
+        config["stopSequences"] = stop
+    config.update(_response_format(params.get("response_format")))
+    return config
+
+
+def _response_format(value: object) -> dict[str, Any]:
+    kind = value.get("type") if isinstance(value, dict) else value
+    if value is None or kind == "text":
+        return {}
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    spec = value.get("json_schema") if isinstance(value, dict) else None
+    if kind == "json_schema" and isinstance(spec, dict):
+        config: dict[str, Any] = {"responseMimeType": "application/json"}
+        if spec.get("schema") is not None:
+            config["responseJsonSchema"] = spec["schema"]
+        return config
+    raise RequestInvalid(
+        "response_format must be {'type': 'text'}, {'type': 'json_object'} or"
+        " {'type': 'json_schema', 'json_schema': {'name': ..., 'schema': {...}}}."
+    )
+
+
+# The reply as text: typed, reading only the text parts, the end and a blocked prompt.
+
+
+class _Part(msgspec.Struct):
+    text: str | None = None
+    thought: bool = False
+
+
+class _Content(msgspec.Struct):
+    parts: list[_Part] = msgspec.field(default_factory=list)
+
+
+class _Candidate(msgspec.Struct, rename="camel"):
+    content: _Content | None = None
+    finish_reason: str | None = None
+
+
+class _Feedback(msgspec.Struct, rename="camel"):
+    block_reason: str | None = None
+
+
+class _TextChunk(msgspec.Struct, rename="camel"):
+    candidates: list[_Candidate] = msgspec.field(default_factory=list)
+    prompt_feedback: _Feedback | None = None
+    error: Any = None
+
+
+class _ErrorDetail(msgspec.Struct):
+    reason: str | None = None
+
+
+class _ErrorInfo(msgspec.Struct):
+    details: list[_ErrorDetail] = msgspec.field(default_factory=list)
+
+
+class _ErrorBody(msgspec.Struct):
+    error: _ErrorInfo | None = None
+
+
+_TEXT_CHUNK = msgspec.json.Decoder(_TextChunk)
+_ERROR = msgspec.json.Decoder(_ErrorBody)
+
+
+class _TextChunks(TextReader):
+    """Each ``data:`` line is a GenerateContentResponse; a finishReason ends the reply."""
+
+    __slots__ = ()
+    prefix = b"data:"
+
+    def item(self, chunk: _TextChunk) -> str | None:
+        if chunk.error is not None:
+            raise mid_stream(chunk.error)
+        if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:
+            raise StreamFailed(f"the prompt was blocked ({chunk.prompt_feedback.block_reason})")
+        if not chunk.candidates:
+            return None
+        candidate = chunk.candidates[0]
+        if candidate.finish_reason is not None:
+            self.finished = True
+        if candidate.content is None:
+            return None
+        # Thought summaries are not the reply.
+        return "".join(p.text for p in candidate.content.parts if p.text and not p.thought)
+
+
+# The reply as deltas.
+
+
+class Chunks(DeltaReader):
+    __slots__ = ("_calls", "_started")
+    prefix = b"data:"
+
+    def __init__(self) -> None:
+        super().__init__(ANY_JSON)
+        self._calls = 0
+        self._started = False
+
+    def item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        if item.get("error") is not None:
+            raise mid_stream(item["error"])
+        meta = item.get("usageMetadata")
+        if meta:
+            self.usage = _usage(meta)
+        candidates = item.get("candidates") or []
+        out: list[dict[str, Any]] = []
+        if candidates:
+            candidate = candidates[0]
+            out = self._parts((candidate.get("content") or {}).get("parts") or ())
+            reason = candidate.get("finishReason")
+        else:
+            # A refused prompt gets no candidate at all, only the reason.
+            blocked = (item.get("promptFeedback") or {}).get("blockReason")
+            reason = "SAFETY" if blocked else None
+        if reason:
+            self.finished = True
+            called = self._calls > 0 and reason == "STOP"
+            out.append(delta(finish="tool_calls" if called else FINISH.get(reason, "stop")))
+        if out and not self._started:
+            self._started = True
+            out[0]["choices"][0]["delta"]["role"] = "assistant"
+        return out
+
+    def _parts(self, parts: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        text: list[str] = []
+        for part in parts:
+            if not isinstance(part, dict) or part.get("thought"):
+                continue  # thought summaries are not the reply
+            call = part.get("functionCall")
+            if isinstance(call, dict):
+                if text:
+                    out.append(delta("".join(text)))
+                    text = []
+                out.append(self._call(call, part.get("thoughtSignature")))
+            elif part.get("text"):
+                text.append(part["text"])
+        if text:
+            out.append(delta("".join(text)))
+        return out
+
+    def _call(self, call: dict[str, Any], signature: Any) -> dict[str, Any]:
+        piece = {
+            "index": self._calls,
+            "id": new_call_id(signature if isinstance(signature, str) else None),
+            "type": "function",
+            "function": {
+                "name": call.get("name") or "",
+                "arguments": _encode(call.get("args") or {}).decode(),
+            },
+        }
+        self._calls += 1
+        return delta(tool_calls=[piece])
+
+
+def _usage(meta: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's usage: the model's thinking counts as completion tokens, as OpenAI counts
+    reasoning tokens, and is told apart as ``reasoning_tokens``."""
+    prompt = meta.get("promptTokenCount", 0)
+    thoughts = meta.get("thoughtsTokenCount", 0)
+    completion = meta.get("candidatesTokenCount", 0) + thoughts
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": meta.get("totalTokenCount", prompt + completion),
+    }
+    if thoughts:
+        usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
+    if meta.get("cachedContentTokenCount"):
+        usage["prompt_tokens_details"] = {"cached_tokens": meta["cachedContentTokenCount"]}
+    return usage
+
+
+GEMINI_FAMILY = GeminiFamily()

@@ -1,0 +1,329 @@
+"""The OpenAI-compatible family: ``POST {base}/chat/completions``, data-only server-sent events.
+
+Mistral speaks it, and so do most providers. The call is the client's own request, by the
+provider's ``Rules``: parameters renamed where the provider calls them otherwise, refused with
+a 400 naming them where it cannot take them (or dropped, when the operator sets
+``CHATWIRE_DROP_PARAMS``), passed on as given otherwise; messages changed only where the rules
+say (roles, fields, tool call ids). chatbot-ui's typed messages go as they are.
+
+The reply: the text reader decodes just each chunk's delta text, finish reason and error,
+skipping the rest (the chatbot-ui route's fast path); the delta reader passes the chunks on,
+numbering Mistral's whole tool calls as OpenAI's clients gather them. A non-streamed call is
+answered with one ``chat.completion``, read whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from chatwire.errors import RequestInvalid
+from chatwire.gateway.call import OWN_FIELDS
+from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
+from chatwire.providers.error_text import readable_message
+
+if TYPE_CHECKING:
+    from chatwire.catalogue import ModelEntry
+    from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.providers.declaration import Provider, Rules
+
+_encode = msgspec.json.Encoder().encode
+
+
+class OpenAIFamily:
+    name = "openai"
+
+    def build(
+        self,
+        provider: Provider,
+        target: Target,
+        call: ChatCall,
+        limits: ModelEntry | None,
+        drop: bool,
+    ) -> UpstreamCall:
+        from chatwire.gateway.upstream import UpstreamCall
+
+        rules, label = provider.rules, provider.label
+        messages = call.messages
+        if not call.typed and rules.changes_messages:
+            messages = [_message(rules, label, i, m, drop) for i, m in enumerate(messages)]
+        payload: dict[str, Any] = {
+            "model": target.model,
+            "messages": messages,
+            "stream": call.stream,
+            **translate(rules, label, call.params, drop),
+        }
+        if call.stream and rules.ask_for_usage:
+            payload["stream_options"] = {"include_usage": True}
+        headers = {
+            **provider.auth_headers(target.key),
+            **target.headers,
+            "Content-Type": "application/json",
+        }
+        if call.stream:
+            headers["Accept"] = "text/event-stream"
+        return UpstreamCall(
+            url=f"{target.base_url}/chat/completions{target.query}",
+            headers=headers,
+            body=_encode(payload),
+        )
+
+    def text_reader(self, provider: Provider) -> TextReader:
+        return _TextEvents(_CHUNK)
+
+    def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
+        if not call.stream:
+            return Answer()
+        return Chunks(keep_usage=not call.include_usage, usage_follows=provider.rules.ask_for_usage)
+
+    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def key_rejected(self, status: int, body: bytes) -> bool:
+        return False  # 401 says it, for every OpenAI-compatible provider
+
+
+def translate(rules: Rules, label: str, params: Mapping[str, Any], drop: bool) -> dict[str, Any]:
+    """The parameters to send, from the client's, by the provider's rules."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in OWN_FIELDS or value is None:
+            continue
+        if name in rules.refuse or (name == "n" and rules.one_choice and value != 1):
+            if drop:
+                continue
+            raise _refused(label, name if name != "n" else "n > 1")
+        out[rules.rename.get(name, name)] = value
+    return out
+
+
+def _message(rules: Rules, label: str, index: int, message: Any, drop: bool) -> dict[str, Any]:
+    if not isinstance(message, dict):
+        raise RequestInvalid(f"messages[{index}] is not an object.")
+    role = message.get("role")
+    allowed = None
+    if isinstance(role, str):
+        role = rules.roles.get(role, role)
+        if rules.message_fields is not None:
+            allowed = rules.message_fields.get(role)
+    out: dict[str, Any] = {}
+    for name, value in message.items():
+        if name == "role":
+            value = role
+        elif value is None and allowed is not None and name not in allowed:
+            continue
+        elif name in rules.refuse_in_messages or (allowed is not None and name not in allowed):
+            if drop:
+                continue
+            raise _refused(label, f"messages[{index}].{name}")
+        out[name] = value
+    if rules.call_id is not None:
+        _map_call_ids(rules.call_id, out)
+    return out
+
+
+def _map_call_ids(pattern: re.Pattern[str], message: dict[str, Any]) -> None:
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        message["tool_calls"] = [
+            {**call, "id": _call_id(pattern, call["id"])}
+            if isinstance(call, dict) and isinstance(call.get("id"), str)
+            else call
+            for call in calls
+        ]
+    if isinstance(message.get("tool_call_id"), str):
+        message["tool_call_id"] = _call_id(pattern, message["tool_call_id"])
+
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _call_id(pattern: re.Pattern[str], call_id: str) -> str:
+    """The id itself when the provider takes it; else nine letters and digits drawn from
+    its hash, so a call and the tool result answering it map to the same id."""
+    if pattern.fullmatch(call_id):
+        return call_id
+    number = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
+    letters = []
+    for _ in range(9):
+        number, digit = divmod(number, len(_ALPHABET))
+        letters.append(_ALPHABET[digit])
+    return "".join(letters)
+
+
+def _refused(label: str, name: str) -> RequestInvalid:
+    return RequestInvalid(
+        f"{label} does not accept the parameter '{name}'; leave it out (or have the operator "
+        "set CHATWIRE_DROP_PARAMS=true to drop such parameters)."
+    )
+
+
+# The text reader: typed, reading only what the text needs.
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    error: Any = None
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+
+
+class _TextEvents(TextReader):
+    """Data-only server-sent events; each ``data:`` line is one JSON chunk, then [DONE]."""
+
+    __slots__ = ()
+    prefix = b"data:"
+
+    def item(self, chunk: _Chunk) -> str | None:
+        if chunk.error is not None:
+            raise mid_stream(chunk.error)
+        if not chunk.choices:
+            return None
+        choice = chunk.choices[0]
+        if choice.finish_reason is not None:
+            if choice.finish_reason == "error":
+                raise StreamFailed("the reply ended with finish_reason 'error'")
+            self.finished = True
+        return choice.delta.content if choice.delta is not None else None
+
+
+def mid_stream(error: Any) -> StreamFailed:
+    """The failure for an error the provider reported inside its stream."""
+    text = readable_message(msgspec.json.encode(error)) or "no details"
+    return StreamFailed(f"an error in the middle of the reply: {text}")
+
+
+class Chunks(DeltaReader):
+    """Already chunks. The reply ends at [DONE]: OpenAI sends its usage chunk after the
+    finish reason; a stream that ends after a finish reason without [DONE] is complete too."""
+
+    __slots__ = ("_call_ids", "_finish_seen", "_held", "_hold_finish", "_keep_usage", "_started")
+    prefix = b"data:"
+    places_usage = True
+
+    def __init__(self, keep_usage: bool = False, usage_follows: bool = False) -> None:
+        super().__init__(ANY_JSON)
+        self._finish_seen = False
+        self._call_ids: dict[str, int] = {}
+        # Without include_usage, usage stays where the provider put it (Mistral's own
+        # clients read it from the last chunk); with it, it moves to OpenAI's usage chunk.
+        self._keep_usage = keep_usage
+        # OpenAI sends usage (when asked) in a chunk of its own after the finish reason:
+        # without include_usage, the finish chunk waits for it and carries it, as Mistral's.
+        self._hold_finish = keep_usage and usage_follows
+        # From the first finish chunk on (one per choice when n > 1), in order.
+        self._held: list[dict[str, Any]] = []
+        self._started = False
+
+    def item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        if item.get("error") is not None:
+            raise mid_stream(item["error"])
+        usage = item.get("usage") if self._keep_usage else item.pop("usage", None)
+        self.usage = usage or self.usage
+        choices = item.get("choices") or []
+        if choices and not self._started:
+            self._started = True
+            first = choices[0].get("delta") if isinstance(choices[0], dict) else None
+            if isinstance(first, dict):
+                # OpenAI's clients (the Node SDK's stream helpers) want it in the first delta.
+                first.setdefault("role", "assistant")
+        finishing = False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self._finish_seen = finishing = True
+            change = choice.get("delta")
+            if isinstance(change, dict) and change.get("tool_calls"):
+                self._number(change["tool_calls"])
+        if not choices:
+            if not (self._held and usage):
+                return []
+            held, self._held = self._held, []
+            held[-1] = {**held[-1], "usage": usage}
+            return held
+        chunk: dict[str, Any] = {"choices": choices}
+        if self._keep_usage and usage:
+            chunk["usage"] = usage
+        elif self._hold_finish and (finishing or self._held):
+            self._held.append(chunk)
+            return []
+        return [chunk]
+
+    def done(self) -> list[dict[str, Any]]:
+        held, self._held = self._held, []
+        return held
+
+    def close(self) -> list[dict[str, Any]]:
+        self.finished = self.finished or self._finish_seen
+        return super().close() + self.done()
+
+    def _number(self, calls: Any) -> None:
+        """OpenAI clients gather a streamed call by ``index`` and want its ``type``; Mistral
+        sends each call whole, with neither: number them by id, in order."""
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict):
+                continue
+            call_id = call.get("id")
+            if "index" not in call:
+                if isinstance(call_id, str):
+                    call["index"] = self._call_ids.setdefault(call_id, len(self._call_ids))
+                else:
+                    call["index"] = max(len(self._call_ids) - 1, 0)
+            if call_id is not None and "type" not in call:
+                call["type"] = "function"
+
+
+MAX_ANSWER = 16 * 1024 * 1024
+
+
+class Answer(DeltaReader):
+    """A non-streamed call's one ``chat.completion``, read whole (up to 16 MiB)."""
+
+    __slots__ = ("_parts", "_size", "answer")
+
+    def __init__(self) -> None:
+        super().__init__(ANY_JSON)
+        self._parts: list[bytes] = []
+        self._size = 0
+        self.answer: dict[str, Any] | None = None
+
+    def feed(self, block: bytes) -> list[dict[str, Any]]:
+        self._size += len(block)
+        if self._size > MAX_ANSWER:
+            raise StreamFailed(f"an answer larger than {MAX_ANSWER} bytes")
+        self._parts.append(block)
+        return []
+
+    def close(self) -> list[dict[str, Any]]:
+        try:
+            answer = ANY_JSON.decode(b"".join(self._parts))
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            raise StreamFailed("an answer that is not JSON") from None
+        self._parts = []
+        for choice in answer.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            for call in (message or {}).get("tool_calls") or ():
+                if isinstance(call, dict):
+                    call.setdefault("type", "function")
+        usage = answer.get("usage")
+        self.usage = usage if isinstance(usage, dict) else None
+        self.answer = answer
+        self.finished = True
+        return []
+
+
+OPENAI_FAMILY = OpenAIFamily()

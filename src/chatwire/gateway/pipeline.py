@@ -1,0 +1,198 @@
+"""The one pipeline every chat goes through, whatever its dialect.
+
+    heads -> auth -> admission -> body -> dialect decode -> model/provider resolution
+    -> credentials -> family builds the upstream call -> upstream client (retries, idle
+    timeout, disconnect watch, drain) -> family reads the stream -> dialect encodes -> send
+
+It is the hot path, so it is a bare ASGI endpoint that writes straight to ``send``: no
+per-request Request/Response objects, no per-chunk allocations beyond the bytes themselves
+(see ../shared/bench for what the framework layers cost). Every failure, wherever it
+happens, is mapped once (``upstream.failure``) and rendered by the dialect: as an error
+response before the reply started, after it as the dialect says (cut, or an error event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.datastructures import State
+
+from chatwire.api.asgi import ClientGone, Receive, Scope, Send, read_body, read_heads
+from chatwire.catalogue import ModelEntry
+from chatwire.dialects.base import Dialect, Output, Request
+from chatwire.errors import MethodNotAllowed, NotFound, ProviderNotFound
+from chatwire.families.base import clamp_temperature
+from chatwire.gateway.call import ChatCall
+from chatwire.gateway.resolve import ProfileView, model_named, target_for
+from chatwire.gateway.upstream import (
+    DisconnectWatch,
+    Exchange,
+    UpstreamCall,
+    drain,
+    failure,
+    open_upstream,
+)
+from chatwire.providers.declaration import Provider
+from chatwire.services import Services
+from chatwire.store.records import CustomModel
+from chatwire.timing import Timing
+
+log = logging.getLogger("chatwire.chat")
+
+
+class ChatPipeline:
+    """ASGI app for one dialect's route; ``state`` is the application's state, where the
+    lifespan puts the services."""
+
+    def __init__(self, state: State, dialect: Dialect) -> None:
+        self._state = state
+        self.dialect = dialect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services: Services = self._state.services
+        dialect = self.dialect
+        heads = read_heads(scope)
+        rid = heads.request_id
+        timing = Timing()
+        ex: Exchange | None = None
+        out: Output | None = None
+        watch: DisconnectWatch | None = None
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"Use POST for {dialect.route}.")
+            authorization = heads.authorization
+            user = await services.auth.user_for_authorization(
+                authorization.decode("latin-1") if authorization is not None else None
+            )
+            with services.admission.admit(user.id) as place:
+                limit = services.settings.max_body_bytes
+                body = await read_body(receive, limit, heads.content_length, place.charge)
+                request = dialect.decode(scope["path"], body)
+                call = request.call
+                provider, call.model = self._provider(services, request)
+                if request.provider is None:
+                    # Named by the model: answers name it in full, as /v1/models lists it.
+                    request.name = f"{provider.name}/{call.model}"
+                profile = ProfileView(services.overrides, await services.profile(user.id))
+                custom = await self._custom(services, user.id, provider, request)
+                limits = services.catalogue.limits(provider.name, call.model)
+                drop = services.settings.drop_params
+                upstream = upstream_call(provider, profile, call, custom, limits, drop)
+                family = provider.family
+                ex = Exchange(services.http, provider, upstream, services.policy, timing)
+                reader: Any = (
+                    family.text_reader(provider)
+                    if dialect.reads_text
+                    else family.reader(provider, call)
+                )
+                headers = family.response_headers(provider, call)
+                out = dialect.output(send, rid, timing, request, reader, headers)
+                # A client that goes away cancels the upstream request at once, in any phase.
+                watch = DisconnectWatch(receive)
+                try:
+                    await _relay(ex, reader, out, watch)
+                finally:
+                    watch.close()
+        except asyncio.CancelledError:
+            if watch is None or not watch.gone:
+                log.warning("request %s: cancelled, the server is stopping", rid.decode())
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            log.info("request %s: client went away, upstream request cancelled", rid.decode())
+        except ClientGone:
+            log.debug("request %s: client went away before its body arrived", rid.decode())
+        except Exception as exc:
+            error = failure(exc, ex, rid)
+            if out is None or not out.started:
+                await dialect.send_error(send, error, rid, timing)
+                return
+            log.warning(
+                "request %s: %s failed after the reply started, reply aborted: %s",
+                rid.decode(),
+                ex.provider.name if ex is not None else "the upstream",
+                error.message,
+            )
+            await out.fail(error)
+
+    def _provider(self, services: Services, request: Request) -> tuple[Provider, str]:
+        name = request.provider
+        if name is None:
+            return model_named(services.providers, services.catalogue, request.name)
+        provider = services.providers.get(name)
+        if provider is None:
+            known = ", ".join(sorted(services.providers))
+            raise ProviderNotFound(f"Unknown provider '{name[:50]}'. Known providers: {known}.")
+        return provider, request.name
+
+    async def _custom(
+        self, services: Services, user_id: int, provider: Provider, request: Request
+    ) -> CustomModel | None:
+        if not provider.uses_custom_models:
+            return None
+        if request.provider is not None:
+            # chatbot-ui's route names the record by its id.
+            if not request.custom_id:
+                return None
+            return await services.custom_model(user_id, request.custom_id)
+        model = request.call.model
+        for record in await services.store.list_custom_models(user_id):
+            if model in (record.model_id, record.name):
+                return record
+        raise NotFound(
+            f"You have no custom model '{model[:200]}' "
+            "(GET /v1/models lists yours as custom/<model>)."
+        )
+
+
+def upstream_call(
+    provider: Provider,
+    fields: ProfileView,
+    call: ChatCall,
+    custom: CustomModel | None,
+    limits: ModelEntry | None,
+    drop: bool,
+) -> UpstreamCall:
+    """The provider's request for a resolved call: its target from the caller's credentials,
+    chatbot-ui's settings settled, then the family's translation."""
+    target = target_for(provider, fields, call, custom)
+    if call.from_chat_settings:
+        settle(call, provider, limits)
+    if target.max_tokens is not None and not call.budget_given():
+        # A custom model's reply budget from its record.
+        call.params["max_tokens"] = target.max_tokens
+    return provider.family.build(provider, target, call, limits, drop)
+
+
+def settle(call: ChatCall, provider: Provider, limits: ModelEntry | None) -> None:
+    """chatbot-ui's chat settings as the provider takes them: the temperature clamped to the
+    model's range (or none, where the rules send none), the model's max output as the
+    budget where the rules send one."""
+    rules, params = provider.rules, call.params
+    value = clamp_temperature(rules, params.pop("temperature", None), limits)
+    if value is not None:
+        params["temperature"] = value
+    if rules.send_max_tokens and limits is not None and limits.max_output is not None:
+        params["max_tokens"] = limits.max_output
+
+
+async def _relay(ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch) -> None:
+    async with open_upstream(ex) as resp:
+        # Whatever arrived in one read is decoded and sent on at once, as one piece.
+        async for block in resp.content.iter_any():
+            items = reader.feed(block)
+            if items:
+                await out.write(items)
+            if reader.finished:
+                break
+        else:
+            items = reader.close()
+            if items:
+                await out.write(items)
+        await out.end()
+        # The client has had all of it: its leaving no longer cancels anything.
+        watch.close()
+        await drain(resp)

@@ -1,0 +1,368 @@
+"""The one upstream client: where a chat goes, how it is asked, and what its failures mean.
+
+``open_upstream`` posts a family's ``UpstreamCall`` and yields the 200 response with the idle
+timeout in force, trying again on a refusal that may pass (``UpstreamPolicy``); ``drain``
+lets its connection be reused; ``DisconnectWatch`` cancels it the moment the client leaves.
+``failure`` is the one place an exception of a chat becomes the ``ChatwireError`` its
+dialect renders: by status and the family's structured reading of an error body, by the
+kind of transport failure, never by matching message wording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from chatwire.api.asgi import Receive
+from chatwire.errors import (
+    ChatwireError,
+    InternalError,
+    UpstreamError,
+    UpstreamKeyInvalid,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from chatwire.gateway.lines import StreamFailed
+from chatwire.providers.error_text import readable_message
+from chatwire.timing import Timing
+
+if TYPE_CHECKING:
+    from chatwire.providers.declaration import Provider
+
+log = logging.getLogger("chatwire.upstream")
+
+MAX_ERROR_BODY = 64 * 1024
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one chat goes, resolved from the provider, the caller's credentials and the
+    request."""
+
+    base_url: str
+    key: str = field(repr=False)
+    model: str
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    query: str = ""
+    max_tokens: int | None = None  # the reply budget of a custom model's record
+
+
+# Headers that carry a provider key, in any of the providers' styles.
+_KEY_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    url: str
+    headers: Mapping[str, str] = field(repr=False)  # carries the key
+    body: bytes = field(repr=False)
+
+    def secrets(self) -> list[str]:
+        """The key (and any other credential) this call sends, to keep out of messages."""
+        found: list[str] = []
+        for name, value in self.headers.items():
+            if name.lower() in _KEY_HEADERS:
+                found += [part for part in value.split() if len(part) >= 8]
+        return found
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` without any of ``secrets``: a provider may quote the key it was sent in an
+    error, and an operator's key must not reach a user (or the logs) that way."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPolicy:
+    """How long chatwire waits on an upstream, and how often it asks again before answering.
+
+    A refusal that may pass (429, 5xx) or a connection that could not be made is tried again
+    up to ``retries`` times, after ``backoff * 2**attempt`` seconds with full jitter, or after
+    the upstream's own Retry-After; never once a byte of the reply has gone to the client,
+    and not when the upstream asks for a longer wait than ``max_wait``.
+    """
+
+    connect: float
+    first_byte: float
+    idle: float
+    retries: int = 0
+    backoff: float = 0.5
+    max_wait: float = 10.0
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One chat's upstream side: whom it asks, with what, and how far it got."""
+
+    http: aiohttp.ClientSession
+    provider: Provider
+    call: UpstreamCall
+    policy: UpstreamPolicy
+    timing: Timing
+    # The upstream answered 200 and its reply is being read (timeouts are then idle ones).
+    reading: bool = False
+
+
+@asynccontextmanager
+async def open_upstream(ex: Exchange) -> AsyncIterator[aiohttp.ClientResponse]:
+    """POST the call and yield the upstream's 200 response, idle timeout in force; any
+    other status raises the provider's mapped error, once the retries allowed are spent."""
+    call, policy, timing = ex.call, ex.policy, ex.timing
+    timing.sent = time.perf_counter()
+    for attempt in itertools.count():
+        try:
+            # Redirects are not followed: the key must go nowhere but the configured host.
+            resp = await ex.http.post(
+                call.url, data=_payload(call.body), headers=call.headers, allow_redirects=False
+            )
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing reached the upstream, so asking again cannot run the request twice;
+            # a certificate or TLS failure will not pass by itself, so it is not retried.
+            wait = None if isinstance(exc, _TLS_ERRORS) else retry_wait(policy, attempt, None, None)
+            if wait is None:
+                raise
+            what = "could not be reached"
+        else:
+            timing.answered = time.perf_counter()
+            if resp.status == 200:
+                async with resp:
+                    switch_to_idle_timeout(resp, policy.idle)
+                    ex.reading = True
+                    with _failing_when_lost(resp):
+                        yield resp
+                return
+            async with resp:
+                body = await read_limited(resp.content, MAX_ERROR_BODY)
+            retry_after = resp.headers.get("Retry-After")
+            wait = retry_wait(policy, attempt, resp.status, retry_after)
+            if wait is None:
+                raise error_for_status(
+                    ex.provider, resp.status, resp.reason or "", retry_after, body, call.secrets()
+                )
+            what = f"answered {resp.status}"
+        log.info(
+            "%s %s, trying again in %.2f s (retry %d of %d)",
+            ex.provider.label,
+            what,
+            wait,
+            attempt + 1,
+            policy.retries,
+        )
+        await asyncio.sleep(wait)
+
+
+RETRIED = frozenset({429, 500, 502, 503, 504, 529})
+_TLS_ERRORS = (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)
+# aiohttp warns about bytes bodies past 1 MiB (TOO_LARGE_BYTES_BODY) and wants them as a file
+# object, which it writes in pieces; one per try, as a try reads it to its end.
+LARGE_BODY = 2**20
+
+
+def _payload(body: bytes) -> bytes | io.BytesIO:
+    return io.BytesIO(body) if len(body) > LARGE_BODY else body
+
+
+def retry_wait(
+    policy: UpstreamPolicy, attempt: int, status: int | None, retry_after: str | None
+) -> float | None:
+    """Seconds to wait before asking again, or None when the failure stands."""
+    if attempt >= policy.retries or (status is not None and status not in RETRIED):
+        return None
+    asked = _seconds(retry_after)
+    if asked is not None:
+        return asked if asked <= policy.max_wait else None
+    return random.uniform(0, min(policy.max_wait, policy.backoff * 2**attempt))
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date."""
+    if not retry_after:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@contextmanager
+def _failing_when_lost(resp: aiohttp.ClientResponse) -> Iterator[None]:
+    """The end of the connection, before the end of the body, fails the body's reader.
+
+    aiohttp's C parser, given a broken chunked body, closes the connection without telling
+    the body's reader, which then waits with no timeout at all (its read timeout is dropped
+    too): the chat would hang until its client gave up. Measured with aiohttp 3.13 and 3.14.
+    """
+    protocol = resp.connection.protocol if resp.connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if closed is None:
+        yield
+        return
+
+    def lost(future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: the body's reader reports it
+        if not resp.content.is_eof() and resp.content.exception() is None:
+            resp.content.set_exception(aiohttp.ClientPayloadError("the connection was lost"))
+
+    closed.add_done_callback(lost)
+    try:
+        yield
+    finally:
+        # A kept-alive connection serves many replies: no callback may outlive its own.
+        closed.remove_done_callback(lost)
+
+
+def switch_to_idle_timeout(resp: aiohttp.ClientResponse, idle: float) -> None:
+    # The session's read timeout is the first-byte timeout; once the upstream has
+    # answered, the gap allowed between two reads becomes the idle timeout.
+    connection = resp.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is not None:
+        protocol.read_timeout = idle
+        protocol.start_timeout()
+
+
+async def read_limited(content: aiohttp.StreamReader, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
+async def drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what the upstream still sends after the end of the reply (usually just the end
+    of its body), so its connection can be reused; one that holds on is closed instead."""
+    if resp.content.is_eof():
+        return
+    try:
+        async with asyncio.timeout(1.0):
+            while await resp.content.read(65536):
+                pass
+    except (aiohttp.ClientError, TimeoutError):
+        resp.close()
+
+
+class DisconnectWatch:
+    """Cancel the current task as soon as the client goes away, in any phase.
+
+    Call only after the request body has been read: from then on ``receive()`` yields
+    nothing but ``http.disconnect``.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._done = False
+        self._owner = asyncio.current_task()
+        self._task = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self._done and self._owner is not None:
+            self.gone = True
+            self._owner.cancel()
+
+    def close(self) -> None:
+        self._done = True
+        self._task.cancel()
+
+
+def error_for_status(
+    provider: Provider,
+    status: int,
+    reason: str,
+    retry_after: str | None,
+    body: bytes,
+    secrets: Sequence[str] = (),
+) -> UpstreamError:
+    """An upstream error response as the most specific error, by status and by the family's
+    structured reading of the body; never by matching message wording."""
+    if status == 401 or provider.family.key_rejected(status, body):
+        return UpstreamKeyInvalid(provider.key_invalid_message())
+    text = readable_message(body) or f"{reason or 'error'} (no readable message)"
+    text = redact(text, secrets)
+    return UpstreamError(
+        f"{provider.label} answered {status}: {text}",
+        status=status if 400 <= status <= 599 else 502,
+        retry_after=retry_after if status in (429, 503, 529) else None,
+    )
+
+
+def failure(exc: BaseException, ex: Exchange | None, rid: bytes) -> ChatwireError:
+    """The one place a chat's failure becomes the error its dialect renders."""
+    if isinstance(exc, ChatwireError):
+        return exc
+    if ex is not None and isinstance(exc, TRANSPORT_ERRORS):
+        return transport_error(ex.provider, exc, ex.reading, ex.policy, ex.call.secrets())
+    where = (
+        f"while relaying from {ex.provider.label}" if ex is not None else "to handle this request"
+    )
+    log.error("request %s: failed %s", rid.decode(), where, exc_info=exc)
+    return InternalError(
+        f"chatwire failed {where} (request id {rid.decode()}); the server log has the details."
+    )
+
+
+def transport_error(
+    provider: Provider,
+    exc: BaseException,
+    reading: bool,
+    policy: UpstreamPolicy,
+    secrets: Sequence[str] = (),
+) -> UpstreamError:
+    """An aiohttp, OS or stream failure as the most specific chatwire error."""
+    label = provider.label
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamTimeout(
+            f"{label} could not be reached within {policy.connect:g} s "
+            "(CHATWIRE_CONNECT_TIMEOUT). Try again later."
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
+        if not reading:
+            return UpstreamTimeout(
+                f"{label} did not start answering within {policy.first_byte:g} s "
+                "(CHATWIRE_FIRST_BYTE_TIMEOUT). Try again later."
+            )
+        return UpstreamTimeout(
+            f"{label} stopped sending for {policy.idle:g} s "
+            "(CHATWIRE_IDLE_TIMEOUT). Try again later."
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or "connection failed"
+        return UpstreamUnreachable(f"Could not connect to {label}: {reason}.")
+    if isinstance(exc, StreamFailed):
+        return UpstreamUnreachable(f"{label} sent a broken reply: {redact(str(exc), secrets)}")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return UpstreamUnreachable(f"The {label} URL is not valid; check its base URL.")
+    return UpstreamUnreachable(
+        f"The connection to {label} failed ({type(exc).__name__}). Try again later."
+    )
