@@ -66,7 +66,7 @@ async def test_openai_sdk_streams_text_and_usage(served: Running, upstream: Fake
     assert upstream.requests[-1].json["stream_options"] == {"include_usage": True}
 
 
-async def test_openai_sdk_tool_call_in_pieces_then_the_round_trip(
+async def test_openai_sdk_tool_call_sent_in_pieces_arrives_whole_then_the_round_trip(
     served: Running, upstream: FakeOpenAI
 ) -> None:
     async with sdk(served) as client:
@@ -75,8 +75,14 @@ async def test_openai_sdk_tool_call_in_pieces_then_the_round_trip(
         )
         chunks = [c async for c in stream]
         [call] = accumulate(chunks)
+        # OpenAI sends the arguments in several deltas (as the fake does); the client gets
+        # the call whole in one, with its id and name, as Mistral sends calls (the Mistral
+        # SDKs refuse a tool-call delta without the function's name).
         pieces = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or ()]
-        assert len(pieces) > 1  # the arguments arrived in several deltas, as OpenAI sends them
+        assert len(pieces) == 1
+        assert pieces[0].id == call["id"]
+        assert pieces[0].function is not None
+        assert pieces[0].function.name == call["name"]
         name, arguments = upstream.expected_tool_call({"messages": ASK, "tools": TOOLS})
         assert (call["name"], json.loads(call["arguments"])) == (name, arguments)
         finishes = [c.choices[0].finish_reason for c in chunks if c.choices]

@@ -208,9 +208,22 @@ def mid_stream(error: Any) -> StreamFailed:
 
 class Chunks(DeltaReader):
     """Already chunks. The reply ends at [DONE]: OpenAI sends its usage chunk after the
-    finish reason; a stream that ends after a finish reason without [DONE] is complete too."""
+    finish reason; a stream that ends after a finish reason without [DONE] is complete too.
 
-    __slots__ = ("_call_ids", "_finish_seen", "_held", "_hold_finish", "_keep_usage", "_started")
+    A tool call goes to the client whole, in one delta, once it is complete (the next call
+    begins, or the choice finishes), as Mistral sends calls: OpenAI streams a call's
+    arguments in pieces whose later deltas carry no name, which the Mistral SDKs refuse.
+    """
+
+    __slots__ = (
+        "_call_ids",
+        "_calls",
+        "_finish_seen",
+        "_held",
+        "_hold_finish",
+        "_keep_usage",
+        "_started",
+    )
     prefix = b"data:"
     places_usage = True
 
@@ -227,6 +240,8 @@ class Chunks(DeltaReader):
         # From the first finish chunk on (one per choice when n > 1), in order.
         self._held: list[dict[str, Any]] = []
         self._started = False
+        # Choice index -> its tool calls being gathered, by call index.
+        self._calls: dict[Any, dict[int, dict[str, Any]]] = {}
 
     def item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         if item.get("error") is not None:
@@ -241,14 +256,30 @@ class Chunks(DeltaReader):
                 # OpenAI's clients (the Node SDK's stream helpers) want it in the first delta.
                 first.setdefault("role", "assistant")
         finishing = False
+        kept = []
         for choice in choices:
             if not isinstance(choice, dict):
+                kept.append(choice)
                 continue
-            if choice.get("finish_reason"):
+            index = choice.get("index")
+            finish = choice.get("finish_reason")
+            if finish:
                 self._finish_seen = finishing = True
             change = choice.get("delta")
-            if isinstance(change, dict) and change.get("tool_calls"):
-                self._number(change["tool_calls"])
+            pieces = change.pop("tool_calls", None) if isinstance(change, dict) else None
+            if pieces:
+                self._number(pieces)
+            whole = self._gather(index, pieces) if pieces else []
+            if finish:
+                whole += self._flush(index)
+            if whole:
+                if not isinstance(change, dict):
+                    change = choice["delta"] = {}
+                change["tool_calls"] = whole
+            elif pieces and not finish and not (change or {}).keys() & {"content", "role"}:
+                continue  # nothing left of this delta but a piece of a call being gathered
+            kept.append(choice)
+        choices = kept
         if not choices:
             if not (self._held and usage):
                 return []
@@ -263,8 +294,50 @@ class Chunks(DeltaReader):
             return []
         return [chunk]
 
+    def _gather(self, choice: Any, pieces: Any) -> list[dict[str, Any]]:
+        """Adds the pieces to the choice's calls; gives the calls now complete, in order."""
+        calls = self._calls.setdefault(choice, {})
+        complete: list[dict[str, Any]] = []
+        for piece in pieces if isinstance(pieces, list) else ():
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", 0)
+            if index not in calls:
+                # A new call begins: those before it are complete.
+                complete += [calls.pop(i) for i in sorted(calls) if i < index]
+                calls[index] = {
+                    "index": index,
+                    "id": None,
+                    "type": "function",
+                    "function": {"name": "", "arguments": ""},
+                }
+            call = calls[index]
+            if piece.get("id"):
+                call["id"] = piece["id"]
+            function = piece.get("function")
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str):
+                    call["function"]["name"] += function["name"]
+                if isinstance(function.get("arguments"), str):
+                    call["function"]["arguments"] += function["arguments"]
+        return complete
+
+    def _flush(self, choice: Any) -> list[dict[str, Any]]:
+        calls = self._calls.pop(choice, {})
+        return [calls[i] for i in sorted(calls)]
+
     def done(self) -> list[dict[str, Any]]:
         held, self._held = self._held, []
+        # Calls still gathered when the stream ends go out before its end.
+        for choice in sorted(self._calls, key=lambda c: c if isinstance(c, int) else 0):
+            calls = self._flush(choice)
+            held.append(
+                {
+                    "choices": [
+                        {"index": choice, "delta": {"tool_calls": calls}, "finish_reason": None}
+                    ]
+                }
+            )
         return held
 
     def close(self) -> list[dict[str, Any]]:
