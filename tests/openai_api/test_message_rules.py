@@ -15,9 +15,9 @@ import openai
 import pytest
 
 from chatwire.openai_api import params
-from chatwire.testing.fake_mistral import FakeMistral
-from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.openai_api.test_tools import TOOLS
 
 MODEL = "mistral/mistral-small-latest"

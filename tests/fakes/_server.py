@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Final, Self
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from chatwire.testing._connections import ConnectionCounter, CountingProtocol
-from chatwire.testing._faults import (
+from tests.fakes._connections import ConnectionCounter, CountingProtocol
+from tests.fakes._faults import (
     FAULT_MODELS,
     FAULT_SLOW,
     FAULT_SPLIT_UTF8,
@@ -36,8 +36,8 @@ from chatwire.testing._faults import (
     SPLIT_UTF8_REPLY,
     Halt,
 )
-from chatwire.testing._send import Pace
-from chatwire.testing._text import echo, message_text, split_pieces
+from tests.fakes._send import Pace
+from tests.fakes._text import echo, message_text, split_pieces
 
 _SHUTDOWN_TIMEOUT: Final = 0.5
 

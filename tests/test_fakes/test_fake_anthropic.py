@@ -12,7 +12,7 @@ from typing import Any, Protocol, Unpack
 import aiohttp
 import pytest
 
-from chatwire.testing._faults import (
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -24,8 +24,8 @@ from chatwire.testing._faults import (
     FAULT_STALL_MID,
     SPLIT_UTF8_REPLY,
 )
-from chatwire.testing.fake_anthropic import FakeAnthropic, FakeAnthropicOptions
-from tests.testing._helpers import arrival_gaps, collect, cuts_inside_characters, read_for
+from tests.fakes.fake_anthropic import FakeAnthropic, FakeAnthropicOptions
+from tests.test_fakes._helpers import arrival_gaps, collect, cuts_inside_characters, read_for
 
 KEY = "fake-anthropic-key"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}

@@ -10,12 +10,13 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 from typing import Any, Protocol, Unpack
 
 import aiohttp
 import pytest
 
-from chatwire.testing.fake_mistral import (
+from tests.fakes.fake_mistral import (
     DEFAULT_MODELS,
     FAULT_429,
     FAULT_500,
@@ -30,6 +31,7 @@ from chatwire.testing.fake_mistral import (
     FakeMistralOptions,
 )
 
+ROOT = Path(__file__).resolve().parents[2]  # where ``tests.fakes`` imports in a subprocess
 AUTH = {"Authorization": "Bearer fake-mistral-key"}
 HEX32 = re.compile(r"[0-9a-f]{32}")
 MODEL = "mistral-small-latest"
@@ -576,9 +578,9 @@ def test_error_shape_is_checked() -> None:
 
 
 async def test_run_serves_until_sigterm(session: aiohttp.ClientSession) -> None:
-    code = "from chatwire.testing.fake_mistral import run; run('127.0.0.1', 0, api_key='k')"
+    code = "from tests.fakes.fake_mistral import run; run('127.0.0.1', 0, api_key='k')"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE, cwd=ROOT
     )
     assert process.stdout is not None
     try:

@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 
-from chatwire.testing._server import FakeServer
+from tests.fakes._server import FakeServer
 
 
 def serve(make: Callable[[], FakeServer], host: str, port: int) -> None:

@@ -1,4 +1,4 @@
-"""What every fake upstream shares: constructor, counters, pacing, stop() and ``run_fake``."""
+"""What every fake upstream shares: constructor, counters, pacing, stop(), ``run_fake`` and\n``python -m tests.fakes``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from chatwire.testing import (
+from tests.fakes import (
     FAKE_KINDS,
     FakeAnthropic,
     FakeGemini,
@@ -22,8 +23,9 @@ from chatwire.testing import (
     FakeServer,
     run_fake,
 )
-from chatwire.testing._faults import FAULT_STALL
+from tests.fakes._faults import FAULT_STALL
 
+ROOT = Path(__file__).resolve().parents[2]  # where ``python -m tests.fakes`` runs
 USER = [{"role": "user", "content": "hi"}]
 Request = tuple[str, dict[str, str], dict[str, Any]]
 
@@ -144,9 +146,14 @@ async def test_connections_are_counted_at_the_protocol_level(kind: type[FakeServ
 
 
 async def _serve_one(kind: str, session: aiohttp.ClientSession) -> tuple[str, int | None]:
-    code = f"from chatwire.testing import run_fake; run_fake({kind!r}, '127.0.0.1', 0)"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "tests.fakes",
+        "--kind",
+        kind,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
     )
     assert process.stdout is not None
     try:

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from chatwire.testing._gemini_validate import Violation, field
-from chatwire.testing._text import count_tokens
+from tests.fakes._gemini_validate import Violation, field
+from tests.fakes._text import count_tokens
 
 STATUSES: Final[Mapping[int, str]] = MappingProxyType(
     {

@@ -40,9 +40,9 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
-from chatwire.testing import _gemini_wire as wire
-from chatwire.testing import _send
-from chatwire.testing._faults import (
+from tests.fakes import _gemini_wire as wire
+from tests.fakes import _send
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -50,16 +50,16 @@ from chatwire.testing._faults import (
     FAULT_STALL,
     RETRY_AFTER_SECONDS,
 )
-from chatwire.testing._gemini_tools import (
+from tests.fakes._gemini_tools import (
     new_signature,
     planned_call,
     signs_calls,
     tool_result_text,
     turn_problem,
 )
-from chatwire.testing._gemini_validate import json_violation, parse_problems, semantic_problem
-from chatwire.testing._run import serve
-from chatwire.testing._server import FakeServer
+from tests.fakes._gemini_validate import json_violation, parse_problems, semantic_problem
+from tests.fakes._run import serve
+from tests.fakes._server import FakeServer
 
 GEMINI_MODELS: Final = (
     "gemini-2.5-pro",

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatwire.testing._faults import (
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -21,8 +21,8 @@ from chatwire.testing._faults import (
     FAULT_STALL_MID,
     SPLIT_UTF8_REPLY,
 )
-from chatwire.testing.fake_gemini import FakeGemini
-from tests.testing._helpers import arrival_gaps, collect, cuts_inside_characters, read_for
+from tests.fakes.fake_gemini import FakeGemini
+from tests.test_fakes._helpers import arrival_gaps, collect, cuts_inside_characters, read_for
 
 KEY = "fake-gemini-key"
 HEADERS = {"x-goog-api-key": KEY}

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chatwire.testing._text import compact, random_id
+from tests.fakes._text import compact, random_id
 
 NO_KEY: Final = (
     "You didn't provide an API key. You need to provide your API key in an Authorization"

@@ -45,10 +45,10 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
-from chatwire.testing import _ollama_validate as validate
-from chatwire.testing import _ollama_wire as wire
-from chatwire.testing import _send
-from chatwire.testing._faults import (
+from tests.fakes import _ollama_validate as validate
+from tests.fakes import _ollama_wire as wire
+from tests.fakes import _send
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -56,9 +56,9 @@ from chatwire.testing._faults import (
     FAULT_MODELS,
     FAULT_STALL,
 )
-from chatwire.testing._run import serve
-from chatwire.testing._text import count_tokens
-from chatwire.testing._tool_calls import ToolCall, ToolCallingServer, planned_call
+from tests.fakes._run import serve
+from tests.fakes._text import count_tokens
+from tests.fakes._tool_calls import ToolCall, ToolCallingServer, planned_call
 
 OLLAMA_MODELS: Final = (
     "llama3.2:latest",

@@ -10,16 +10,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatwire.testing import FakeMistral, FakeOpenAI
-from chatwire.testing._faults import FAULT_DROP, FAULT_STALL_MID
-from chatwire.testing._text import compact
-from chatwire.testing._tool_calls import (
+from tests.fakes import FakeMistral, FakeOpenAI
+from tests.fakes._faults import FAULT_DROP, FAULT_STALL_MID
+from tests.fakes._text import compact
+from tests.fakes._tool_calls import (
     argument_fragments,
     arguments_for,
     planned_call,
     tool_result_text,
 )
-from tests.testing._helpers import collect, read_for
+from tests.test_fakes._helpers import collect, read_for
 
 MISTRAL_AUTH = {"Authorization": "Bearer fake-mistral-key"}
 OPENAI_AUTH = {"Authorization": "Bearer fake-openai-key"}

@@ -1,7 +1,13 @@
 """A soak run: many concurrent chats for a while, with faults, then a check for leaks.
 
-A real ``chatwire serve`` process and the fake Mistral (a process of its own, so that the
-load's clients, in this one, never slow the upstream down) are started; clients
+``python -m tests.soak [--streams 300] [--duration 180] [--seed 1]`` from the repository's
+root runs the long one; ``tests/test_soak.py`` a short one in CI. It is test tooling, not a
+command of the product: it needs the test tools (httpx) and the fault-injecting fake Mistral
+of the tests.
+
+A real ``chatwire serve`` process and the fake Mistral (``python -m tests.fakes``, a process
+of its own, so that the load's clients, in this one, never slow the upstream down) are
+started; clients
 keep ``streams`` chats going on both chat APIs for ``duration`` seconds, each one a normal
 reply, a slow one, a reply cut or stalled mid-stream, an upstream that never answers or
 answers 429/500, multi-byte text split across writes, or a client that goes away early.
@@ -12,6 +18,7 @@ back where they started, up to the upstream connections its pool keeps alive.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -31,8 +38,9 @@ from typing import Any
 
 import httpx
 
-from chatwire.testing.fake_mistral import FakeMistral
+from tests.fakes.fake_mistral import FakeMistral
 
+ROOT = Path(__file__).resolve().parents[1]  # where ``python -m tests.fakes`` runs
 KEY = "soak-key-0123456789"
 MESSAGES = [{"role": "user", "content": "Tell me about the sea"}]
 # model, what a chat with it must give, and how often it is picked.
@@ -109,8 +117,7 @@ class _Fake:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "chatwire",
-            "fake-upstream",
+            "tests.fakes",
             "--port",
             str(port),
             "--api-key",
@@ -118,6 +125,7 @@ class _Fake:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            cwd=ROOT,
         )
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -374,3 +382,23 @@ def report(result: Result, streams: int, duration: float) -> str:
     lines += [f"  WRONG: {failure}" for failure in result.failures[:20]]
     lines += [f"  LEAK: {leak}" for leak in result.leaks]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.soak",
+        description="Many concurrent chats with faults against a real server, then a check "
+        "for leaks.",
+    )
+    parser.add_argument("--streams", type=int, default=300, help="chats at once (300)")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds (180)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    result = asyncio.run(run_soak(args.streams, args.duration, args.seed))
+    print(report(result, args.streams, args.duration))
+    if not result.ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

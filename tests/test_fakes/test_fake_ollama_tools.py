@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatwire.testing._text import count_tokens
-from chatwire.testing.fake_ollama import FakeOllama
+from tests.fakes._text import count_tokens
+from tests.fakes.fake_ollama import FakeOllama
 
 OLLAMA_ID = re.compile(r"call_[a-z0-9]{8}")
 WEATHER: dict[str, Any] = {

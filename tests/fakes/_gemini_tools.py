@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chatwire.testing._gemini_validate import field
-from chatwire.testing._tool_calls import arguments_for
+from tests.fakes._gemini_validate import field
+from tests.fakes._tool_calls import arguments_for
 
 RESPONSE_AFTER_CALL: Final = (
     "Please ensure that function response turn comes immediately after a function call turn."

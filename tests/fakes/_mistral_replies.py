@@ -19,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
 
-from chatwire.testing._mistral_validate import ErrorEntry, ServingProblem
-from chatwire.testing._text import compact as compact  # re-exported: the chunk JSON style
-from chatwire.testing._text import echo, random_id
-from chatwire.testing._text import message_text as message_text
-from chatwire.testing._text import split_pieces as split_pieces
+from tests.fakes._mistral_validate import ErrorEntry, ServingProblem
+from tests.fakes._text import compact as compact  # re-exported: the chunk JSON style
+from tests.fakes._text import echo, random_id
+from tests.fakes._text import message_text as message_text
+from tests.fakes._text import split_pieces as split_pieces
 
 ErrorShape = int
 

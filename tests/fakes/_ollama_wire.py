@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from chatwire.testing._text import count_tokens, message_text
+from tests.fakes._text import count_tokens, message_text
 
 LOAD_DURATION_NS: Final = 1_250_000
 MIN_GENERATION_NS: Final = 10_000_000

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatwire.testing._gemini_tools import CALL_AFTER_USER, RESPONSE_AFTER_CALL, SAME_COUNT
-from chatwire.testing.fake_gemini import FakeGemini
+from tests.fakes._gemini_tools import CALL_AFTER_USER, RESPONSE_AFTER_CALL, SAME_COUNT
+from tests.fakes.fake_gemini import FakeGemini
 
 HEADERS = {"x-goog-api-key": "fake-gemini-key"}
 SCHEMA: dict[str, Any] = {

@@ -1,9 +1,13 @@
-"""Test doubles shipped with chatwire: fake upstreams, one per wire family, on real TCP.
+"""The tests' doubles: fake upstreams, one per wire family, on real TCP.
+
+They are not part of the product (the wheel ships only ``chatwire.demo_upstream``, the small
+fake Mistral of ``chatwire demo``); tests and the soak import them from here, and
+``python -m tests.fakes`` serves one as a process.
 
 Every fake takes the same keywords (``api_key``, ``models``, ``reply``, ``first_token_delay``,
 ``token_delay``), records ``requests``, counts ``open_connections`` and ``active_requests``,
 tells a test its ``expected_reply``, and accepts the same fault model names (``_faults``),
-answering each in its provider's own words. ``run_fake`` serves one as a process.
+answering each in its provider's own words. ``run_fake`` serves one until a signal.
 
 The Mistral, OpenAI and Ollama fakes also call tools (``_tool_calls``), and so do the
 Anthropic and Gemini fakes in their own wire shapes (``_anthropic_tools``, ``_gemini_tools``):
@@ -16,13 +20,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from chatwire.testing import fake_anthropic, fake_gemini, fake_mistral, fake_ollama, fake_openai
-from chatwire.testing._server import FakeServer, RecordedRequest
-from chatwire.testing.fake_anthropic import FakeAnthropic
-from chatwire.testing.fake_gemini import FakeGemini
-from chatwire.testing.fake_mistral import FakeMistral
-from chatwire.testing.fake_ollama import FakeOllama
-from chatwire.testing.fake_openai import FakeOpenAI
+from tests.fakes import fake_anthropic, fake_gemini, fake_mistral, fake_ollama, fake_openai
+from tests.fakes._server import FakeServer, RecordedRequest
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_gemini import FakeGemini
+from tests.fakes.fake_mistral import FakeMistral
+from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_openai import FakeOpenAI
 
 __all__ = [
     "FAKE_KINDS",

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from chatwire.testing._text import compact, count_tokens, message_text, random_id
+from tests.fakes._text import compact, count_tokens, message_text, random_id
 
 PING_EVENT: Final = b'event: ping\ndata: {"type": "ping"}\n\n'
 OVERLOADED: Final = ("overloaded_error", "Overloaded")

@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from chatwire.testing import _mistral_replies as replies
-from chatwire.testing import _send
-from chatwire.testing._faults import Halt
-from chatwire.testing._send import forever
+from tests.fakes import _mistral_replies as replies
+from tests.fakes import _send
+from tests.fakes._faults import Halt
+from tests.fakes._send import forever
 
 __all__ = ["Halt", "Reply", "complete_reply", "forever", "stream_reply"]
 

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chatwire.testing._text import message_text, random_id
-from chatwire.testing._tool_calls import argument_fragments, arguments_for
+from tests.fakes._text import message_text, random_id
+from tests.fakes._tool_calls import argument_fragments, arguments_for
 
 
 @dataclass(frozen=True, slots=True)

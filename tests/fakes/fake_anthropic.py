@@ -38,16 +38,16 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
-from chatwire.testing import _anthropic_wire as wire
-from chatwire.testing import _send
-from chatwire.testing._anthropic_tools import (
+from tests.fakes import _anthropic_wire as wire
+from tests.fakes import _send
+from tests.fakes._anthropic_tools import (
     ToolUse,
     planned_use,
     tool_result_reply,
     tool_use_id,
 )
-from chatwire.testing._anthropic_validate import validate_messages_body
-from chatwire.testing._faults import (
+from tests.fakes._anthropic_validate import validate_messages_body
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -56,9 +56,9 @@ from chatwire.testing._faults import (
     FAULT_STALL,
     RETRY_AFTER_SECONDS,
 )
-from chatwire.testing._run import serve
-from chatwire.testing._server import FakeServer
-from chatwire.testing._text import compact, split_pieces
+from tests.fakes._run import serve
+from tests.fakes._server import FakeServer
+from tests.fakes._text import compact, split_pieces
 
 ANTHROPIC_MODELS: Final = (
     "claude-3-haiku-20240307",

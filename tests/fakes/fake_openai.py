@@ -44,10 +44,10 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
-from chatwire.testing import _azure_wire as azure
-from chatwire.testing import _openai_wire as wire
-from chatwire.testing import _send
-from chatwire.testing._faults import (
+from tests.fakes import _azure_wire as azure
+from tests.fakes import _openai_wire as wire
+from tests.fakes import _send
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -55,9 +55,9 @@ from chatwire.testing._faults import (
     FAULT_STALL,
     RETRY_AFTER_SECONDS,
 )
-from chatwire.testing._run import serve
-from chatwire.testing._text import compact, count_tokens, message_text
-from chatwire.testing._tool_calls import ToolCallingServer, argument_fragments, planned_call
+from tests.fakes._run import serve
+from tests.fakes._text import compact, count_tokens, message_text
+from tests.fakes._tool_calls import ToolCallingServer, argument_fragments, planned_call
 
 OPENAI_MODELS: Final = (
     "gpt-3.5-turbo",

@@ -15,7 +15,7 @@ from typing import Final, NoReturn, Protocol
 
 from aiohttp import web
 
-from chatwire.testing._faults import Halt
+from tests.fakes._faults import Halt
 
 SPLIT_WRITE_PAUSE: Final = 0.02
 

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chatwire.testing._server import FakeServer
-from chatwire.testing._text import message_text
+from tests.fakes._server import FakeServer
+from tests.fakes._text import message_text
 
 _FRAGMENT: Final = re.compile(r"\s?\w+|\s+|[^\w\s]+")
 

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatwire.testing._faults import (
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -22,8 +22,8 @@ from chatwire.testing._faults import (
     FAULT_STALL_MID,
     SPLIT_UTF8_REPLY,
 )
-from chatwire.testing.fake_openai import FakeOpenAI
-from tests.testing._helpers import arrival_gaps, collect, cuts_inside_characters, read_for
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.test_fakes._helpers import arrival_gaps, collect, cuts_inside_characters, read_for
 
 KEY = "fake-openai-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

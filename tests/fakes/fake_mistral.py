@@ -59,8 +59,8 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
-from chatwire.testing import _mistral_replies as replies
-from chatwire.testing._faults import (
+from tests.fakes import _mistral_replies as replies
+from tests.fakes._faults import (
     FAULT_429,
     FAULT_500,
     FAULT_503,
@@ -74,17 +74,17 @@ from chatwire.testing._faults import (
     SLOW_TOKEN_DELAY,
     SPLIT_UTF8_REPLY,
 )
-from chatwire.testing._mistral_send import Reply, complete_reply, forever, stream_reply
-from chatwire.testing._mistral_validate import (
+from tests.fakes._mistral_send import Reply, complete_reply, forever, stream_reply
+from tests.fakes._mistral_validate import (
     ErrorEntry,
     json_error,
     serving_problem,
     validate_chat_body,
 )
-from chatwire.testing._run import serve
-from chatwire.testing._server import RecordedRequest
-from chatwire.testing._text import count_tokens
-from chatwire.testing._tool_calls import ToolCallingServer, planned_call
+from tests.fakes._run import serve
+from tests.fakes._server import RecordedRequest
+from tests.fakes._text import count_tokens
+from tests.fakes._tool_calls import ToolCallingServer, planned_call
 
 __all__ = [
     "DEFAULT_MODELS",

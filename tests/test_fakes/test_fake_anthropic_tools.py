@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatwire.testing._faults import FAULT_DROP
-from chatwire.testing._text import split_pieces
-from chatwire.testing.fake_anthropic import FakeAnthropic
-from tests.testing._helpers import collect
+from tests.fakes._faults import FAULT_DROP
+from tests.fakes._text import split_pieces
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.test_fakes._helpers import collect
 
 HEADERS = {"x-api-key": "fake-anthropic-key", "anthropic-version": "2023-06-01"}
 MODEL = "claude-3-haiku-20240307"
