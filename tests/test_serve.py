@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import FAKE_KEY
+from tests.fakes.fake_mistral import FakeMistral
 from tests.test_cli import TOKEN, Cli, make_cli, mode
 
 READY_WITHIN = 20.0

@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from chatwire.testing.fake_mistral import FAULT_SLOW, FAULT_STALL_MID, FakeMistral
 from tests.conftest import FAKE_KEY
+from tests.fakes.fake_mistral import FAULT_SLOW, FAULT_STALL_MID, FakeMistral
 from tests.test_cli import Cli
 from tests.test_serve import Launch, Served, banner_token, chat_body, cli, free_port, launch
 

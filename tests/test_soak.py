@@ -1,9 +1,10 @@
-"""The soak run, short and bounded for CI (``chatwire soak`` runs the long one): concurrent
-chats with every fault on both APIs, each answer checked, then no leak on the server."""
+"""The soak run, short and bounded for CI (``python -m tests.soak`` runs the long one):
+concurrent chats with every fault on both APIs, each answer checked, then no leak on the
+server."""
 
 from __future__ import annotations
 
-from chatwire.soak import CASES, Figures, _leaks, run_soak
+from tests.soak import CASES, Figures, _leaks, run_soak
 
 
 async def test_a_short_soak_is_clean() -> None:

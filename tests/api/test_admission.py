@@ -15,8 +15,8 @@ import pytest
 from chatwire.api.admission import Admission
 from chatwire.cli import open_store
 from chatwire.errors import Overloaded, TooManyStreams
-from chatwire.testing.fake_mistral import FAULT_STALL, FakeMistral
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FAULT_STALL, FakeMistral
 
 CHAT = "/api/chat/mistral"
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import FAKE_KEY, Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
 
 CHAT = "/api/chat/mistral"
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from chatwire.testing.fake_mistral import FAULT_STALL, FAULT_STALL_MID, FakeMistral
 from tests.conftest import FAKE_KEY, Running, ServerFactory
+from tests.fakes.fake_mistral import FAULT_STALL, FAULT_STALL_MID, FakeMistral
 
 WITHIN = 0.1
 MESSAGES: list[Any] = [{"role": "user", "content": "Tell me a long story"}]

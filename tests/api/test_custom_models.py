@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import FAKE_KEY, Running
+from tests.fakes.fake_mistral import FakeMistral
 
 SECRET = "sk-custom-0123456789abcdef"
 

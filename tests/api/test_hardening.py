@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 
 from chatwire.gateway.upstream import Target
-from chatwire.testing.fake_gemini import FakeGemini
-from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_gemini import FakeGemini
+from tests.fakes.fake_openai import FakeOpenAI
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

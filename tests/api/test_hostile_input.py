@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from chatwire.protocol import MAX_HEAD_BYTES, MAX_HEADERS, READ_SLACK
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
 
 
 async def raw(server: Running, head: bytes, body: bytes = b"") -> bytes:

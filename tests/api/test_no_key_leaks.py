@@ -12,8 +12,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import FAKE_KEY, Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
 from tests.scripted import END, SSE_HEAD, Pause, ScriptedUpstream, Step, delta, event
 
 LOGGERS = ("", "chatwire", "uvicorn", "uvicorn.error", "uvicorn.access")

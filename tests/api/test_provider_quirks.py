@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from chatwire.testing.fake_anthropic import FakeAnthropic
-from chatwire.testing.fake_gemini import FakeGemini
-from chatwire.testing.fake_ollama import FakeOllama
-from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_gemini import FakeGemini
+from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_openai import FakeOpenAI
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 CONVERSATION: list[dict[str, Any]] = [

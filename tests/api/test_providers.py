@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwire.testing._server import FakeServer
-from chatwire.testing.fake_anthropic import FakeAnthropic
-from chatwire.testing.fake_gemini import FakeGemini
-from chatwire.testing.fake_ollama import FakeOllama
-from chatwire.testing.fake_openai import DEFAULT_MODELS as OPENAI_MODELS
-from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
+from tests.fakes._server import FakeServer
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_gemini import FakeGemini
+from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_openai import DEFAULT_MODELS as OPENAI_MODELS
+from tests.fakes.fake_openai import FakeOpenAI
 
 EXTRA_MODELS = ("llama-3.3-70b-versatile", "sonar", "openai/gpt-4o", "my-llama")
 

@@ -13,8 +13,8 @@ import openai
 import pytest
 
 from chatwire.gateway.upstream import UpstreamPolicy, retry_wait
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
 from tests.scripted import RESET, SSE_HEAD, Pause, ScriptedUpstream, delta
 
 RETRYING = {"upstream_retries": 2, "retry_backoff": 0.05, "retry_max_wait": 2.0}

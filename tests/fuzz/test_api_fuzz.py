@@ -26,7 +26,7 @@ from chatwire.app import create_api, create_app
 from chatwire.cli import open_store, prepare
 from chatwire.core.config import Settings
 from chatwire.server import uvicorn_config
-from chatwire.testing.fake_mistral import FakeMistral
+from tests.fakes.fake_mistral import FakeMistral
 
 KEY = "fuzz-key-0123456789"
 schema = schemathesis.openapi.from_dict(

@@ -17,8 +17,8 @@ from mistralai.client import Mistral
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 from pydantic import SecretStr
 
-from chatwire.testing.fake_gemini import FakeGemini
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_gemini import FakeGemini
 
 MODEL = "google/gemini-2.5-flash"
 GEMINI_3 = "google/gemini-3-flash-preview"

@@ -25,9 +25,9 @@ from mistralai.client import Mistral, errors
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 from pydantic import SecretStr
 
-from chatwire.testing._faults import FAULT_SLOW, SLOW_TOKEN_DELAY
-from chatwire.testing.fake_anthropic import FakeAnthropic
 from tests.conftest import Running, ServerFactory
+from tests.fakes._faults import FAULT_SLOW, SLOW_TOKEN_DELAY
+from tests.fakes.fake_anthropic import FakeAnthropic
 
 MODEL = "anthropic/claude-3-haiku-20240307"
 UPSTREAM_MODEL = "claude-3-haiku-20240307"

@@ -7,8 +7,8 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
 
 MESSAGES: list[Any] = [
     {"role": "system", "content": "You are helpful."},

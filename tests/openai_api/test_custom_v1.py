@@ -7,8 +7,8 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import FAKE_KEY, Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Hello from a custom model"}]
 
@@ -62,7 +62,7 @@ async def test_unknown_custom_model_is_not_found(server: Running) -> None:
 
 
 async def test_azure_through_v1_uses_the_deployment(make_server: ServerFactory) -> None:
-    from chatwire.testing.fake_openai import FakeOpenAI
+    from tests.fakes.fake_openai import FakeOpenAI
 
     async with FakeOpenAI() as azure:
         server = await make_server(stored_key=None)

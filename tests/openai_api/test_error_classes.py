@@ -12,8 +12,8 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.testing.fake_mistral import FAULT_STALL, FakeMistral
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FAULT_STALL, FakeMistral
 from tests.scripted import ScriptedUpstream
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Hi"}]

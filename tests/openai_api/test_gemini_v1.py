@@ -14,8 +14,8 @@ import openai
 import pytest
 
 from chatwire.families.gemini import SKIP_SIGNATURE
-from chatwire.testing.fake_gemini import FakeGemini
 from tests.conftest import ServerFactory
+from tests.fakes.fake_gemini import FakeGemini
 from tests.openai_api._gemini import (
     ARGUMENTS,
     CALL_ID,

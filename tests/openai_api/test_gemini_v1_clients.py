@@ -15,9 +15,9 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from mistralai.client import errors
 
-from chatwire.testing._faults import SLOW_TOKEN_DELAY
-from chatwire.testing.fake_gemini import FakeGemini
 from tests.conftest import ServerFactory
+from tests.fakes._faults import SLOW_TOKEN_DELAY
+from tests.fakes.fake_gemini import FakeGemini
 from tests.openai_api._gemini import (
     ARGUMENTS,
     CALL_ID,

@@ -14,8 +14,8 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 
-from chatwire.testing.fake_mistral import SLOW_TOKEN_DELAY, FakeMistral
 from tests.conftest import Running
+from tests.fakes.fake_mistral import SLOW_TOKEN_DELAY, FakeMistral
 
 MODEL = "mistral/mistral-small-latest"
 SYSTEM = "You are helpful."

@@ -16,9 +16,9 @@ import pytest
 
 from chatwire.families.openai import _call_id
 from chatwire.providers.builtin import MISTRAL
-from chatwire.testing.fake_mistral import FakeMistral
-from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.openai_api.test_tools import TOOLS
 
 MODEL = "mistral/mistral-small-latest"

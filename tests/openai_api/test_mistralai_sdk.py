@@ -13,8 +13,8 @@ import pytest
 from mistralai.client import Mistral, errors, models
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running
+from tests.fakes.fake_mistral import FakeMistral
 
 MODEL = "mistral/mistral-small-latest"
 MESSAGES: list[Any] = [

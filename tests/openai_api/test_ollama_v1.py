@@ -25,10 +25,10 @@ from mistralai.client import Mistral, errors
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 from pydantic import SecretStr
 
-from chatwire.testing._faults import SLOW_TOKEN_DELAY
-from chatwire.testing._text import count_tokens
-from chatwire.testing.fake_ollama import FakeOllama
 from tests.conftest import Running, ServerFactory
+from tests.fakes._faults import SLOW_TOKEN_DELAY
+from tests.fakes._text import count_tokens
+from tests.fakes.fake_ollama import FakeOllama
 
 MODEL = "ollama/llama3.2"
 OLLAMA_ID = re.compile(r"call_[a-z0-9]{8}")

@@ -17,8 +17,8 @@ from mistralai.client import Mistral
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 from pydantic import SecretStr
 
-from chatwire.testing.fake_openai import FakeOpenAI
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.openai_api.test_tools import TOOLS, accumulate
 from tests.scripted import END, SSE_HEAD, Pause, ScriptedUpstream, Step, delta, event
 

@@ -9,11 +9,11 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.testing._server import FakeServer
-from chatwire.testing.fake_anthropic import FakeAnthropic
-from chatwire.testing.fake_gemini import FakeGemini
-from chatwire.testing.fake_ollama import FakeOllama
 from tests.conftest import Running, ServerFactory
+from tests.fakes._server import FakeServer
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_gemini import FakeGemini
+from tests.fakes.fake_ollama import FakeOllama
 
 MESSAGES: list[Any] = [
     {"role": "system", "content": "You are helpful."},

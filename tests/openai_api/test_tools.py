@@ -14,8 +14,8 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.testing.fake_mistral import FakeMistral
 from tests.conftest import Running
+from tests.fakes.fake_mistral import FakeMistral
 
 MODEL = "mistral/mistral-small-latest"
 MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")

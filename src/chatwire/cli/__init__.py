@@ -1,4 +1,4 @@
-"""The ``chatwire`` command: serve, manage users, tokens and keys, run the fake and the demo."""
+"""The ``chatwire`` command: serve, manage users, tokens and keys, run the demo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from chatwire import __version__
 from chatwire.cli._support import fail, open_store, prepare, read_secret, with_store
 from chatwire.cli.accounts import keys, tokens, users
 from chatwire.cli.custom import custom_models
-from chatwire.cli.tools import demo, fake_upstream, soak
+from chatwire.cli.tools import demo
 from chatwire.core.config import Settings
 from chatwire.store.repo import Store
 
@@ -69,6 +69,4 @@ main.add_command(users)
 main.add_command(tokens)
 main.add_command(keys)
 main.add_command(custom_models)
-main.add_command(fake_upstream)
 main.add_command(demo)
-main.add_command(soak)

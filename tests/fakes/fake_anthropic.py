@@ -1,0 +1,275 @@
+"""A fake Anthropic Messages API on real TCP, for tests and local runs.
+
+``FakeAnthropic`` serves ``POST /v1/messages`` and ``GET /v1/models`` (base URL
+``http://127.0.0.1:PORT/v1``). A message request is checked in this order, and the first
+failure answers, always as ``{"type":"error","error":{"type","message"},"request_id"}``:
+
+1. ``x-api-key``: missing, 401 ``authentication_error`` "x-api-key header is required";
+   wrong, 401 "invalid x-api-key";
+2. ``anthropic-version``: missing, 400 ``invalid_request_error``
+   "anthropic-version: header is required"; unknown, 400 as well;
+3. the body: JSON, then Anthropic's validation (``_anthropic_validate``), 400;
+4. a fault model answers with its fault (``_faults``): ``fake-429`` is 429 ``rate_limit_error``
+   with ``retry-after: 7``; ``fake-500`` is 500 ``api_error``; ``fake-503`` is 529
+   ``overloaded_error``; ``fake-error-mid`` streams two pieces, then ``event: error``
+   (``overloaded_error``, "Overloaded") and ends the body without ``message_stop``
+   (not streamed: 529);
+5. a model neither in ``models`` nor a fault model: 404 ``not_found_error`` "model: <name>";
+6. the reply: streamed (``stream: true``, events in ``_anthropic_wire``) or one ``message``.
+
+The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
+``max_tokens`` pieces with ``stop_reason: "max_tokens"`` (else ``"end_turn"``);
+``expected_reply(messages)`` and ``expected_pieces`` take the request's ``messages``.
+
+Tool use (``_anthropic_tools``): a request with ``tools``, a ``tool_choice`` other than
+``none`` and the user's words last gets one ``tool_use`` block, with input derived from the
+tool's ``input_schema`` (``expected_tool_use(body)`` tells which, and the text said first),
+and ``stop_reason: "tool_use"``; ``reply`` and ``max_tokens`` do not change it. Tool turns are
+validated as Anthropic does (a result must answer a call of the message before it, each call
+must be answered at the start of the next message); a request whose last message starts with
+tool results gets ``"The tool said: <content>"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final, TypedDict, Unpack
+
+from aiohttp import web
+
+from tests.fakes import _anthropic_wire as wire
+from tests.fakes import _send
+from tests.fakes._anthropic_tools import (
+    ToolUse,
+    planned_use,
+    tool_result_reply,
+    tool_use_id,
+)
+from tests.fakes._anthropic_validate import validate_messages_body
+from tests.fakes._faults import (
+    FAULT_429,
+    FAULT_500,
+    FAULT_503,
+    FAULT_ERROR_MID,
+    FAULT_MODELS,
+    FAULT_STALL,
+    RETRY_AFTER_SECONDS,
+)
+from tests.fakes._run import serve
+from tests.fakes._server import FakeServer
+from tests.fakes._text import compact, split_pieces
+
+ANTHROPIC_MODELS: Final = (
+    "claude-3-haiku-20240307",
+    "claude-3-sonnet-20240229",
+    "claude-3-opus-20240229",
+    "claude-3-5-sonnet-20240620",
+    "claude-3-5-sonnet-20241022",
+    "claude-3-5-haiku-20241022",
+    "claude-sonnet-4-20250514",
+    "claude-opus-4-20250514",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+)
+ANTHROPIC_FAULT_MODELS: Final = (*FAULT_MODELS, FAULT_ERROR_MID)
+DEFAULT_MODELS: Final = (*ANTHROPIC_MODELS, *ANTHROPIC_FAULT_MODELS)
+API_VERSIONS: Final = frozenset({"2023-06-01", "2023-01-01"})
+
+
+class FakeAnthropicOptions(TypedDict, total=False):
+    api_key: str
+    models: Iterable[str]
+    reply: str | None
+    first_token_delay: float
+    token_delay: float
+
+
+class FakeAnthropic(FakeServer):
+    """An Anthropic upstream on a real socket; see the module docstring for its behaviour."""
+
+    fault_models = ANTHROPIC_FAULT_MODELS
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "fake-anthropic-key",
+        models: Iterable[str] = DEFAULT_MODELS,
+        reply: str | None = None,
+        first_token_delay: float = 0.0,
+        token_delay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            api_key=api_key,
+            models=models,
+            reply=reply,
+            first_token_delay=first_token_delay,
+            token_delay=token_delay,
+        )
+        self.app.router.add_post("/v1/messages", self._messages)
+        self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
+
+    def will_call_tool(self, body: Mapping[str, Any]) -> bool:
+        """Whether this Messages API body is answered with a tool call."""
+        return planned_use(body) is not None
+
+    def expected_tool_use(self, body: Mapping[str, Any]) -> ToolUse:
+        """The tool call this Messages API body gets: the text said first, name and input.
+
+        ValueError when the body is answered with text (see ``will_call_tool``).
+        """
+        use = planned_use(body)
+        if use is None:
+            raise ValueError(
+                "this request is answered with text, not a tool call: it needs tools, a"
+                " tool_choice other than none and the user's words last"
+            )
+        return use
+
+    def expected_tool_call(self, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The name and input of the tool call this Messages API body gets."""
+        use = self.expected_tool_use(body)
+        return use.name, use.input
+
+    def _reply_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        said = tool_result_reply(messages)
+        return said if said is not None else super()._reply_text(messages)
+
+    def _error(
+        self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
+        retry = status in (429, 500, 529)
+        return web.json_response(
+            wire.error_body(kind, message),
+            status=status,
+            headers={"x-should-retry": str(retry).lower(), **(headers or {})},
+            dumps=compact,
+        )
+
+    def _gate(self, request: web.Request) -> web.Response | None:
+        """The checks every route makes first: the key, then the API version."""
+        key = request.headers.get("x-api-key")
+        if key is None:
+            return self._error(401, "authentication_error", "x-api-key header is required")
+        if not self._key_matches(key):
+            return self._error(401, "authentication_error", "invalid x-api-key")
+        version = request.headers.get("anthropic-version")
+        if version is None:
+            return self._error(
+                400, "invalid_request_error", "anthropic-version: header is required"
+            )
+        if version not in API_VERSIONS:
+            message = f"anthropic-version: {version!r} is not a valid version"
+            return self._error(400, "invalid_request_error", message)
+        return None
+
+    async def _unknown_route(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return self._error(404, "not_found_error", "Not Found")
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        refusal = self._gate(request)
+        if refusal is not None:
+            return refusal
+        cards = [wire.model_card(model) for model in self.models]
+        listing = {
+            "data": cards,
+            "has_more": False,
+            "first_id": cards[0]["id"] if cards else None,
+            "last_id": cards[-1]["id"] if cards else None,
+        }
+        return web.json_response(listing, dumps=compact)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body, problem = await self._record(request)
+        refusal = self._gate(request)
+        if refusal is not None:
+            return refusal
+        invalid: str | None = "There was an error parsing the body of your request as JSON."
+        if problem is None:
+            invalid = validate_messages_body(body)
+        if invalid is not None:
+            return self._error(400, "invalid_request_error", invalid)
+        model: str = body["model"]
+        streamed = body.get("stream") is True
+        refusal = self._refusal(model, streamed)
+        if refusal is not None:
+            return refusal
+        if model == FAULT_STALL:
+            await _send.forever()
+        return await self._answer(request, body, streamed)
+
+    def _refusal(self, model: str, streamed: bool) -> web.Response | None:
+        if model == FAULT_429:
+            headers = {
+                "retry-after": str(RETRY_AFTER_SECONDS),
+                **wire.rate_limit_headers(remaining=0),
+            }
+            return self._error(429, "rate_limit_error", wire.RATE_LIMITED_MESSAGE, headers)
+        if model == FAULT_500:
+            return self._error(500, "api_error", "Internal server error")
+        if model == FAULT_503 or (model == FAULT_ERROR_MID and not streamed):
+            return self._error(529, *wire.OVERLOADED)
+        if model not in self.models and model not in self.fault_models:
+            return self._error(404, "not_found_error", f"model: {model}")
+        return None
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], streamed: bool
+    ) -> web.StreamResponse:
+        model: str = body["model"]
+        use = planned_use(body)
+        plan = self._plan(model, body["messages"], None if use else body["max_tokens"])
+        block: dict[str, Any] | None = None
+        input_pieces: list[str] = []
+        text = "".join(plan.pieces)
+        if use is not None:
+            block = {"type": "tool_use", "id": tool_use_id(), "name": use.name, "input": use.input}
+            input_pieces = use.input_pieces()
+            text = use.preamble
+            plan = replace(plan, pieces=[*split_pieces(text), *input_pieces])
+        prompt_tokens = wire.input_tokens(body)
+        headers = {"request-id": wire.request_id(), **wire.rate_limit_headers()}
+        if streamed:
+            resp = await _send.prepare(
+                request, {"Cache-Control": "no-cache", **headers}, "text/event-stream", "utf-8"
+            )
+            framing = wire.AnthropicFraming(
+                model, prompt_tokens, plan.pieces, plan.truncated, block, len(input_pieces)
+            )
+            await _send.stream(
+                request,
+                resp,
+                framing,
+                plan.pieces,
+                plan.pace,
+                halt=plan.halt,
+                split_writes=plan.split_writes,
+            )
+            if plan.halt is None:
+                self.streams_completed += 1
+            return resp
+        usage = wire.start_usage(prompt_tokens)
+        usage["output_tokens"] = len(plan.pieces)
+        message = wire.message_body(
+            msg_id=wire.message_id(),
+            model=model,
+            text=text,
+            stop_reason="tool_use" if block else "max_tokens" if plan.truncated else "end_turn",
+            usage=usage,
+            tool_use=block,
+        )
+        return await _send.complete(
+            request,
+            compact(message).encode(),
+            headers,
+            delay=plan.pace.generation_time(len(plan.pieces)),
+            halt=plan.halt,
+        )
+
+
+def run(host: str, port: int, **options: Unpack[FakeAnthropicOptions]) -> None:
+    """Serve until SIGINT or SIGTERM; prints the base URL once listening."""
+    serve(lambda: FakeAnthropic(**options), host, port)
