@@ -13,10 +13,8 @@ decrypted (``records``), rows never leave. Exceptions::
 from __future__ import annotations
 
 import hmac
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,6 +42,12 @@ from chatwire.store.records import (
     TokenRecord,
     UserRecord,
 )
+from chatwire.store.validation import (
+    check_base_url,
+    has_forbidden,
+    text_value,
+    validate_user_name,
+)
 
 PROFILE_FLAGS = frozenset({"use_azure_openai"})
 CUSTOM_MODEL_TEXT = {
@@ -54,8 +58,6 @@ CUSTOM_MODEL_TEXT = {
     "description": MAX_FIELD_LENGTH,
 }
 CUSTOM_MODEL_FIELDS = frozenset({*CUSTOM_MODEL_TEXT, "context_length"})
-# Control, format, surrogate and line/paragraph separator characters.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class UserExists(Exception):
@@ -81,42 +83,6 @@ class CustomModelExists(ValueError):
 def _rowcount(result: object) -> int:
     # session.execute() is typed as returning Result; DML gives a CursorResult with rowcount.
     return int(getattr(result, "rowcount", 0))
-
-
-def _has_forbidden(text: str) -> bool:
-    return any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text)
-
-
-def validate_user_name(name: str) -> str:
-    if not isinstance(name, str) or not 1 <= len(name) <= USER_NAME_LENGTH:
-        raise ValueError(f"a user name must be 1 to {USER_NAME_LENGTH} characters")
-    if _has_forbidden(name):
-        raise ValueError("a user name must not contain control characters")
-    if name != name.strip():
-        raise ValueError("a user name must not start or end with whitespace")
-    return name
-
-
-def _text(name: str, value: object, limit: int = MAX_FIELD_LENGTH) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string")
-    if len(value) > limit:
-        raise ValueError(f"{name} is longer than {limit} characters")
-    # Keys, endpoints and ids travel in HTTP headers and URLs: no line breaks or controls.
-    if name != "description" and any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError(f"{name} must not contain control characters")
-    return value
-
-
-def _check_base_url(text: str, name: str = "base_url") -> None:
-    """A plain API base: the route's own path is appended, so nothing may follow it."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an http:// or https:// URL with a host")
-    if parts.query or parts.fragment or "?" in text or "#" in text:
-        raise ValueError(f"{name} must not carry a query or a fragment")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{name} must not carry credentials")
 
 
 class Store:
@@ -277,9 +243,9 @@ class Store:
                 if value is None or value == "":
                     values[name] = None
                 else:
-                    text = _text(name, value)
+                    text = text_value(name, value)
                     if name == "azure_openai_endpoint":
-                        _check_base_url(text, name)
+                        check_base_url(text, name)
                     values[name] = self._keybox.encrypt(text) if name in SECRET_FIELDS else text
             else:
                 raise ValueError(f"unknown profile field {name[:100]!r}")
@@ -386,11 +352,11 @@ class Store:
                     raise ValueError("context_length must be a positive integer")
                 values[name] = value
                 continue
-            text = _text(name, value, CUSTOM_MODEL_TEXT[name])
-            if name == "name" and (not text.strip() or _has_forbidden(text)):
+            text = text_value(name, value, CUSTOM_MODEL_TEXT[name])
+            if name == "name" and (not text.strip() or has_forbidden(text)):
                 raise ValueError("name must be non-empty, without control characters")
             if name == "base_url":
-                _check_base_url(text)
+                check_base_url(text)
             if name == "model_id" and not text.strip():
                 raise ValueError("model_id must not be empty")
             values[name] = self._keybox.encrypt(text) if name == "api_key" else text
