@@ -23,6 +23,7 @@ from chatwire.core.config import Settings
 from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.openai_api.route import PATH as COMPLETIONS
 from chatwire.openai_api.route import ChatCompletionsRoute
+from chatwire.providers.fields import credential_fields
 from chatwire.providers.registry import build_providers
 from chatwire.services import Services
 from chatwire.timing import ServerTimingMiddleware
@@ -75,7 +76,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings)
+        services = await Services.start(settings, credential_fields())
         app.state.services = services
         # Everything built so far lives as long as the process: keep it out of the
         # collector's reach so full collections stay short under load (p99 latency).

@@ -48,19 +48,21 @@ async def test_patch_sets_and_clears_keys_without_echoing_them(server: Running) 
     assert resp.json()["azure_openai_endpoint"] == "https://x.openai.azure.com"
 
 
+async def stored_values(server: Running) -> dict[str, str]:
+    async with open_store(server.settings) as store, store.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT field, value FROM credentials WHERE user_id = :u"), {"u": server.user_id}
+        )
+        return {str(row.field): str(row.value) for row in rows}
+
+
 async def test_raw_database_column_never_holds_the_key(server: Running) -> None:
     await server.client.patch("/api/profile", json={"openai_api_key": SECRET}, headers=server.auth)
-    async with open_store(server.settings) as store, store.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT openai_api_key, mistral_api_key FROM profiles WHERE user_id = :u"),
-                {"u": server.user_id},
-            )
-        ).one()
-    assert row.openai_api_key
-    assert SECRET not in row.openai_api_key
-    assert row.mistral_api_key
-    assert FAKE_KEY not in row.mistral_api_key
+    row = await stored_values(server)
+    assert row["openai_api_key"]
+    assert SECRET not in row["openai_api_key"]
+    assert row["mistral_api_key"]
+    assert FAKE_KEY not in row["mistral_api_key"]
     db_bytes = (server.settings.data_dir / "chatwire.db").read_bytes()
     assert SECRET.encode() not in db_bytes
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from chatwire.store.models import USER_NAME_LENGTH
-from chatwire.store.records import MAX_FIELD_LENGTH
+from chatwire.store.records import FIELD_NAME_LENGTH, MAX_FIELD_LENGTH, CredentialField
 
 # Control, format, surrogate and line/paragraph separator characters.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Names travel as JSON keys, Python attributes (pydantic) and command-line words.
+_FIELD_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{FIELD_NAME_LENGTH - 1}}}")
 
 
 def has_forbidden(text: str) -> bool:
@@ -46,3 +50,25 @@ def check_base_url(text: str, name: str = "base_url") -> None:
         raise ValueError(f"{name} must not carry a query or a fragment")
     if parts.username is not None or parts.password is not None:
         raise ValueError(f"{name} must not carry credentials")
+
+
+def credential_value(name: str, field: CredentialField, value: object) -> str:
+    """A value to store for the credential field ``name``, checked."""
+    text = text_value(name, value)
+    if field.url:
+        check_base_url(text, name)
+    return text
+
+
+def check_field_names(fields: Mapping[str, CredentialField], reserved: frozenset[str]) -> None:
+    """A declaration error, found when the store is built rather than on some user's update."""
+    for name, field in fields.items():
+        if not isinstance(field, CredentialField):
+            raise TypeError(f"credential field {name!r}: expected a CredentialField")
+        if not _FIELD_NAME.fullmatch(name):
+            raise ValueError(
+                f"credential field {name[:FIELD_NAME_LENGTH]!r}: a name is lowercase letters, "
+                f"digits and '_', starting with a letter, at most {FIELD_NAME_LENGTH} characters"
+            )
+        if name in reserved:
+            raise ValueError(f"credential field {name!r} is a profile setting's name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.core.security import mask_secret
 from chatwire.errors import RequestInvalid
-from chatwire.store.records import MAX_FIELD_LENGTH, PROFILE_TEXT_FIELDS, SECRET_FIELDS, Profile
+from chatwire.store.records import MAX_FIELD_LENGTH, CredentialField, Profile
 
 router = APIRouter(prefix="/api", tags=["profile"])
 
@@ -18,7 +19,7 @@ Text = Annotated[str, StringConstraints(max_length=MAX_FIELD_LENGTH)] | None
 
 
 class ProfileFields(BaseModel):
-    """chatbot-ui's profile key columns (``records.PROFILE_TEXT_FIELDS``)."""
+    """chatbot-ui's profile key columns (``providers.fields.credential_fields``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -51,17 +52,20 @@ class ProfilePublic(ProfileFields):
     use_azure_openai: bool = False
 
 
-def _public(username: str, profile: Profile) -> ProfilePublic:
+def _public(
+    username: str, profile: Profile, fields: Mapping[str, CredentialField]
+) -> ProfilePublic:
     values = {
-        name: mask_secret(profile.get(name)) if name in SECRET_FIELDS else profile.get(name)
-        for name in PROFILE_TEXT_FIELDS
+        name: mask_secret(profile.get(name)) if field.secret else profile.get(name)
+        for name, field in fields.items()
     }
     return ProfilePublic(username=username, use_azure_openai=profile.use_azure_openai, **values)
 
 
 @router.get("/profile")
 async def read_profile(user: CurrentUser, services: ServicesDep) -> ProfilePublic:
-    return _public(user.name, await services.store.get_profile(user.id))
+    store = services.store
+    return _public(user.name, await store.get_profile(user.id), store.fields)
 
 
 @router.patch("/profile")
@@ -78,4 +82,4 @@ async def update_profile(
     except ValueError as exc:
         raise RequestInvalid(str(exc)) from exc
     services.profile_changed(user.id)
-    return _public(user.name, profile)
+    return _public(user.name, profile, services.store.fields)
