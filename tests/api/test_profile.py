@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from chatwire.cli import open_store
+from chatwire.providers.fields import credential_fields
+from chatwire.store.records import CredentialField
 from tests.conftest import FAKE_KEY, Running, ServerFactory
 
 SECRET = "sk-live-abcdefghijklmnopqrstuvwxyz-7890"
@@ -116,3 +118,50 @@ async def test_each_user_sees_only_their_own_profile(make_server: ServerFactory)
     await server.client.patch("/api/profile", json={"groq_api_key": SECRET}, headers=bob_auth)
     alice = await server.client.get("/api/profile", headers=server.auth)
     assert alice.json()["groq_api_key"] is None
+
+
+async def test_a_field_added_to_the_declarations_works_with_no_migration(
+    make_server: ServerFactory,
+) -> None:
+    """A provider's new field: set, read back masked, listed in the API's description, and
+    cleared, on a database that was migrated before it existed."""
+    fields = {**credential_fields(), "acme_api_key": CredentialField(secret=True)}
+    server = await make_server(fields=fields)
+    schemas = (await server.client.get("/openapi.json")).json()["components"]["schemas"]
+    for model in ("ProfileUpdate", "ProfilePublic"):
+        assert list(schemas[model]["properties"])[: len(fields)] == list(fields), model
+
+    resp = await server.client.patch(
+        "/api/profile", json={"acme_api_key": SECRET}, headers=server.auth
+    )
+    assert resp.status_code == 200, resp.text
+    assert SECRET not in resp.text
+    assert resp.json()["acme_api_key"] == "sk-...7890"
+    assert resp.json()["mistral_api_key"] is not None  # the others are kept
+    read = await server.client.get("/api/profile", headers=server.auth)
+    assert read.json()["acme_api_key"] == "sk-...7890"
+    assert SECRET not in read.text
+    stored = await stored_values(server)
+    assert stored["acme_api_key"]
+    assert SECRET not in stored["acme_api_key"]
+    assert SECRET.encode() not in (server.settings.data_dir / "chatwire.db").read_bytes()
+
+    resp = await server.client.patch(
+        "/api/profile", json={"acme_api_key": None}, headers=server.auth
+    )
+    assert resp.status_code == 200
+    assert resp.json()["acme_api_key"] is None
+    assert "acme_api_key" not in await stored_values(server)
+
+
+async def test_the_body_models_follow_the_fields(server: Running) -> None:
+    """The shipped fields, in chatbot-ui's order, then the profile's own."""
+    schemas = (await server.client.get("/openapi.json")).json()["components"]["schemas"]
+    fields = list(credential_fields())
+    update, public = schemas["ProfileUpdate"], schemas["ProfilePublic"]
+    assert list(update["properties"]) == [*fields, "use_azure_openai"]
+    assert list(public["properties"]) == [*fields, "username", "use_azure_openai"]
+    assert update["additionalProperties"] is False
+    assert public["required"] == ["username"]
+    for name in fields:
+        assert {"type": "string", "maxLength": 1000} in update["properties"][name]["anyOf"]
