@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from chatwire.app import create_app
 from chatwire.cli import open_store, prepare
 from chatwire.core.config import Settings
 from chatwire.server import uvicorn_config
+from chatwire.store.records import CredentialField
 from tests.fakes.fake_mistral import FakeMistral
 
 FAKE_KEY = "fake-mistral-key-0123456789"
@@ -62,10 +63,15 @@ ServerFactory = Callable[..., Awaitable[Running]]
 @pytest.fixture
 async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[ServerFactory]:
     """Start chatwire (uvicorn, real TCP) with settings overrides; a user 'alice' with a token,
-    and, unless ``stored_key=None``, the fake's key stored in her profile."""
+    and, unless ``stored_key=None``, the fake's key stored in her profile. ``fields``: the
+    app's credential fields, when not the shipped ones."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
-    async def start(stored_key: str | None = FAKE_KEY, **overrides: Any) -> Running:
+    async def start(
+        stored_key: str | None = FAKE_KEY,
+        fields: Mapping[str, CredentialField] | None = None,
+        **overrides: Any,
+    ) -> Running:
         values: dict[str, Any] = {
             "data_dir": tmp_path / f"data{len(servers)}",
             "database_url": None,
@@ -86,7 +92,7 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(settings), **uvicorn_config(settings, port=port))
+        config = uvicorn.Config(create_app(settings, fields), **uvicorn_config(settings, port=port))
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -24,8 +24,9 @@ from chatwire.dialects.openai_chat import PATH as COMPLETIONS
 from chatwire.dialects.openai_chat import OpenAIChat
 from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.gateway.pipeline import ChatPipeline
-from chatwire.providers.registry import build_providers
+from chatwire.providers.registry import build_providers, credential_fields
 from chatwire.services import Services
+from chatwire.store.records import CredentialField
 from chatwire.timing import ServerTimingMiddleware
 
 
@@ -55,9 +56,12 @@ class Chatwire:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(
+    settings: Settings | None = None, fields: Mapping[str, CredentialField] | None = None
+) -> ASGIApp:
+    """``fields``: the credential fields profiles have; by default ``credential_fields()``."""
     settings = settings if settings is not None else Settings()
-    app: ASGIApp = Chatwire(create_api(settings))
+    app: ASGIApp = Chatwire(create_api(settings, fields))
     if settings.cors_origin_list:
         # Around everything, the chat routes included: a browser UI on another origin calls them.
         app = CORSMiddleware(
@@ -71,12 +75,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     return app
 
 
-def create_api(settings: Settings | None = None) -> FastAPI:
+def create_api(
+    settings: Settings | None = None, fields: Mapping[str, CredentialField] | None = None
+) -> FastAPI:
     settings = settings if settings is not None else Settings()
+    # One mapping for the store and the profile routes' models, fixed for the app's life.
+    known = dict(fields) if fields is not None else credential_fields()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(settings)
+        services = await Services.start(settings, known)
         app.state.services = services
         # Everything built so far lives as long as the process: keep it out of the
         # collector's reach so full collections stay short under load (p99 latency).
@@ -87,7 +95,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             await services.close()
 
     app = FastAPI(title="chatwire", version=__version__, lifespan=lifespan)
-    app.include_router(profile.router)
+    app.include_router(profile.build_router(known))
     app.include_router(keys.router)
     app.include_router(models.router)
     app.include_router(custom_models.router)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -16,10 +16,10 @@ from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
 from chatwire.gateway.upstream import UpstreamPolicy
 from chatwire.providers.declaration import Provider
-from chatwire.providers.registry import build_providers, credential_fields, operator_values
+from chatwire.providers.registry import build_providers, operator_values
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
-from chatwire.store.records import CustomModel, Profile
+from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 
 log = logging.getLogger("chatwire")
@@ -45,9 +45,10 @@ class Services:
     admission: Admission
 
     @classmethod
-    async def start(cls, settings: Settings) -> Services:
+    async def start(cls, settings: Settings, fields: Mapping[str, CredentialField]) -> Services:
+        """``fields``: the credential fields profiles have (``Store``)."""
         engine = make_engine(settings.resolved_database_url)
-        store = Store(engine, KeyBox(load_secret_keys(settings)))
+        store = Store(engine, KeyBox(load_secret_keys(settings)), fields)
         ttl = settings.cache_ttl
         profile: ProfileLookup = (
             alru_cache(maxsize=10_000, ttl=ttl)(store.get_profile) if ttl > 0 else store.get_profile
@@ -85,7 +86,7 @@ class Services:
             auth=Authenticator(store.user_for_token, ttl),
             profile=profile,
             custom_model=custom,
-            overrides=operator_values(settings, credential_fields()),
+            overrides=operator_values(settings),
             catalogue=Catalogue.load(settings.models_file),
             providers=build_providers(settings),
             policy=policy,

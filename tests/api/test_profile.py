@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from chatwire.cli import open_store
+from chatwire.providers.registry import credential_fields
+from chatwire.store.records import CredentialField
 from tests.conftest import FAKE_KEY, Running, ServerFactory
 
 SECRET = "sk-live-abcdefghijklmnopqrstuvwxyz-7890"
@@ -48,19 +50,21 @@ async def test_patch_sets_and_clears_keys_without_echoing_them(server: Running) 
     assert resp.json()["azure_openai_endpoint"] == "https://x.openai.azure.com"
 
 
+async def stored_values(server: Running) -> dict[str, str]:
+    async with open_store(server.settings) as store, store.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT field, value FROM credentials WHERE user_id = :u"), {"u": server.user_id}
+        )
+        return {str(row.field): str(row.value) for row in rows}
+
+
 async def test_raw_database_column_never_holds_the_key(server: Running) -> None:
     await server.client.patch("/api/profile", json={"openai_api_key": SECRET}, headers=server.auth)
-    async with open_store(server.settings) as store, store.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT openai_api_key, mistral_api_key FROM profiles WHERE user_id = :u"),
-                {"u": server.user_id},
-            )
-        ).one()
-    assert row.openai_api_key
-    assert SECRET not in row.openai_api_key
-    assert row.mistral_api_key
-    assert FAKE_KEY not in row.mistral_api_key
+    row = await stored_values(server)
+    assert row["openai_api_key"]
+    assert SECRET not in row["openai_api_key"]
+    assert row["mistral_api_key"]
+    assert FAKE_KEY not in row["mistral_api_key"]
     db_bytes = (server.settings.data_dir / "chatwire.db").read_bytes()
     assert SECRET.encode() not in db_bytes
 
@@ -114,3 +118,50 @@ async def test_each_user_sees_only_their_own_profile(make_server: ServerFactory)
     await server.client.patch("/api/profile", json={"groq_api_key": SECRET}, headers=bob_auth)
     alice = await server.client.get("/api/profile", headers=server.auth)
     assert alice.json()["groq_api_key"] is None
+
+
+async def test_a_field_added_to_the_declarations_works_with_no_migration(
+    make_server: ServerFactory,
+) -> None:
+    """A provider's new field: set, read back masked, listed in the API's description, and
+    cleared, on a database that was migrated before it existed."""
+    fields = {**credential_fields(), "acme_api_key": CredentialField(secret=True)}
+    server = await make_server(fields=fields)
+    schemas = (await server.client.get("/openapi.json")).json()["components"]["schemas"]
+    for model in ("ProfileUpdate", "ProfilePublic"):
+        assert list(schemas[model]["properties"])[: len(fields)] == list(fields), model
+
+    resp = await server.client.patch(
+        "/api/profile", json={"acme_api_key": SECRET}, headers=server.auth
+    )
+    assert resp.status_code == 200, resp.text
+    assert SECRET not in resp.text
+    assert resp.json()["acme_api_key"] == "sk-...7890"
+    assert resp.json()["mistral_api_key"] is not None  # the others are kept
+    read = await server.client.get("/api/profile", headers=server.auth)
+    assert read.json()["acme_api_key"] == "sk-...7890"
+    assert SECRET not in read.text
+    stored = await stored_values(server)
+    assert stored["acme_api_key"]
+    assert SECRET not in stored["acme_api_key"]
+    assert SECRET.encode() not in (server.settings.data_dir / "chatwire.db").read_bytes()
+
+    resp = await server.client.patch(
+        "/api/profile", json={"acme_api_key": None}, headers=server.auth
+    )
+    assert resp.status_code == 200
+    assert resp.json()["acme_api_key"] is None
+    assert "acme_api_key" not in await stored_values(server)
+
+
+async def test_the_body_models_follow_the_fields(server: Running) -> None:
+    """The shipped fields, in chatbot-ui's order, then the profile's own."""
+    schemas = (await server.client.get("/openapi.json")).json()["components"]["schemas"]
+    fields = list(credential_fields())
+    update, public = schemas["ProfileUpdate"], schemas["ProfilePublic"]
+    assert list(update["properties"]) == [*fields, "use_azure_openai"]
+    assert list(public["properties"]) == [*fields, "username", "use_azure_openai"]
+    assert update["additionalProperties"] is False
+    assert public["required"] == ["username"]
+    for name in fields:
+        assert {"type": "string", "maxLength": 1000} in update["properties"][name]["anyOf"]

@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from chatwire.providers.registry import credential_fields
 from chatwire.store.crypto import KeyBox
 from chatwire.store.db import make_engine, upgrade
 from chatwire.store.repo import Store
@@ -96,4 +97,4 @@ def keybox() -> KeyBox:
 
 @pytest.fixture
 def store(engine: AsyncEngine, keybox: KeyBox) -> Store:
-    return Store(engine, keybox)
+    return Store(engine, keybox, credential_fields())

@@ -16,14 +16,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, String, Text, inspect, text
+from sqlalchemy import Connection, Text, inspect, text
 
 from chatwire.store.db import alembic_config, make_engine, normalize_url, upgrade
-from chatwire.store.models import Base, ProfileRow
-from chatwire.store.records import PROFILE_TEXT_FIELDS, SECRET_FIELDS
+from chatwire.store.models import Base, CredentialRow, ProfileRow
 
 T = TypeVar("T")
-TABLES = {"users", "api_tokens", "profiles", "custom_models"}
+TABLES = {"users", "api_tokens", "profiles", "credentials", "custom_models"}
+HEAD = "0002"
 
 
 def mode(path: Path) -> int:
@@ -75,7 +75,7 @@ async def test_migrations_match_models(database_url: str) -> None:
 
 async def test_upgrade_is_repeatable_and_reversible(database_url: str) -> None:
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_heads()
-    assert head == ["0001"]
+    assert head == [HEAD]
     await asyncio.to_thread(upgrade, database_url)
     assert await _on(database_url, _versions) == head
 
@@ -87,7 +87,7 @@ async def test_upgrade_is_repeatable_and_reversible(database_url: str) -> None:
 
 async def test_upgrade_from_inside_an_event_loop(empty_database_url: str) -> None:
     upgrade(empty_database_url)  # runs the migration loop in a helper thread
-    assert await _on(empty_database_url, _versions) == ["0001"]
+    assert await _on(empty_database_url, _versions) == [HEAD]
 
 
 @pytest.mark.postgres
@@ -109,15 +109,21 @@ async def test_concurrent_upgrades_take_turns(empty_postgres_url: str) -> None:
         if process.returncode != 0
     ]
     assert failures == []
-    assert await _on(empty_postgres_url, _versions) == ["0001"]
+    assert await _on(empty_postgres_url, _versions) == [HEAD]
 
 
-def test_profile_columns_follow_the_records() -> None:
-    columns = {column.name: column for column in ProfileRow.__table__.columns}
-    assert set(columns) == {*PROFILE_TEXT_FIELDS, "user_id", "use_azure_openai", "updated_at"}
-    for name in PROFILE_TEXT_FIELDS:
-        assert columns[name].nullable
-        assert type(columns[name].type) is (Text if name in SECRET_FIELDS else String)
+def test_credentials_are_rows_not_profile_columns() -> None:
+    """No field name is in the schema: a new provider's field needs no migration."""
+    assert {column.name for column in ProfileRow.__table__.columns} == {
+        "user_id",
+        "use_azure_openai",
+        "updated_at",
+    }
+    columns = {column.name: column for column in CredentialRow.__table__.columns}
+    assert set(columns) == {"user_id", "field", "value", "updated_at"}
+    assert [column.name for column in CredentialRow.__table__.primary_key] == ["user_id", "field"]
+    assert not columns["value"].nullable
+    assert type(columns["value"].type) is Text  # ciphertext, every value
 
 
 async def test_sqlite_files_are_private(tmp_path: Path, permissive_umask: None) -> None:

@@ -10,11 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.core.security import TOKEN_PREFIX, hash_token
+from chatwire.providers.registry import credential_fields
 from chatwire.store.crypto import KeyBox, SecretKeyMismatch
-from chatwire.store.records import MAX_FIELD_LENGTH, PROFILE_TEXT_FIELDS, SECRET_FIELDS
+from chatwire.store.records import MAX_FIELD_LENGTH
 from chatwire.store.repo import CustomModelExists, Store, UserExists, UserNotFound
 
 KEY = "sk-ant-0123456789abcdefSECRET"
+FIELDS = credential_fields()
 
 
 async def raw_rows(engine: AsyncEngine, table: str) -> list[dict[str, object]]:
@@ -129,7 +131,7 @@ async def test_deleting_a_user_cascades(store: Store, engine: AsyncEngine) -> No
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": alice.id})
     assert await store.user_for_token(token) is None
-    for table in ("api_tokens", "profiles", "custom_models"):
+    for table in ("api_tokens", "profiles", "credentials", "custom_models"):
         assert await raw_rows(engine, table) == []
 
 
@@ -140,7 +142,7 @@ async def test_new_user_has_an_empty_profile(store: Store) -> None:
     alice, _ = await store.create_user("alice")
     profile = await store.get_profile(alice.id)
     assert profile.user_id == alice.id
-    assert list(profile.values) == list(PROFILE_TEXT_FIELDS)
+    assert list(profile.values) == list(FIELDS)
     assert all(value is None for value in profile.values.values())
     assert profile.use_azure_openai is False
 
@@ -163,10 +165,18 @@ async def test_profile_round_trip_and_secret_encrypted_at_rest(
     assert await store.get_profile(alice.id) == profile
 
     [row] = await raw_rows(engine, "profiles")
-    stored = str(row["anthropic_api_key"])
-    assert KEY not in repr(row)
-    assert keybox.decrypt(stored) == KEY
-    assert row["azure_openai_endpoint"] == "https://example.openai.azure.com"
+    assert row["use_azure_openai"] in (True, 1)
+    rows = {str(row["field"]): row for row in await raw_rows(engine, "credentials")}
+    assert set(rows) == {"anthropic_api_key", "azure_openai_endpoint"}
+    assert {row["user_id"] for row in rows.values()} == {alice.id}
+    assert KEY not in repr(rows)
+    assert keybox.decrypt(str(rows["anthropic_api_key"]["value"])) == KEY
+    # Settings that are not secret are encrypted too (they are only shown unmasked).
+    assert "example.openai.azure.com" not in repr(rows)
+    assert (
+        keybox.decrypt(str(rows["azure_openai_endpoint"]["value"]))
+        == "https://example.openai.azure.com"
+    )
 
 
 async def test_profile_update_keeps_clears_and_upserts(store: Store) -> None:
@@ -186,7 +196,7 @@ async def test_profile_update_keeps_clears_and_upserts(store: Store) -> None:
 async def test_every_profile_field_round_trips(store: Store) -> None:
     alice, _ = await store.create_user("alice")
     changes: dict[str, str | bool | None] = {
-        name: f"{name}-" + "v" * (MAX_FIELD_LENGTH - len(name) - 1) for name in PROFILE_TEXT_FIELDS
+        name: f"{name}-" + "v" * (MAX_FIELD_LENGTH - len(name) - 1) for name in FIELDS
     }
     endpoint = "https://example.openai.azure.com/"
     changes["azure_openai_endpoint"] = endpoint + "v" * (MAX_FIELD_LENGTH - len(endpoint))
@@ -230,13 +240,16 @@ async def test_profile_of_unknown_user(store: Store) -> None:
 async def test_profile_with_the_wrong_secret_key(store: Store, engine: AsyncEngine) -> None:
     alice, _ = await store.create_user("alice")
     await store.update_profile(alice.id, {"mistral_api_key": KEY})
-    stranger = Store(engine, KeyBox([Fernet.generate_key()]))
+    stranger = Store(engine, KeyBox([Fernet.generate_key()]), FIELDS)
     with pytest.raises(SecretKeyMismatch, match="CHATWIRE_SECRET_KEY"):
         await stranger.get_profile(alice.id)
 
 
-def test_secret_fields_are_profile_fields() -> None:
-    assert set(PROFILE_TEXT_FIELDS) >= SECRET_FIELDS
+def test_the_secret_fields_are_the_api_keys() -> None:
+    assert {name for name, field in FIELDS.items() if field.secret} == {
+        name for name in FIELDS if name.endswith("_api_key")
+    }
+    assert [name for name, field in FIELDS.items() if field.url] == ["azure_openai_endpoint"]
 
 
 # Custom models

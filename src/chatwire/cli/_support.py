@@ -11,6 +11,7 @@ from typing import NoReturn, TypeVar
 import click
 
 from chatwire.core.config import Settings
+from chatwire.providers.registry import credential_fields
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine, upgrade
 from chatwire.store.repo import Store
@@ -22,7 +23,7 @@ T = TypeVar("T")
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     engine = make_engine(settings.resolved_database_url)
     try:
-        yield Store(engine, KeyBox(load_secret_keys(settings)))
+        yield Store(engine, KeyBox(load_secret_keys(settings)), credential_fields())
     finally:
         await engine.dispose()
 
@@ -37,8 +38,7 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
 
 def prepare(settings: Settings) -> None:
     """Apply migrations (creating the data directory and secret key on first start)."""
-    load_secret_keys(settings)
-    upgrade(settings.resolved_database_url)
+    upgrade(settings.resolved_database_url, KeyBox(load_secret_keys(settings)))
 
 
 def fail(message: str) -> NoReturn:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import click
 
 from chatwire.cli._support import fail, prepare, read_secret, with_store
 from chatwire.core.config import Settings
 from chatwire.core.security import mask_secret
-from chatwire.providers.registry import credential_fields
-from chatwire.store.records import PROFILE_TEXT_FIELDS, SECRET_FIELDS
+from chatwire.providers.registry import credential_fields, key_fields
+from chatwire.store.records import CredentialField
 from chatwire.store.repo import Store, UserExists, UserNotFound
 
 
@@ -107,10 +109,12 @@ def keys() -> None:
 
 
 def profile_field(provider: str) -> str:
-    keys = credential_fields().keys
+    fields = credential_fields()
+    keys = key_fields()
     field = keys.get(provider, provider)
-    if field not in PROFILE_TEXT_FIELDS:
-        names = ", ".join([*keys, *(f for f in PROFILE_TEXT_FIELDS if f not in SECRET_FIELDS)])
+    if field not in fields:
+        # Providers by name, then every field no provider name stands for.
+        names = ", ".join([*keys, *(f for f in fields if f not in keys.values())])
         fail(f"unknown provider or field '{provider}'; one of: {names}")
     return field
 
@@ -144,19 +148,19 @@ def keys_list(user: str) -> None:
     settings = Settings()
     prepare(settings)
 
-    async def read(store: Store) -> dict[str, str | None]:
+    async def read(store: Store) -> tuple[Mapping[str, CredentialField], dict[str, str | None]]:
         found = await store.get_user(user)
         if found is None:
             raise UserNotFound(user)
-        return (await store.get_profile(found.id)).values
+        return store.fields, (await store.get_profile(found.id)).values
 
     try:
-        values = with_store(settings, read)
+        fields, values = with_store(settings, read)
     except UserNotFound:
         fail(f"no user '{user}'")
-    for name in PROFILE_TEXT_FIELDS:
+    for name, field in fields.items():
         value = values.get(name)
-        shown = mask_secret(value) if name in SECRET_FIELDS else value
+        shown = mask_secret(value) if field.secret else value
         click.echo(f"{name}\t{shown or '-'}")
 
 

@@ -11,14 +11,15 @@ operator's overrides, ``GET /api/keys``) is derived here from the declarations.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from functools import cache
 from importlib.metadata import entry_points
 from types import MappingProxyType
 
 from chatwire.core.config import Settings
 from chatwire.providers.declaration import Credential, Provider
+from chatwire.store.records import CredentialField
 
 log = logging.getLogger("chatwire.providers")
 GROUP = "chatwire.providers"
@@ -78,34 +79,37 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
     return providers
 
 
-@dataclass(frozen=True, slots=True)
-class Fields:
-    """Every credential field of every provider: the names /api/profile and the store take."""
-
-    by_name: Mapping[str, Credential]
-    # Provider name -> its key field, for ``chatwire keys set USER PROVIDER``.
-    keys: Mapping[str, str]
-
-    def secret(self, name: str) -> bool:
-        credential = self.by_name.get(name)
-        return credential is None or credential.secret
-
-
-def credential_fields(providers: Iterable[Provider] | None = None) -> Fields:
-    by_name: dict[str, Credential] = {}
-    keys: dict[str, str] = {}
+def _credentials(providers: Iterable[Provider] | None) -> dict[str, Credential]:
+    found: dict[str, Credential] = {}
     for provider in declarations() if providers is None else providers:
         for credential in provider.credentials:
-            by_name.setdefault(credential.field, credential)
+            found.setdefault(credential.field, credential)
+    return found
+
+
+def credential_fields(providers: Iterable[Provider] | None = None) -> dict[str, CredentialField]:
+    """Every credential field of every provider, as the store and /api/profile take them."""
+    return {
+        name: CredentialField(secret=credential.secret, url=credential.url)
+        for name, credential in _credentials(providers).items()
+    }
+
+
+def key_fields(providers: Iterable[Provider] | None = None) -> dict[str, str]:
+    """Provider name -> the field of its key, for ``chatwire keys set USER PROVIDER``."""
+    found = {}
+    for provider in declarations() if providers is None else providers:
         if provider.key is not None:
-            keys[provider.name] = provider.key
-    return Fields(MappingProxyType(by_name), MappingProxyType(keys))
+            found[provider.name] = provider.key
+    return found
 
 
-def operator_values(settings: Settings, fields: Fields) -> dict[str, str]:
+def operator_values(
+    settings: Settings, providers: Iterable[Provider] | None = None
+) -> dict[str, str]:
     """Credential field -> the operator's value from the environment, for every user."""
     values = {}
-    for name, credential in fields.by_name.items():
+    for name, credential in _credentials(providers).items():
         if credential.env is not None:
             value = settings.lookup(credential.env)
             if value:

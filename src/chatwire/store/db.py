@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from chatwire.store.crypto import ensure_data_dir
+from chatwire.store.crypto import KeyBox, ensure_data_dir
 
 SCRIPT_LOCATION = "chatwire:migrations"
 
@@ -101,27 +101,34 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str) -> Config:
-    """An Alembic configuration built in code: no alembic.ini is needed on disk."""
+def alembic_config(url: str, keybox: KeyBox | None = None) -> Config:
+    """An Alembic configuration built in code: no alembic.ini is needed on disk.
+
+    ``keybox``: for migrations that encrypt or decrypt stored values (0002 encrypts the
+    profile settings that were kept in clear); one that needs it and has none stops before
+    changing anything, naming what is missing.
+    """
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
     # Passed as an attribute, not an option: configparser would mangle '%' in passwords.
     config.attributes["database_url"] = normalize_url(url).render_as_string(hide_password=False)
+    config.attributes["keybox"] = keybox
     return config
 
 
-def upgrade(url: str) -> None:
+def upgrade(url: str, keybox: KeyBox | None = None) -> None:
     """Apply every migration (``alembic upgrade head``), synchronously.
 
     Safe to run from several processes at once on PostgreSQL (an advisory lock serialises
     them). Not from several threads of one process at once: Alembic's context is global.
+    A database holding profiles needs ``keybox`` (see ``alembic_config``).
     """
     parsed = normalize_url(url)
     path = sqlite_file(parsed)
     if path is not None:
         prepare_sqlite_file(path)
-    config = alembic_config(url)
+    config = alembic_config(url, keybox)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -1,8 +1,8 @@
 """The database tables, as SQLAlchemy 2 declarative models.
 
 ``migrations/versions`` creates exactly these tables; a test compares the two. Secrets are
-never stored in clear: ``api_tokens`` holds only the SHA-256 of a token, and the key
-columns of ``profiles`` and ``custom_models`` hold Fernet ciphertext (``store.crypto``).
+never stored in clear: ``api_tokens`` holds only the SHA-256 of a token, ``credentials``
+and the key column of ``custom_models`` hold Fernet ciphertext (``store.crypto``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chatwire.store.records import MAX_FIELD_LENGTH
+from chatwire.store.records import FIELD_NAME_LENGTH, MAX_FIELD_LENGTH
 
 # Deterministic constraint names, so migrations (and SQLite batch mode) can refer to them.
 NAMING_CONVENTION = {
@@ -67,6 +67,12 @@ def _created_at() -> Mapped[datetime]:
     return mapped_column(UTCDateTime, nullable=False, default=utcnow, server_default=func.now())
 
 
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(
+        UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
 def _owner(*, primary_key: bool = False) -> Mapped[int]:
     return mapped_column(
         Integer,
@@ -75,15 +81,6 @@ def _owner(*, primary_key: bool = False) -> Mapped[int]:
         primary_key=primary_key,
         index=not primary_key,
     )
-
-
-def _secret() -> Mapped[str | None]:
-    # Fernet ciphertext is about 4/3 of the plaintext plus ~100 bytes: sized as Text.
-    return mapped_column(Text, nullable=True)
-
-
-def _text() -> Mapped[str | None]:
-    return mapped_column(String(MAX_FIELD_LENGTH), nullable=True)
 
 
 class Base(DeclarativeBase):
@@ -111,37 +108,30 @@ class ApiToken(Base):
 
 
 class ProfileRow(Base):
-    """One row per user, created on the first update; column names follow chatbot-ui's."""
+    """A user's profile settings, one row per user, created on the first update. Its
+    credentials (keys, endpoints, deployment ids) are rows of ``credentials``."""
 
     __tablename__ = "profiles"
 
     user_id: Mapped[int] = _owner(primary_key=True)
-    # One column per name of records.PROFILE_TEXT_FIELDS (a test checks they match);
-    # the *_api_key columns (records.SECRET_FIELDS) hold ciphertext.
-    openai_api_key: Mapped[str | None] = _secret()
-    openai_organization_id: Mapped[str | None] = _text()
-    anthropic_api_key: Mapped[str | None] = _secret()
-    google_gemini_api_key: Mapped[str | None] = _secret()
-    mistral_api_key: Mapped[str | None] = _secret()
-    groq_api_key: Mapped[str | None] = _secret()
-    perplexity_api_key: Mapped[str | None] = _secret()
-    openrouter_api_key: Mapped[str | None] = _secret()
-    azure_openai_api_key: Mapped[str | None] = _secret()
-    azure_openai_endpoint: Mapped[str | None] = _text()
-    azure_openai_35_turbo_id: Mapped[str | None] = _text()
-    azure_openai_45_turbo_id: Mapped[str | None] = _text()
-    azure_openai_45_vision_id: Mapped[str | None] = _text()
-    azure_openai_embeddings_id: Mapped[str | None] = _text()
     use_azure_openai: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime,
-        nullable=False,
-        default=utcnow,
-        onupdate=utcnow,
-        server_default=func.now(),
-    )
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class CredentialRow(Base):
+    """One stored credential of a user: a field named as in chatbot-ui's profile (which
+    fields exist is the store's configuration, not the schema), its value as Fernet
+    ciphertext, secret or not."""
+
+    __tablename__ = "credentials"
+
+    user_id: Mapped[int] = _owner(primary_key=True)
+    field: Mapped[str] = mapped_column(String(FIELD_NAME_LENGTH), primary_key=True)
+    # Fernet ciphertext is about 4/3 of the plaintext plus ~100 bytes: sized as Text.
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[datetime] = _updated_at()
 
 
 class CustomModelRow(Base):

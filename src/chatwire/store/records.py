@@ -1,30 +1,26 @@
-"""What the store hands out: plain, immutable records with keys already decrypted."""
+"""What the store hands out, plain immutable records with keys already decrypted, and how it
+is told which credential fields exist (``CredentialField``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# chatbot-ui's profile key columns, in its order; all nullable text of at most 1000 chars.
-PROFILE_TEXT_FIELDS: tuple[str, ...] = (
-    "openai_api_key",
-    "openai_organization_id",
-    "anthropic_api_key",
-    "google_gemini_api_key",
-    "mistral_api_key",
-    "groq_api_key",
-    "perplexity_api_key",
-    "openrouter_api_key",
-    "azure_openai_api_key",
-    "azure_openai_endpoint",
-    "azure_openai_35_turbo_id",
-    "azure_openai_45_turbo_id",
-    "azure_openai_45_vision_id",
-    "azure_openai_embeddings_id",
-)
-# Fields encrypted at rest and masked when read back.
-SECRET_FIELDS: frozenset[str] = frozenset(f for f in PROFILE_TEXT_FIELDS if f.endswith("_api_key"))
-MAX_FIELD_LENGTH = 1000
+MAX_FIELD_LENGTH = 1000  # characters of a stored value (a key, an endpoint, a deployment id)
+FIELD_NAME_LENGTH = 100  # characters of a credential field's name
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialField:
+    """How the store and its readers treat one credential field a user may store.
+
+    Every value is encrypted at rest, whatever these say. ``secret`` values are masked
+    whenever they are shown (/api/profile, ``chatwire keys list``); a ``url`` must be a
+    plain http(s) API base, since a route's own path is appended to it.
+    """
+
+    secret: bool
+    url: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +40,7 @@ class TokenRecord:
 @dataclass(frozen=True, slots=True)
 class Profile:
     user_id: int
-    # Every name of PROFILE_TEXT_FIELDS is a key; secrets are decrypted.
+    # Every field the store was given is a key, in its order; values are decrypted.
     values: dict[str, str | None] = field(default_factory=dict, repr=False)
     use_azure_openai: bool = False
 

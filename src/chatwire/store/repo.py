@@ -1,7 +1,8 @@
 """The store: users, bearer tokens, profiles and custom models, one short transaction each.
 
 Every query about a user's data filters by that user's id; records leave with secrets
-decrypted (``records``), rows never leave. Exceptions::
+decrypted (``records``), rows never leave. The credential fields a profile has are given to
+the store when it is built (``profiles``: the schema does not know them). Exceptions::
 
     UserExists          create_user with a name that is taken
     UserNotFound        a user name (or id) that does not exist
@@ -13,13 +14,10 @@ decrypted (``records``), rows never leave. Exceptions::
 from __future__ import annotations
 
 import hmac
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -31,21 +29,25 @@ from chatwire.store.models import (
     USER_NAME_LENGTH,
     ApiToken,
     CustomModelRow,
-    ProfileRow,
     User,
     utcnow,
 )
+from chatwire.store.profiles import Profiles
 from chatwire.store.records import (
     MAX_FIELD_LENGTH,
-    PROFILE_TEXT_FIELDS,
-    SECRET_FIELDS,
+    CredentialField,
     CustomModel,
     Profile,
     TokenRecord,
     UserRecord,
 )
+from chatwire.store.validation import (
+    check_base_url,
+    has_forbidden,
+    text_value,
+    validate_user_name,
+)
 
-PROFILE_FLAGS = frozenset({"use_azure_openai"})
 CUSTOM_MODEL_TEXT = {
     "name": USER_NAME_LENGTH,
     "model_id": MAX_FIELD_LENGTH,
@@ -54,8 +56,6 @@ CUSTOM_MODEL_TEXT = {
     "description": MAX_FIELD_LENGTH,
 }
 CUSTOM_MODEL_FIELDS = frozenset({*CUSTOM_MODEL_TEXT, "context_length"})
-# Control, format, surrogate and line/paragraph separator characters.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 class UserExists(Exception):
@@ -83,47 +83,17 @@ def _rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0))
 
 
-def _has_forbidden(text: str) -> bool:
-    return any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text)
-
-
-def validate_user_name(name: str) -> str:
-    if not isinstance(name, str) or not 1 <= len(name) <= USER_NAME_LENGTH:
-        raise ValueError(f"a user name must be 1 to {USER_NAME_LENGTH} characters")
-    if _has_forbidden(name):
-        raise ValueError("a user name must not contain control characters")
-    if name != name.strip():
-        raise ValueError("a user name must not start or end with whitespace")
-    return name
-
-
-def _text(name: str, value: object, limit: int = MAX_FIELD_LENGTH) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string")
-    if len(value) > limit:
-        raise ValueError(f"{name} is longer than {limit} characters")
-    # Keys, endpoints and ids travel in HTTP headers and URLs: no line breaks or controls.
-    if name != "description" and any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError(f"{name} must not contain control characters")
-    return value
-
-
-def _check_base_url(text: str, name: str = "base_url") -> None:
-    """A plain API base: the route's own path is appended, so nothing may follow it."""
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{name} must be an http:// or https:// URL with a host")
-    if parts.query or parts.fragment or "?" in text or "#" in text:
-        raise ValueError(f"{name} must not carry a query or a fragment")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{name} must not carry credentials")
-
-
 class Store:
-    def __init__(self, engine: AsyncEngine, keybox: KeyBox) -> None:
+    """``fields``: the credential fields a profile has, by name, in the order profiles list
+    them. Stored rows of other names are ignored; updates naming one are refused."""
+
+    def __init__(
+        self, engine: AsyncEngine, keybox: KeyBox, fields: Mapping[str, CredentialField]
+    ) -> None:
         self._engine = engine
         self._sessions = make_sessionmaker(engine)
         self._keybox = keybox
+        self._profiles = Profiles(engine.dialect.name, keybox, fields)
 
     def __repr__(self) -> str:
         return f"<Store {self._engine.url.get_backend_name()}>"
@@ -131,6 +101,11 @@ class Store:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    @property
+    def fields(self) -> Mapping[str, CredentialField]:
+        """The credential fields profiles have, by name, in their order."""
+        return self._profiles.fields
 
     # Users and tokens
 
@@ -240,61 +215,17 @@ class Store:
 
     async def get_profile(self, user_id: int) -> Profile:
         async with self._sessions.begin() as session:
-            row = await session.get(ProfileRow, user_id)
-            return self._profile(user_id, row)
+            return await self._profiles.read(session, user_id)
 
     async def update_profile(
         self, user_id: int, changes: Mapping[str, str | bool | None]
     ) -> Profile:
         """Set (a string), clear (None or "") or keep (absent) each field; returns the result."""
-        values = self._profile_values(changes)
+        checked = self._profiles.changes(changes)
         async with self._sessions.begin() as session:
             await self._require_user(session, user_id)
-            if values:
-                now = utcnow()
-                insert = (
-                    postgresql.insert(ProfileRow)
-                    if self._engine.dialect.name == "postgresql"
-                    else sqlite.insert(ProfileRow)
-                )
-                statement = insert.values(user_id=user_id, updated_at=now, **values)
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[ProfileRow.user_id], set_={**values, "updated_at": now}
-                    )
-                )
-            row = await session.get(ProfileRow, user_id, populate_existing=True)
-            return self._profile(user_id, row)
-
-    def _profile_values(self, changes: Mapping[str, str | bool | None]) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name in PROFILE_FLAGS:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{name} must be true or false")
-                values[name] = value
-            elif name in PROFILE_TEXT_FIELDS:
-                if value is None or value == "":
-                    values[name] = None
-                else:
-                    text = _text(name, value)
-                    if name == "azure_openai_endpoint":
-                        _check_base_url(text, name)
-                    values[name] = self._keybox.encrypt(text) if name in SECRET_FIELDS else text
-            else:
-                raise ValueError(f"unknown profile field {name[:100]!r}")
-        return values
-
-    def _profile(self, user_id: int, row: ProfileRow | None) -> Profile:
-        if row is None:
-            return Profile(user_id=user_id, values=dict.fromkeys(PROFILE_TEXT_FIELDS))
-        values: dict[str, str | None] = {}
-        for name in PROFILE_TEXT_FIELDS:
-            stored: str | None = getattr(row, name)
-            if stored is not None and name in SECRET_FIELDS:
-                stored = self._keybox.decrypt(stored)
-            values[name] = stored
-        return Profile(user_id=user_id, values=values, use_azure_openai=row.use_azure_openai)
+            await self._profiles.write(session, user_id, checked)
+            return await self._profiles.read(session, user_id)
 
     # Custom models
 
@@ -386,11 +317,11 @@ class Store:
                     raise ValueError("context_length must be a positive integer")
                 values[name] = value
                 continue
-            text = _text(name, value, CUSTOM_MODEL_TEXT[name])
-            if name == "name" and (not text.strip() or _has_forbidden(text)):
+            text = text_value(name, value, CUSTOM_MODEL_TEXT[name])
+            if name == "name" and (not text.strip() or has_forbidden(text)):
                 raise ValueError("name must be non-empty, without control characters")
             if name == "base_url":
-                _check_base_url(text)
+                check_base_url(text)
             if name == "model_id" and not text.strip():
                 raise ValueError("model_id must not be empty")
             values[name] = self._keybox.encrypt(text) if name == "api_key" else text
