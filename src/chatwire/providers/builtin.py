@@ -162,6 +162,69 @@ OLLAMA = Provider(
     options={"strict_tool_choice": "false"},
 )
 
+# api-docs.deepseek.com: only n = 1; no "developer" role (a 400 naming the role); log
+# probabilities are an error in thinking mode, the V4 models' default. Usage rides on the last
+# chunk; stream_options is taken, and asking costs nothing where usage comes anyway.
+DEEPSEEK = openai_compatible(
+    "deepseek",
+    "DeepSeek",
+    "https://api.deepseek.com",
+    rules=Rules(
+        ask_for_usage=True,
+        one_choice=True,
+        roles={"developer": "system"},
+        refuse=frozenset({"logprobs", "top_logprobs"}),
+    ),
+)
+
+# docs.x.ai guides/reasoning: reasoning models (every current grok) answer presence_penalty,
+# frequency_penalty and stop with an error. Usage in a chunk of its own when asked. Its models'
+# max output is not documented (the catalogue gives their context as the bound): chatbot-ui's
+# route sends no budget, the model's own default applies.
+XAI = openai_compatible(
+    "xai",
+    "xAI",
+    "https://api.x.ai/v1",
+    rules=Rules(
+        ask_for_usage=True,
+        send_max_tokens=False,
+        refuse=frozenset({"presence_penalty", "frequency_penalty", "stop"}),
+    ),
+)
+
+# Together's OpenAPI description: no "developer" role, no top_logprobs (its logprobs is a
+# number of tokens). Some models report usage only when asked. Max output undocumented, as
+# for xAI.
+TOGETHER = openai_compatible(
+    "together",
+    "Together",
+    "https://api.together.xyz/v1",
+    rules=Rules(
+        ask_for_usage=True,
+        send_max_tokens=False,
+        roles={"developer": "system"},
+        refuse=frozenset({"top_logprobs"}),
+    ),
+)
+
+# docs.fireworks.ai OpenAI compatibility: presence_penalty and frequency_penalty are not
+# supported. Usage on the last chunk (the one with the finish reason); stream_options taken.
+FIREWORKS = openai_compatible(
+    "fireworks",
+    "Fireworks",
+    "https://api.fireworks.ai/inference/v1",
+    rules=Rules(ask_for_usage=True, refuse=frozenset({"presence_penalty", "frequency_penalty"})),
+)
+
+# inference-docs.cerebras.ai: "developer" is not exposed (system messages act at that level);
+# the SDK takes stream_options.include_usage. Max output undocumented for most models.
+CEREBRAS = openai_compatible(
+    "cerebras",
+    "Cerebras",
+    "https://api.cerebras.ai/v1",
+    rules=Rules(ask_for_usage=True, send_max_tokens=False, roles={"developer": "system"}),
+)
+
 PROVIDERS = (
     MISTRAL,
     OPENAI,
@@ -173,4 +236,9 @@ PROVIDERS = (
     ANTHROPIC,
     GOOGLE,
     OLLAMA,
+    DEEPSEEK,
+    XAI,
+    TOGETHER,
+    FIREWORKS,
+    CEREBRAS,
 )
