@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from chatwire.testing.fake_mistral import FakeMistral
+from tests.api.test_metrics import metric
 from tests.conftest import FAKE_KEY
 from tests.test_cli import TOKEN, Cli, make_cli, mode
 
@@ -207,12 +208,15 @@ async def test_serve_first_start_then_chat_then_restart(
         chunks = await stream_chat(client, body)
         profile = await client.get("/api/profile")
         stranger = await client.get("/api/profile", headers={"Authorization": "Bearer cw_x"})
+        metrics = await client.get("/metrics")
     assert b"".join(chunks).decode() == fake.expected_reply(body["messages"])
     assert fake.requests[-1].headers["authorization"] == f"Bearer {FAKE_KEY}"
     assert profile.status_code == 200, profile.text
     assert profile.json()["username"] == "local"
     assert profile.json()["mistral_api_key"] == f"{FAKE_KEY[:3]}...{FAKE_KEY[-4:]}"
     assert stranger.status_code == 401, stranger.text
+    # What startup built is frozen out of the collector's reach (README, Speed).
+    assert metric(metrics.text, "chatwire_gc_frozen_objects") > 1000, metrics.text
     assert FAKE_KEY not in served.stderr() + served.stdout()
     assert mode(cli.data_dir) == 0o700
     for path in cli.data_dir.iterdir():  # database, -wal, -shm and secret.key

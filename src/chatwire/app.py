@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -54,9 +53,13 @@ class Chatwire:
         await self.api(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> ASGIApp:
+def create_app(
+    settings: Settings | None = None, *, after_startup: Callable[[], None] | None = None
+) -> ASGIApp:
+    """The application; ``after_startup`` runs once its services are built (the server
+    freezes the collector there)."""
     settings = settings if settings is not None else Settings()
-    app: ASGIApp = Chatwire(create_api(settings))
+    app: ASGIApp = Chatwire(create_api(settings, after_startup=after_startup))
     if settings.cors_origin_list:
         # Around everything, the chat routes included: a browser UI on another origin calls them.
         app = CORSMiddleware(
@@ -70,16 +73,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     return app
 
 
-def create_api(settings: Settings | None = None) -> FastAPI:
+def create_api(
+    settings: Settings | None = None, *, after_startup: Callable[[], None] | None = None
+) -> FastAPI:
     settings = settings if settings is not None else Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings)
         app.state.services = services
-        # Everything built so far lives as long as the process: keep it out of the
-        # collector's reach so full collections stay short under load (p99 latency).
-        gc.freeze()
+        if after_startup is not None:
+            after_startup()
         try:
             yield
         finally:
