@@ -7,6 +7,7 @@ The helpers here (``Cli``, ``make_cli``, ``token_of``...) are shared with ``test
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import re
@@ -289,3 +290,62 @@ def test_db_upgrade_creates_a_private_data_dir(tmp_path: Path) -> None:
     assert mode(cli.data_dir / "chatwire.db") == 0o600
     for path in cli.data_dir.iterdir():  # -wal / -shm too, if SQLite left any
         assert mode(path) == 0o600, path
+
+
+# What --version, --help and a command's help must not load (README, Development).
+HEAVY_MODULES = (
+    "alembic",
+    "sqlalchemy",
+    "pydantic",
+    "pydantic_settings",
+    "cryptography",
+    "aiohttp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "chatwire.app",
+    "chatwire.server",
+    "chatwire.store.repo",
+)
+RUN_THE_COMMAND = """
+from chatwire.cli import main
+try:
+    main(sys.argv[1:], prog_name="chatwire")
+except SystemExit:
+    pass
+"""
+
+
+def loaded_by(cli: Cli, code: str, *args: str, among: tuple[str, ...]) -> list[str]:
+    """The modules of ``among`` (packages and their submodules) that running ``code`` in a
+    fresh interpreter imported."""
+    script = (
+        f"import sys\n{code}\n"
+        f"print(sorted(n for n in sys.modules if n in {among!r} or n.split('.')[0] in {among!r}),"
+        " file=sys.stderr)"
+    )
+    done = subprocess.run(  # noqa: S603 (our own command, fixed arguments)
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        cwd=cli.cwd,
+        timeout=COMMAND_TIMEOUT,
+        check=True,
+    )
+    loaded: list[str] = ast.literal_eval(done.stderr.splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--version",), ("--help",), ("users", "--help"), ("db", "revision", "--help")],
+)
+def test_help_and_version_load_nothing_heavy(cli: Cli, args: tuple[str, ...]) -> None:
+    assert loaded_by(cli, RUN_THE_COMMAND, *args, among=HEAVY_MODULES) == []
+
+
+def test_the_app_does_not_load_alembic(cli: Cli) -> None:
+    # Migrations run in `chatwire serve` before the app starts; its workers never migrate.
+    code = "import chatwire.app, chatwire.server\nchatwire.server.worker_app"
+    assert loaded_by(cli, code, among=("alembic", "mako")) == []

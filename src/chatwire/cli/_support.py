@@ -1,25 +1,38 @@
-"""What the commands share: settings, the store, prompts and failures."""
+"""What the commands share: settings, the store, prompts and failures.
+
+Only click is imported up front (``chatwire --version`` and ``--help`` answer without
+loading pydantic, SQLAlchemy, Alembic or the app); each helper imports what it uses.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from chatwire.core.config import Settings
-from chatwire.store.crypto import KeyBox, load_secret_keys
-from chatwire.store.db import make_engine, upgrade
-from chatwire.store.repo import Store
+if TYPE_CHECKING:
+    from chatwire.core.config import Settings
+    from chatwire.store.repo import Store
 
 T = TypeVar("T")
 
 
+def load_settings(**overrides: Any) -> Settings:
+    """The settings for a command: the environment, ./.env and ``overrides``."""
+    from chatwire.core.config import Settings
+
+    return Settings(**overrides)
+
+
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    from chatwire.store.crypto import KeyBox, load_secret_keys
+    from chatwire.store.db import make_engine
+    from chatwire.store.repo import Store
+
     engine = make_engine(settings.resolved_database_url)
     try:
         yield Store(engine, KeyBox(load_secret_keys(settings)))
@@ -28,6 +41,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
 
 
 def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    import asyncio
+
     async def go() -> T:
         async with open_store(settings) as store:
             return await action(store)
@@ -37,6 +52,9 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
 
 def prepare(settings: Settings) -> None:
     """Apply migrations (creating the data directory and secret key on first start)."""
+    from chatwire.store.crypto import load_secret_keys
+    from chatwire.store.db import upgrade
+
     load_secret_keys(settings)
     upgrade(settings.resolved_database_url)
 

@@ -1,4 +1,8 @@
-"""Engines, sessions and schema upgrades for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+"""Engines, sessions and schema upgrades for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Alembic is imported by the functions that migrate, not here: the app and the commands
+that only read and write records never load it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,8 @@ import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from chatwire.store.crypto import ensure_data_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SCRIPT_LOCATION = "chatwire:migrations"
 
@@ -103,6 +108,8 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 def alembic_config(url: str) -> Config:
     """An Alembic configuration built in code: no alembic.ini is needed on disk."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
@@ -117,6 +124,8 @@ def upgrade(url: str) -> None:
     Safe to run from several processes at once on PostgreSQL (an advisory lock serialises
     them). Not from several threads of one process at once: Alembic's context is global.
     """
+    from alembic import command
+
     parsed = normalize_url(url)
     path = sqlite_file(parsed)
     if path is not None:
