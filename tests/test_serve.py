@@ -294,3 +294,48 @@ async def test_serve_with_two_workers_answers_chats(
         if loop.time() > deadline:
             pytest.fail(f"workers outlived the server:\n{served.stderr()}")
         await asyncio.sleep(0.05)
+
+
+async def test_workers_get_the_settings_the_command_was_given(
+    tmp_path: Path, launch: Launch, fake: FakeMistral
+) -> None:
+    """Each worker is a fresh interpreter that imports the app by name: the settings the
+    command resolved, here from ``--env-file`` (which no worker reads), must reach it."""
+    assert fake.base_url is not None
+    port = free_port()
+    data_dir = tmp_path / "from-the-env-file"
+    env_file = tmp_path / "chatwire.env"
+    env_file.write_text(
+        f"CHATWIRE_DATA_DIR={data_dir}\nCHATWIRE_MISTRAL_BASE_URL={fake.base_url}\n"
+        f"CHATWIRE_PORT={port}\n"
+    )
+    given = make_cli(tmp_path)
+    env = {name: value for name, value in given.env.items() if name != "CHATWIRE_DATA_DIR"}
+    cli = Cli(data_dir=data_dir, cwd=tmp_path, env=env)
+    served = launch(cli, "--env-file", str(env_file), "serve", "--workers", "2", port=port)
+    await served.wait_ready()
+    token = banner_token(served)
+    _, workers = await asyncio.gather(
+        cli.ok(
+            "--env-file", str(env_file), "keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n"
+        ),
+        wait_for_workers(served, 2),
+    )
+    assert len(workers) == 2, served.stderr()
+
+    # A connection each, so that both workers answer: every one must use the file's database
+    # (the banner's token is known there) and the file's Mistral.
+    bodies = [chat_body(f"Request number {n}") for n in range(8)]
+
+    async def chat_alone(body: dict[str, Any]) -> list[bytes]:
+        async with served.client(token) as client:
+            return await stream_chat(client, body)
+
+    replies = await asyncio.gather(*(chat_alone(body) for body in bodies))
+    for body, chunks in zip(bodies, replies, strict=True):
+        assert b"".join(chunks).decode() == fake.expected_reply(body["messages"])
+    async with served.client(token) as client:
+        metrics = await client.get("/metrics")
+    assert metric(metrics.text, "chatwire_gc_frozen_objects") > 1000, metrics.text
+    assert not (tmp_path / ".chatwire").exists()  # the default data directory: never made
+    assert_stopped(await served.stop(), served)

@@ -75,15 +75,17 @@ def freeze_startup_objects() -> None:
 
 
 def worker_app() -> ASGIApp:
-    """The app of one worker process (``--workers N``), which uvicorn imports by name."""
+    """The app of one worker process (``--workers N``), which uvicorn imports by name, built
+    from the settings the parent resolved (``run``)."""
     from chatwire.app import create_app
 
-    return create_app(after_startup=freeze_startup_objects)
+    return create_app(Settings.from_parent(), after_startup=freeze_startup_objects)
 
 
 def run(settings: Settings) -> None:
     options = uvicorn_config(settings)
     if settings.workers > 1:
+        settings.pass_to_workers()
         uvicorn.run("chatwire.server:worker_app", factory=True, workers=settings.workers, **options)
     else:
         from chatwire.app import create_app

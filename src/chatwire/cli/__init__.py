@@ -6,6 +6,7 @@ commands that need no database do not pay for SQLAlchemy, Alembic or the app.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,7 +26,12 @@ __all__ = ["fail", "load_settings", "main", "open_store", "prepare", "read_secre
 
 @click.group()
 @click.version_option(__version__, prog_name="chatwire")
-def main() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read settings from this file instead of ./.env (the environment still wins).",
+)
+def main(env_file: Path | None) -> None:
     """chatwire: a chat-completion gateway (chatbot-ui chat routes, streaming)."""
 
 

@@ -21,9 +21,14 @@ T = TypeVar("T")
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """The settings for a command: the environment, ./.env and ``overrides``."""
+    """The settings for a command: the environment, the env file (``chatwire --env-file``,
+    else ./.env) and ``overrides``."""
     from chatwire.core.config import Settings
 
+    context = click.get_current_context(silent=True)
+    env_file = context.find_root().params.get("env_file") if context is not None else None
+    if env_file is not None:
+        overrides["_env_file"] = env_file
     return Settings(**overrides)
 
 

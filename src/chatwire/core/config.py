@@ -8,10 +8,15 @@ to every user.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pydantic_core
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where a ``chatwire serve --workers N`` process leaves its settings for its workers.
+_FOR_WORKERS = "_CHATWIRE_WORKER_SETTINGS"
 
 
 def _env(name: str) -> AliasChoices:
@@ -140,3 +145,26 @@ class Settings(BaseSettings):
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         return value or None
+
+    def pass_to_workers(self) -> None:
+        """Leave these exact values in the environment for the worker processes started
+        after this (``from_parent``): a worker is a fresh interpreter, which would otherwise
+        rebuild its settings from the environment and ./.env alone, losing whatever was
+        given in code or read from another file. Secrets included: a process's environment
+        is readable by its own user (and root) only, like the files they came from."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        revealed = {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in values.items()
+        }
+        os.environ[_FOR_WORKERS] = pydantic_core.to_json(revealed).decode()
+
+    @classmethod
+    def from_parent(cls) -> Settings:
+        """The settings a ``chatwire serve`` process passed to its workers."""
+        passed = os.environ.get(_FOR_WORKERS)
+        if passed is None:
+            raise RuntimeError(
+                "no settings from a parent process: start workers with chatwire serve"
+            )
+        return cls.model_validate_json(passed)
