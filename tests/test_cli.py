@@ -349,3 +349,34 @@ def test_the_app_does_not_load_alembic(cli: Cli) -> None:
     # Migrations run in `chatwire serve` before the app starts; its workers never migrate.
     code = "import chatwire.app, chatwire.server\nchatwire.server.worker_app"
     assert loaded_by(cli, code, among=("alembic", "mako")) == []
+
+
+def test_db_revision_against_a_migrated_database_has_nothing_to_do(cli: Cli) -> None:
+    """``chatwire db revision --autogenerate`` writes the next migration where Alembic finds
+    it; against a database at head, with the models as they are, it has no operations."""
+    versions = Path(chatwire.__file__).parent / "migrations" / "versions"
+    before = set(versions.rglob("*"))
+    try:
+        result = cli.run("db", "revision", "-m", "Nothing to change", "--autogenerate")
+        assert result.returncode == 0, result
+        written = Path(result.stdout.removesuffix("\n"))
+        assert written == versions / "0002_nothing_to_change.py", result
+        source = written.read_text()
+        assert "revision: str = '0002'" in source
+        assert "down_revision: str | None = '0001'" in source
+        functions = {
+            node.name: node.body
+            for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef)
+        }
+        assert set(functions) == {"upgrade", "downgrade"}
+        for body in functions.values():
+            assert [type(statement) for statement in body] == [ast.Pass], source
+    finally:
+        made = set(versions.rglob("*")) - before
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+    assert set(versions.rglob("*")) == before

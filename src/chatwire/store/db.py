@@ -139,3 +139,20 @@ def upgrade(url: str) -> None:
     # Called from inside an event loop: the migration env needs a loop of its own.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatwire-upgrade") as pool:
         pool.submit(command.upgrade, config, "head").result()
+
+
+def new_revision(url: str, message: str, *, autogenerate: bool) -> Path:
+    """Write a new, empty migration into the package's ``migrations/versions``, numbered
+    after the head (``alembic revision``); with ``autogenerate``, filled with what the
+    models have that the database at ``url`` (which must be at head) does not. Returns its
+    path."""
+    from alembic import command
+    from alembic.script import Script, ScriptDirectory
+
+    config = alembic_config(url)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    rev_id = f"{int(head) + 1:04d}" if head is not None and head.isdigit() else None
+    script = command.revision(config, message, autogenerate=autogenerate, rev_id=rev_id)
+    if not isinstance(script, Script):
+        raise RuntimeError(f"Alembic wrote no single revision: {script!r}")
+    return Path(script.path)
