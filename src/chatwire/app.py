@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from chatwire import __version__
 from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
+from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
 from chatwire.api.routes.chat import PREFIX, ChatRoute
@@ -24,7 +25,6 @@ from chatwire.openai_api.route import PATH as COMPLETIONS
 from chatwire.openai_api.route import ChatCompletionsRoute
 from chatwire.providers.registry import build_providers
 from chatwire.services import Services
-from chatwire.timing import ServerTimingMiddleware
 
 
 class Chatwire:
@@ -102,7 +102,7 @@ def create_api(
         return {"status": "ok"}
 
     openapi.install(app, build_providers(settings))
-    app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(ResponseHeads)
     app.add_exception_handler(ChatwireError, _chatwire_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
