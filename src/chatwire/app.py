@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from chatwire import __version__
 from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
+from chatwire.api.auth import guard_operator_routes
 from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
@@ -103,6 +104,8 @@ def create_api(
 
     openapi.install(app, build_providers(settings))
     app.add_middleware(ResponseHeads)
+    if settings.metrics_token:
+        guard_operator_routes(app, settings.metrics_token.get_secret_value())
     app.add_exception_handler(ChatwireError, _chatwire_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

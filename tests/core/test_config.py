@@ -19,6 +19,7 @@ def test_workers_get_every_value_of_the_parent(
         data_dir=tmp_path / "data",
         database_url="postgresql+asyncpg://chatwire@db.internal/chatwire",
         secret_key=SecretStr("k1,k2"),
+        metrics_token=SecretStr("scrape-me"),
         mistral_api_key=SecretStr("sk-operator"),
         mistral_base_url="http://127.0.0.1:9/v1",
         models_file=tmp_path / "models.json",

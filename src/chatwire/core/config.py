@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.
     cors_origins: str = ""
+    # A bearer token of the operator's own for /metrics and the API docs (/docs, /redoc,
+    # /openapi.json); unset or empty, they are open to anyone who can reach the port.
+    metrics_token: SecretStr | None = None
 
     @property
     def cors_origin_list(self) -> list[str]:
