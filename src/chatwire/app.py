@@ -138,6 +138,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:  # no route matched: the routes' own 404s are ChatwireErrors
+        unknown = openapi.unknown_url(request.app, request.method, request.url.path)
+        return _error_response(request, unknown)
     response = _error_response(request, ChatwireError(str(exc.detail), status=exc.status_code))
     response.headers.update(exc.headers or {})
     return response
