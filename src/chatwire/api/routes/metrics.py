@@ -41,7 +41,7 @@ class _Live(Collector):
         yield GaugeMetricFamily(
             "chatwire_gc_frozen_objects",
             "Objects gc.freeze() put out of the collector's reach after startup "
-            "(chatwire serve does; 0 for an app embedded in another server).",
+            "(chatwire serve freezes; an app served by another program leaves it to that one).",
             gc.get_freeze_count(),
         )
 
