@@ -7,6 +7,7 @@ The helpers here (``Cli``, ``make_cli``, ``token_of``...) are shared with ``test
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import re
@@ -24,25 +25,16 @@ import pytest
 import chatwire
 from chatwire.cli import open_store
 from chatwire.core.config import Settings
+from chatwire.providers.registry import declarations
 from chatwire.store.repo import Store
 
-# Every provider variable chatwire reads (README, Configuration): a developer's real key in
+# Every provider variable chatwire reads (the declarations' credentials): a developer's real key in
 # the environment must neither reach these tests nor change what they see.
-PROVIDER_VARIABLES = (
-    "MISTRAL_API_KEY",
-    "OPENAI_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "GOOGLE_GEMINI_API_KEY",
-    "GROQ_API_KEY",
-    "PERPLEXITY_API_KEY",
-    "OPENROUTER_API_KEY",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_ENDPOINT",
-    "OPENAI_ORGANIZATION_ID",
-    "AZURE_GPT_35_TURBO_NAME",
-    "AZURE_GPT_45_TURBO_NAME",
-    "AZURE_GPT_45_VISION_NAME",
-    "AZURE_EMBEDDINGS_NAME",
+PROVIDER_VARIABLES = frozenset(
+    credential.env
+    for provider in declarations()
+    for credential in provider.credentials
+    if credential.env is not None
 )
 CONSOLE_SCRIPT = Path(sys.executable).with_name("chatwire")
 COMMAND_TIMEOUT = 30.0
@@ -289,3 +281,95 @@ def test_db_upgrade_creates_a_private_data_dir(tmp_path: Path) -> None:
     assert mode(cli.data_dir / "chatwire.db") == 0o600
     for path in cli.data_dir.iterdir():  # -wal / -shm too, if SQLite left any
         assert mode(path) == 0o600, path
+
+
+# What --version, --help and a command's help must not load (README, Development).
+HEAVY_MODULES = (
+    "alembic",
+    "sqlalchemy",
+    "pydantic",
+    "pydantic_settings",
+    "cryptography",
+    "aiohttp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "chatwire.app",
+    "chatwire.server",
+    "chatwire.store.repo",
+)
+RUN_THE_COMMAND = """
+from chatwire.cli import main
+try:
+    main(sys.argv[1:], prog_name="chatwire")
+except SystemExit:
+    pass
+"""
+
+
+def loaded_by(cli: Cli, code: str, *args: str, among: tuple[str, ...]) -> list[str]:
+    """The modules of ``among`` (packages and their submodules) that running ``code`` in a
+    fresh interpreter imported."""
+    script = (
+        f"import sys\n{code}\n"
+        f"print(sorted(n for n in sys.modules if n in {among!r} or n.split('.')[0] in {among!r}),"
+        " file=sys.stderr)"
+    )
+    done = subprocess.run(  # noqa: S603 (our own command, fixed arguments)
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        cwd=cli.cwd,
+        timeout=COMMAND_TIMEOUT,
+        check=True,
+    )
+    loaded: list[str] = ast.literal_eval(done.stderr.splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--version",), ("--help",), ("users", "--help"), ("db", "revision", "--help")],
+)
+def test_help_and_version_load_nothing_heavy(cli: Cli, args: tuple[str, ...]) -> None:
+    assert loaded_by(cli, RUN_THE_COMMAND, *args, among=HEAVY_MODULES) == []
+
+
+def test_the_app_does_not_load_alembic(cli: Cli) -> None:
+    # Migrations run in `chatwire serve` before the app starts; its workers never migrate.
+    code = "import chatwire.app, chatwire.server\nchatwire.server.worker_app"
+    assert loaded_by(cli, code, among=("alembic", "mako")) == []
+
+
+def test_db_revision_against_a_migrated_database_has_nothing_to_do(cli: Cli) -> None:
+    """``chatwire db revision --autogenerate`` writes the next migration where Alembic finds
+    it; against a database at head, with the models as they are, it has no operations."""
+    versions = Path(chatwire.__file__).parent / "migrations" / "versions"
+    before = set(versions.rglob("*"))
+    head = max(int(path.name[:4]) for path in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    number, previous = f"{head + 1:04d}", f"{head:04d}"
+    try:
+        result = cli.run("db", "revision", "-m", "Nothing to change", "--autogenerate")
+        assert result.returncode == 0, result
+        written = Path(result.stdout.removesuffix("\n"))
+        assert written == versions / f"{number}_nothing_to_change.py", result
+        source = written.read_text()
+        assert f"revision: str = '{number}'" in source
+        assert f"down_revision: str | None = '{previous}'" in source
+        functions = {
+            node.name: node.body
+            for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef)
+        }
+        assert set(functions) == {"upgrade", "downgrade"}
+        for body in functions.values():
+            assert [type(statement) for statement in body] == [ast.Pass], source
+    finally:
+        made = set(versions.rglob("*")) - before
+        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+    assert set(versions.rglob("*")) == before

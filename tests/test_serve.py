@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
+from tests.api.test_metrics import metric
 from tests.conftest import FAKE_KEY
 from tests.fakes.fake_mistral import FakeMistral
 from tests.test_cli import TOKEN, Cli, make_cli, mode
@@ -207,12 +208,15 @@ async def test_serve_first_start_then_chat_then_restart(
         chunks = await stream_chat(client, body)
         profile = await client.get("/api/profile")
         stranger = await client.get("/api/profile", headers={"Authorization": "Bearer cw_x"})
+        metrics = await client.get("/metrics")
     assert b"".join(chunks).decode() == fake.expected_reply(body["messages"])
     assert fake.requests[-1].headers["authorization"] == f"Bearer {FAKE_KEY}"
     assert profile.status_code == 200, profile.text
     assert profile.json()["username"] == "local"
     assert profile.json()["mistral_api_key"] == f"{FAKE_KEY[:3]}...{FAKE_KEY[-4:]}"
     assert stranger.status_code == 401, stranger.text
+    # What startup built is frozen out of the collector's reach (README, Speed).
+    assert metric(metrics.text, "chatwire_gc_frozen_objects") > 1000, metrics.text
     assert FAKE_KEY not in served.stderr() + served.stdout()
     assert mode(cli.data_dir) == 0o700
     for path in cli.data_dir.iterdir():  # database, -wal, -shm and secret.key
@@ -290,3 +294,48 @@ async def test_serve_with_two_workers_answers_chats(
         if loop.time() > deadline:
             pytest.fail(f"workers outlived the server:\n{served.stderr()}")
         await asyncio.sleep(0.05)
+
+
+async def test_workers_get_the_settings_the_command_was_given(
+    tmp_path: Path, launch: Launch, fake: FakeMistral
+) -> None:
+    """Each worker is a fresh interpreter that imports the app by name: the settings the
+    command resolved, here from ``--env-file`` (which no worker reads), must reach it."""
+    assert fake.base_url is not None
+    port = free_port()
+    data_dir = tmp_path / "from-the-env-file"
+    env_file = tmp_path / "chatwire.env"
+    env_file.write_text(
+        f"CHATWIRE_DATA_DIR={data_dir}\nCHATWIRE_MISTRAL_BASE_URL={fake.base_url}\n"
+        f"CHATWIRE_PORT={port}\n"
+    )
+    given = make_cli(tmp_path)
+    env = {name: value for name, value in given.env.items() if name != "CHATWIRE_DATA_DIR"}
+    cli = Cli(data_dir=data_dir, cwd=tmp_path, env=env)
+    served = launch(cli, "--env-file", str(env_file), "serve", "--workers", "2", port=port)
+    await served.wait_ready()
+    token = banner_token(served)
+    _, workers = await asyncio.gather(
+        cli.ok(
+            "--env-file", str(env_file), "keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n"
+        ),
+        wait_for_workers(served, 2),
+    )
+    assert len(workers) == 2, served.stderr()
+
+    # A connection each, so that both workers answer: every one must use the file's database
+    # (the banner's token is known there) and the file's Mistral.
+    bodies = [chat_body(f"Request number {n}") for n in range(8)]
+
+    async def chat_alone(body: dict[str, Any]) -> list[bytes]:
+        async with served.client(token) as client:
+            return await stream_chat(client, body)
+
+    replies = await asyncio.gather(*(chat_alone(body) for body in bodies))
+    for body, chunks in zip(bodies, replies, strict=True):
+        assert b"".join(chunks).decode() == fake.expected_reply(body["messages"])
+    async with served.client(token) as client:
+        metrics = await client.get("/metrics")
+    assert metric(metrics.text, "chatwire_gc_frozen_objects") > 1000, metrics.text
+    assert not (tmp_path / ".chatwire").exists()  # the default data directory: never made
+    assert_stopped(await served.stop(), served)

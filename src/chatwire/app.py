@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -16,6 +15,8 @@ from starlette.types import ASGIApp
 from chatwire import __version__
 from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
+from chatwire.api.auth import guard_operator_routes
+from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
 from chatwire.core.config import Settings
@@ -27,7 +28,6 @@ from chatwire.gateway.pipeline import ChatPipeline
 from chatwire.providers.registry import build_providers, credential_fields
 from chatwire.services import Services
 from chatwire.store.records import CredentialField
-from chatwire.timing import ServerTimingMiddleware
 
 
 class Chatwire:
@@ -57,11 +57,16 @@ class Chatwire:
 
 
 def create_app(
-    settings: Settings | None = None, fields: Mapping[str, CredentialField] | None = None
+    settings: Settings | None = None,
+    fields: Mapping[str, CredentialField] | None = None,
+    *,
+    after_startup: Callable[[], None] | None = None,
 ) -> ASGIApp:
-    """``fields``: the credential fields profiles have; by default ``credential_fields()``."""
+    """The application. ``fields``: the credential fields profiles have (by default
+    ``credential_fields()``); ``after_startup`` runs once its services are built (the server
+    freezes the collector there)."""
     settings = settings if settings is not None else Settings()
-    app: ASGIApp = Chatwire(create_api(settings, fields))
+    app: ASGIApp = Chatwire(create_api(settings, fields, after_startup=after_startup))
     if settings.cors_origin_list:
         # Around everything, the chat routes included: a browser UI on another origin calls them.
         app = CORSMiddleware(
@@ -76,7 +81,10 @@ def create_app(
 
 
 def create_api(
-    settings: Settings | None = None, fields: Mapping[str, CredentialField] | None = None
+    settings: Settings | None = None,
+    fields: Mapping[str, CredentialField] | None = None,
+    *,
+    after_startup: Callable[[], None] | None = None,
 ) -> FastAPI:
     settings = settings if settings is not None else Settings()
     # One mapping for the store and the profile routes' models, fixed for the app's life.
@@ -86,9 +94,8 @@ def create_api(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings, known)
         app.state.services = services
-        # Everything built so far lives as long as the process: keep it out of the
-        # collector's reach so full collections stay short under load (p99 latency).
-        gc.freeze()
+        if after_startup is not None:
+            after_startup()
         try:
             yield
         finally:
@@ -107,7 +114,9 @@ def create_api(
         return {"status": "ok"}
 
     openapi.install(app, build_providers(settings))
-    app.add_middleware(ServerTimingMiddleware)
+    app.add_middleware(ResponseHeads)
+    if settings.metrics_token:
+        guard_operator_routes(app, settings.metrics_token.get_secret_value())
     app.add_exception_handler(ChatwireError, _chatwire_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -140,6 +149,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:  # no route matched: the routes' own 404s are ChatwireErrors
+        unknown = openapi.unknown_url(request.app, request.method, request.url.path)
+        return _error_response(request, unknown)
     response = _error_response(request, ChatwireError(str(exc.detail), status=exc.status_code))
     response.headers.update(exc.headers or {})
     return response

@@ -8,6 +8,7 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── KeyMissing              400  no key for the provider, stored or from the environment
     ├── NotFound                404  a record of the caller's that does not exist
     │   └── ProviderNotFound    404  /api/chat/<name> for a provider chatwire does not know
+    ├── UnknownURL              404  a path no route serves
     ├── MethodNotAllowed        405  anything but POST on a chat route
     ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
@@ -56,6 +57,10 @@ class NotFound(ChatwireError):
 
 class ProviderNotFound(NotFound):
     pass
+
+
+class UnknownURL(ChatwireError):
+    status = 404
 
 
 class InternalError(ChatwireError):

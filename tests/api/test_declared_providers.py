@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from chatwire.catalogue import Catalogue
 from chatwire.providers.builtin import CEREBRAS, DEEPSEEK, FIREWORKS, TOGETHER, XAI
@@ -34,7 +35,7 @@ ENV = {
     "fireworks": "FIREWORKS_API_KEY",
     "cerebras": "CEREBRAS_API_KEY",
 }
-MESSAGES = [{"role": "user", "content": "Tell me about the sea"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Tell me about the sea"}]
 
 
 def in_use(provider: Provider) -> str:
@@ -111,7 +112,7 @@ async def test_openai_route_streams_from_it_with_usage(wired: Wired) -> None:
     async with wired.sdk() as client:
         stream = await client.chat.completions.create(
             model=f"{wired.provider.name}/{wired.model}",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -121,7 +122,8 @@ async def test_openai_route_streams_from_it_with_usage(wired: Wired) -> None:
     assert text == wired.fake.expected_reply(sent["messages"], model=wired.model)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0
     assert {c.model for c in chunks} == {f"{wired.provider.name}/{wired.model}"}
 
 
@@ -197,7 +199,7 @@ async def refusals(wired: Wired) -> None:
             with pytest.raises(openai.BadRequestError) as caught:
                 await client.chat.completions.create(
                     model=f"{wired.provider.name}/{wired.model}",
-                    messages=MESSAGES,  # type: ignore[arg-type]
+                    messages=MESSAGES,
                     extra_body={name: values.get(name, 0.5)},
                 )
             shown = "n > 1" if name == "n" else name
@@ -211,7 +213,7 @@ async def test_the_developer_role_as_its_rules_say(wired: Wired) -> None:
     async with wired.sdk() as client:
         await client.chat.completions.create(
             model=f"{wired.provider.name}/{wired.model}",
-            messages=[{"role": "developer", "content": "Be brief."}, *MESSAGES],  # type: ignore[list-item]
+            messages=[{"role": "developer", "content": "Be brief."}, *MESSAGES],
         )
     role = wired.fake.requests[-1].json["messages"][0]["role"]
     assert role == wired.provider.rules.roles.get("developer", "developer")

@@ -40,9 +40,15 @@ def read_heads(scope: Scope) -> Heads:
             length = value
         elif key == b"x-request-id":
             given = value
-    if not (given and len(given) <= 64 and given.replace(b"-", b"").isalnum() and given.isascii()):
-        given = secrets.token_hex(8).encode()
-    return Heads(authorization, length, given)
+    return Heads(authorization, length, request_id(given))
+
+
+def request_id(given: bytes | None) -> bytes:
+    """The client's X-Request-ID when it is a sane one (up to 64 ASCII letters, digits and
+    dashes, so it can go into logs and headers as it is), else a new one."""
+    if given and len(given) <= 64 and given.replace(b"-", b"").isalnum() and given.isascii():
+        return given
+    return secrets.token_hex(8).encode()
 
 
 async def read_body(

@@ -14,6 +14,7 @@ from chatwire.errors import (
     ChatwireError,
     KeyMissing,
     NotFound,
+    UnknownURL,
     UpstreamKeyInvalid,
 )
 
@@ -34,6 +35,8 @@ def openai_error(error: ChatwireError) -> dict[str, Any]:
         code: str | None = "invalid_api_key"
     elif isinstance(error, NotFound):
         code = "model_not_found"
+    elif isinstance(error, UnknownURL):
+        code = "unknown_url"
     elif isinstance(error, UpstreamKeyInvalid | KeyMissing):
         code = (
             "provider_key_invalid"

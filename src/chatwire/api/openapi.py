@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from chatwire.api.schemas import ChatRequest
 from chatwire.dialects.openai_chat import ChatCompletionRequest
+from chatwire.errors import UnknownURL
 
 _REF = "#/components/schemas/{name}"
 _ERROR = {
@@ -38,6 +39,7 @@ _OPENAI_ERROR = {
     },
     "required": ["error"],
 }
+_METHODS = frozenset(("get", "put", "post", "delete", "options", "head", "patch", "trace"))
 _FAILURES = {
     "400": "Invalid body, or no key stored for the provider",
     "401": "No or bad bearer token, or the provider refused the key",
@@ -54,6 +56,25 @@ _FAILURES = {
 def install(app: FastAPI, providers: Iterable[str]) -> None:
     """Make ``app.openapi()`` describe the chat routes too."""
     app.openapi = _builder(app, sorted(providers))  # type: ignore[method-assign]
+
+
+def unknown_url(app: FastAPI, method: str, path: str) -> UnknownURL:
+    """The 404 for a path no route serves, naming the routes under its first segment (all
+    of them when none is): read from the description, so the chat routes are in it."""
+    routes = [
+        (route, f"{verb.upper()} {route}")
+        for route, operations in app.openapi()["paths"].items()
+        for verb in operations
+        if verb in _METHODS
+    ]
+    prefix = "/" + path.lstrip("/").split("/", 1)[0]
+    near = [shown for route, shown in routes if route.startswith(prefix + "/")]
+    listed = (
+        f"under {prefix} are: {', '.join(near)}"
+        if near
+        else "are: " + ", ".join(shown for _, shown in routes)
+    )
+    return UnknownURL(f"Unknown URL: {method} {path[:200]}. The routes {listed}.")
 
 
 def _builder(app: FastAPI, providers: list[str]) -> Callable[[], dict[str, Any]]:

@@ -1,25 +1,37 @@
-"""The ``chatwire`` command: serve, manage users, tokens and keys, run the demo."""
+"""The ``chatwire`` command: serve, manage users, tokens and keys, run the demo.
+
+Each command imports the modules it needs when it runs: ``--version``, ``--help`` and the
+commands that need no database do not pay for SQLAlchemy, Alembic or the app.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from chatwire import __version__
-from chatwire.cli._support import fail, open_store, prepare, read_secret, with_store
+from chatwire.cli._support import fail, load_settings, open_store, prepare, read_secret, with_store
 from chatwire.cli.accounts import keys, tokens, users
 from chatwire.cli.custom import custom_models
+from chatwire.cli.database import db
 from chatwire.cli.tools import demo
-from chatwire.core.config import Settings
-from chatwire.store.repo import Store
 
-__all__ = ["fail", "main", "open_store", "prepare", "read_secret", "with_store"]
+if TYPE_CHECKING:
+    from chatwire.store.repo import Store
+
+__all__ = ["fail", "load_settings", "main", "open_store", "prepare", "read_secret", "with_store"]
 
 
 @click.group()
 @click.version_option(__version__, prog_name="chatwire")
-def main() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read settings from this file instead of ./.env (the environment still wins).",
+)
+def main(env_file: Path | None) -> None:
     """chatwire: a chat-completion gateway (chatbot-ui chat routes, streaming)."""
 
 
@@ -32,8 +44,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from chatwire.server import run
 
     given: dict[str, Any] = {"host": host, "port": port, "workers": workers}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    settings = Settings(**overrides)
+    settings = load_settings(**{k: v for k, v in given.items() if v is not None})
     prepare(settings)
     first = with_store(settings, first_start_user)
     if first is not None:
@@ -53,18 +64,7 @@ async def first_start_user(store: Store) -> str | None:
     return token
 
 
-@main.group()
-def db() -> None:
-    """Database maintenance."""
-
-
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Apply all migrations to CHATWIRE_DATABASE_URL."""
-    prepare(Settings())
-    click.echo("database is up to date", err=True)
-
-
+main.add_command(db)
 main.add_command(users)
 main.add_command(tokens)
 main.add_command(keys)

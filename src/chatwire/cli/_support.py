@@ -1,26 +1,44 @@
-"""What the commands share: settings, the store, prompts and failures."""
+"""What the commands share: settings, the store, prompts and failures.
+
+Only click is imported up front (``chatwire --version`` and ``--help`` answer without
+loading pydantic, SQLAlchemy, Alembic or the app); each helper imports what it uses.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from chatwire.core.config import Settings
-from chatwire.providers.registry import credential_fields
-from chatwire.store.crypto import KeyBox, load_secret_keys
-from chatwire.store.db import make_engine, upgrade
-from chatwire.store.repo import Store
+if TYPE_CHECKING:
+    from chatwire.core.config import Settings
+    from chatwire.store.repo import Store
 
 T = TypeVar("T")
 
 
+def load_settings(**overrides: Any) -> Settings:
+    """The settings for a command: the environment, the env file (``chatwire --env-file``,
+    else ./.env) and ``overrides``."""
+    from chatwire.core.config import Settings
+
+    context = click.get_current_context(silent=True)
+    env_file = context.find_root().params.get("env_file") if context is not None else None
+    if env_file is not None:
+        overrides["_env_file"] = env_file
+    return Settings(**overrides)
+
+
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    from chatwire.providers.registry import credential_fields
+    from chatwire.store.crypto import KeyBox, load_secret_keys
+    from chatwire.store.db import make_engine
+    from chatwire.store.repo import Store
+
     engine = make_engine(settings.resolved_database_url)
     try:
         yield Store(engine, KeyBox(load_secret_keys(settings)), credential_fields())
@@ -29,6 +47,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
 
 
 def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    import asyncio
+
     async def go() -> T:
         async with open_store(settings) as store:
             return await action(store)
@@ -38,6 +58,9 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
 
 def prepare(settings: Settings) -> None:
     """Apply migrations (creating the data directory and secret key on first start)."""
+    from chatwire.store.crypto import KeyBox, load_secret_keys
+    from chatwire.store.db import upgrade
+
     upgrade(settings.resolved_database_url, KeyBox(load_secret_keys(settings)))
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
-from chatwire.cli._support import fail, prepare, read_secret, with_store
-from chatwire.core.config import Settings
+from chatwire.cli._support import fail, load_settings, prepare, read_secret, with_store
 from chatwire.core.security import mask_secret
-from chatwire.providers.registry import credential_fields, key_fields
 from chatwire.store.records import CredentialField
-from chatwire.store.repo import Store, UserExists, UserNotFound
+
+if TYPE_CHECKING:
+    from chatwire.core.config import Settings
+    from chatwire.store.repo import Store
 
 
 @click.group()
@@ -23,7 +25,9 @@ def users() -> None:
 @click.argument("name")
 def users_create(name: str) -> None:
     """Create a user; prints its bearer token alone on stdout, once."""
-    settings = Settings()
+    from chatwire.store.repo import UserExists
+
+    settings = load_settings()
     prepare(settings)
     try:
         _, token = with_store(settings, lambda s: s.create_user(name))
@@ -38,7 +42,7 @@ def users_create(name: str) -> None:
 @users.command("list")
 def users_list() -> None:
     """List users."""
-    settings = Settings()
+    settings = load_settings()
     prepare(settings)
     for user in with_store(settings, lambda s: s.list_users()):
         click.echo(f"{user.id}\t{user.name}")
@@ -53,7 +57,9 @@ def tokens() -> None:
 @click.argument("user")
 def tokens_create(user: str) -> None:
     """Create another token for USER; prints it alone on stdout, once."""
-    settings = Settings()
+    from chatwire.store.repo import UserNotFound
+
+    settings = load_settings()
     prepare(settings)
     try:
         click.echo(with_store(settings, lambda s: s.create_token(user)))
@@ -65,7 +71,9 @@ def tokens_create(user: str) -> None:
 @click.argument("user")
 def tokens_list(user: str) -> None:
     """List USER's tokens (ids and dates; tokens themselves are never stored)."""
-    settings = Settings()
+    from chatwire.store.repo import UserNotFound
+
+    settings = load_settings()
     prepare(settings)
     try:
         records = with_store(settings, lambda s: s.list_tokens(user))
@@ -82,9 +90,11 @@ def tokens_list(user: str) -> None:
 def tokens_revoke(token_id: int | None, user: str | None) -> None:
     """Revoke a token by id (see 'tokens list'), all of a user's tokens with --user,
     or, with neither, the token read from standard input (never from the command line)."""
+    from chatwire.store.repo import UserNotFound
+
     if user is not None and token_id is not None:
         raise click.UsageError("give a token id or --user, not both")
-    settings = Settings()
+    settings = load_settings()
     prepare(settings)
     if user is not None:
         try:
@@ -109,6 +119,8 @@ def keys() -> None:
 
 
 def profile_field(provider: str) -> str:
+    from chatwire.providers.registry import credential_fields, key_fields
+
     fields = credential_fields()
     keys = key_fields()
     field = keys.get(provider, provider)
@@ -124,7 +136,7 @@ def profile_field(provider: str) -> str:
 @click.argument("provider")
 def keys_set(user: str, provider: str) -> None:
     """Store USER's key for PROVIDER, read from a hidden prompt or stdin (never argv)."""
-    settings = Settings()
+    settings = load_settings()
     field = profile_field(provider)
     value = read_secret(f"{provider} value for {user}")
     _update_profile(settings, user, field, value)
@@ -136,7 +148,7 @@ def keys_set(user: str, provider: str) -> None:
 @click.argument("provider")
 def keys_clear(user: str, provider: str) -> None:
     """Remove USER's stored key for PROVIDER."""
-    settings = Settings()
+    settings = load_settings()
     _update_profile(settings, user, profile_field(provider), None)
     click.echo("cleared", err=True)
 
@@ -145,7 +157,9 @@ def keys_clear(user: str, provider: str) -> None:
 @click.argument("user")
 def keys_list(user: str) -> None:
     """Show USER's stored settings, keys masked."""
-    settings = Settings()
+    from chatwire.store.repo import UserNotFound
+
+    settings = load_settings()
     prepare(settings)
 
     async def read(store: Store) -> tuple[Mapping[str, CredentialField], dict[str, str | None]]:
@@ -165,6 +179,8 @@ def keys_list(user: str) -> None:
 
 
 def _update_profile(settings: Settings, user: str, field: str, value: str | None) -> None:
+    from chatwire.store.repo import UserNotFound
+
     prepare(settings)
 
     async def update(store: Store) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from chatwire.cli._support import fail, prepare, read_secret, with_store
-from chatwire.core.config import Settings
+from chatwire.cli._support import fail, load_settings, prepare, read_secret, with_store
 from chatwire.core.security import mask_secret
-from chatwire.store.records import CustomModel
-from chatwire.store.repo import Store, UserNotFound
+
+if TYPE_CHECKING:
+    from chatwire.store.records import CustomModel
+    from chatwire.store.repo import Store
 
 
 async def _user_id(store: Store, user: str) -> int:
+    from chatwire.store.repo import UserNotFound
+
     found = await store.get_user(user)
     if found is None:
         raise UserNotFound(user)
@@ -42,7 +47,9 @@ def add(
 ) -> None:
     """Add a custom model; its API key is read from a hidden prompt or stdin (never argv).
     Prints the new model's id, to send as customModelId."""
-    settings = Settings()
+    from chatwire.store.repo import UserNotFound
+
+    settings = load_settings()
     prepare(settings)
     api_key = "" if no_key else read_secret(f"API key for {name}")
 
@@ -70,7 +77,9 @@ def add(
 @click.argument("user")
 def list_models(user: str) -> None:
     """List USER's custom models (keys masked)."""
-    settings = Settings()
+    from chatwire.store.repo import UserNotFound
+
+    settings = load_settings()
     prepare(settings)
 
     async def read(store: Store) -> list[CustomModel]:
@@ -90,7 +99,9 @@ def list_models(user: str) -> None:
 @click.argument("model", type=int)
 def remove(user: str, model: int) -> None:
     """Remove USER's custom model with id MODEL."""
-    settings = Settings()
+    from chatwire.store.repo import UserNotFound
+
+    settings = load_settings()
     prepare(settings)
 
     async def delete(store: Store) -> bool:

@@ -15,9 +15,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from dotenv import dotenv_values
 from pydantic import Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where a ``chatwire serve --workers N`` process leaves its settings for its workers.
+_FOR_WORKERS = "_CHATWIRE_WORKER_SETTINGS"
 
 
 class Settings(BaseSettings):
@@ -30,6 +34,7 @@ class Settings(BaseSettings):
     )
 
     _given: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _env_file: object = PrivateAttr(default=None)
 
     data_dir: Path = Path(".chatwire")
     database_url: str | None = None
@@ -75,6 +80,9 @@ class Settings(BaseSettings):
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.
     cors_origins: str = ""
+    # A bearer token of the operator's own for /metrics and the API docs (/docs, /redoc,
+    # /openapi.json); unset or empty, they are open to anyone who can reach the port.
+    metrics_token: SecretStr | None = None
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -101,7 +109,7 @@ class Settings(BaseSettings):
             return given[name] or None
         value = os.environ.get(variable)
         if value is None:
-            value = _dotenv(self.model_config.get("env_file")).get(variable)
+            value = _dotenv(self._env_file or self.model_config.get("env_file")).get(variable)
         return value or None
 
     def __init__(self, **values: Any) -> None:
@@ -115,6 +123,41 @@ class Settings(BaseSettings):
         }
         super().__init__(**{name: v for name, v in values.items() if name not in given})
         self._given = given
+        # The env file these settings were read from (``_env_file``, ``chatwire --env-file``).
+        self._env_file = values.get("_env_file")
+
+    def pass_to_workers(self) -> None:
+        """Leave these exact values in the environment for the worker processes started
+        after this (``from_parent``): a worker is a fresh interpreter, which would otherwise
+        rebuild its settings from the environment and ./.env alone, losing whatever was
+        given in code or read from another file. Secrets included: a process's environment
+        is readable by its own user (and root) only, like the files they came from."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        revealed = {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in values.items()
+        }
+        # The providers' settings too (``lookup``), as the parent finds them, so a worker
+        # needs neither this environment nor its env file.
+        from chatwire.providers.registry import setting_variables
+
+        for variable in setting_variables():
+            value = self.lookup(variable)
+            if value is not None:
+                revealed[variable.lower().removeprefix("chatwire_")] = value
+        revealed.update(self._given)
+        os.environ[_FOR_WORKERS] = pydantic_core.to_json(revealed).decode()
+
+    @classmethod
+    def from_parent(cls) -> Settings:
+        """The settings a ``chatwire serve`` process passed to its workers."""
+        passed = os.environ.get(_FOR_WORKERS)
+        if passed is None:
+            raise RuntimeError(
+                "no settings from a parent process: start workers with chatwire serve"
+            )
+        values = pydantic_core.from_json(passed)
+        return cls(**values)
 
 
 def _plain(value: object) -> str:

@@ -64,6 +64,16 @@ def _add(found: dict[str, Provider], loaded: Iterable[object], source: str) -> N
         found[provider.name] = provider
 
 
+def setting_variables() -> list[str]:
+    """Every environment variable a provider's settings are read from."""
+    found: list[str] = []
+    for provider in declarations():
+        found.append(provider.base_url_setting)
+        found += [provider.option_setting(option) for option in provider.options]
+        found += [c.env for c in provider.credentials if c.env is not None]
+    return list(dict.fromkeys(found))
+
+
 def build_providers(settings: Settings) -> dict[str, Provider]:
     """Every provider, with the operator's base URL and options applied."""
     providers = {}

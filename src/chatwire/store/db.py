@@ -1,4 +1,8 @@
-"""Engines, sessions and schema upgrades for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+"""Engines, sessions and schema upgrades for SQLite (aiosqlite) and PostgreSQL (asyncpg).
+
+Alembic is imported by the functions that migrate, not here: the app and the commands
+that only read and write records never load it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,8 @@ import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from chatwire.store.crypto import KeyBox, ensure_data_dir
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SCRIPT_LOCATION = "chatwire:migrations"
 
@@ -108,6 +113,8 @@ def alembic_config(url: str, keybox: KeyBox | None = None) -> Config:
     profile settings that were kept in clear); one that needs it and has none stops before
     changing anything, naming what is missing.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
@@ -124,6 +131,8 @@ def upgrade(url: str, keybox: KeyBox | None = None) -> None:
     them). Not from several threads of one process at once: Alembic's context is global.
     A database holding profiles needs ``keybox`` (see ``alembic_config``).
     """
+    from alembic import command
+
     parsed = normalize_url(url)
     path = sqlite_file(parsed)
     if path is not None:
@@ -137,3 +146,20 @@ def upgrade(url: str, keybox: KeyBox | None = None) -> None:
     # Called from inside an event loop: the migration env needs a loop of its own.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatwire-upgrade") as pool:
         pool.submit(command.upgrade, config, "head").result()
+
+
+def new_revision(url: str, message: str, *, autogenerate: bool) -> Path:
+    """Write a new, empty migration into the package's ``migrations/versions``, numbered
+    after the head (``alembic revision``); with ``autogenerate``, filled with what the
+    models have that the database at ``url`` (which must be at head) does not. Returns its
+    path."""
+    from alembic import command
+    from alembic.script import Script, ScriptDirectory
+
+    config = alembic_config(url)
+    head = ScriptDirectory.from_config(config).get_current_head()
+    rev_id = f"{int(head) + 1:04d}" if head is not None and head.isdigit() else None
+    script = command.revision(config, message, autogenerate=autogenerate, rev_id=rev_id)
+    if not isinstance(script, Script):
+        raise RuntimeError(f"Alembic wrote no single revision: {script!r}")
+    return Path(script.path)

@@ -1,13 +1,15 @@
 """GET /metrics: this process's figures in Prometheus's text format.
 
 Read at scrape time, so the hot path pays nothing: chats open now, the process's asyncio
-tasks, and the standard process figures (open file descriptors, resident memory, CPU). Each
-worker process answers for itself. No secrets: counts only.
+tasks, the objects frozen out of the collector's reach at startup, and the standard process
+figures (open file descriptors, resident memory, CPU). Each worker process answers for
+itself. No secrets: counts only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterable
 
 from fastapi import APIRouter, Request, Response
@@ -35,6 +37,12 @@ class _Live(Collector):
             "chatwire_asyncio_tasks",
             "Tasks alive in this process's event loop.",
             len(asyncio.all_tasks()),
+        )
+        yield GaugeMetricFamily(
+            "chatwire_gc_frozen_objects",
+            "Objects gc.freeze() put out of the collector's reach after startup "
+            "(chatwire serve freezes; an app served by another program leaves it to that one).",
+            gc.get_freeze_count(),
         )
 
 
