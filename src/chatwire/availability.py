@@ -3,7 +3,8 @@
 A provider's catalogue models are usable when its key is available (stored in the caller's
 profile or set by the operator's environment); a deployment's models when the endpoint, key
 and that model's deployment are all set; a provider without a key whenever the catalogue
-lists its models; the caller's custom models always. Retired models are never listed.
+lists its models, and the models its own server lists (a local Ollama's pulled models,
+``Services.discovered``); the caller's custom models always. Retired models are never listed.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ class Usable:
     entry: ModelEntry
 
 
-def usable_models(services: Services, fields: ProfileView) -> list[Usable]:
+async def usable_models(services: Services, fields: ProfileView) -> list[Usable]:
     found = []
-    for name, models in services.catalogue.models.items():
-        provider = services.providers.get(name)
-        if provider is None or provider.uses_custom_models:
+    for name, provider in services.providers.items():
+        if provider.uses_custom_models:
             continue
+        models = services.catalogue.models.get(name, {})
         for model_id, entry in models.items():
             if not entry.retired and usable(provider, fields, model_id):
                 found.append(Usable(name, model_id, entry))
+        if provider.key is None or fields.get(provider.key) is not None:
+            for model_id, entry in await services.discovered(provider):
+                if model_id not in models:
+                    found.append(Usable(name, model_id, models.get(model_id, entry)))
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -12,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.api.admission import Admission
 from chatwire.api.auth import Authenticator
-from chatwire.catalogue import Catalogue
+from chatwire.catalogue import Catalogue, ModelEntry
 from chatwire.core.config import Settings
+from chatwire.gateway.lines import DECODE_ERRORS, SHAPE_ERRORS
 from chatwire.gateway.upstream import UpstreamPolicy
 from chatwire.providers.declaration import Provider
 from chatwire.providers.registry import build_providers, operator_values
@@ -24,6 +26,8 @@ from chatwire.store.repo import Store
 
 log = logging.getLogger("chatwire")
 
+# Seconds a provider's own list of models is reused.
+DISCOVERY_TTL = 10.0
 ProfileLookup = Callable[[int], Awaitable[Profile]]
 CustomLookup = Callable[[int, str], Awaitable[CustomModel | None]]
 
@@ -43,6 +47,10 @@ class Services:
     policy: UpstreamPolicy
     http: aiohttp.ClientSession
     admission: Admission
+    # Provider name -> when its models were last asked for, and what it answered.
+    _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     async def start(cls, settings: Settings, fields: Mapping[str, CredentialField]) -> Services:
@@ -105,6 +113,21 @@ class Services:
         clear = getattr(self.custom_model, "cache_clear", None)
         if clear is not None:
             clear()
+
+    async def discovered(self, provider: Provider) -> list[tuple[str, ModelEntry]]:
+        """The models a provider's own server lists (a local Ollama), asked at most every
+        DISCOVERY_TTL seconds; none, quietly, when it does not answer (it is not running)."""
+        now = time.monotonic()
+        cached = self._discovered.get(provider.name)
+        if cached is not None and now - cached[0] < DISCOVERY_TTL:
+            return cached[1]
+        try:
+            found = await provider.family.discover(self.http, provider) or []
+        except (aiohttp.ClientError, TimeoutError, *DECODE_ERRORS, *SHAPE_ERRORS) as exc:
+            log.debug("%s lists no models: %r", provider.label, exc)
+            found = []
+        self._discovered[provider.name] = (now, found)
+        return found
 
     async def close(self) -> None:
         await self.http.close()

@@ -38,6 +38,8 @@ from chatwire.gateway.call import delta
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target, UpstreamCall
@@ -112,6 +114,11 @@ class AnthropicFamily:
 
     def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
         return []
+
+    async def discover(
+        self, http: aiohttp.ClientSession, provider: Provider
+    ) -> list[tuple[str, ModelEntry]] | None:
+        return None  # the catalogue lists its models
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         return False  # Anthropic refuses a key with 401 authentication_error

@@ -21,6 +21,8 @@ from chatwire.errors import RequestInvalid
 from chatwire.gateway.call import OWN_FIELDS
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.lines import DeltaReader, TextReader
@@ -57,6 +59,13 @@ class Family(Protocol):
 
     def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
         """Headers the reply carries for what the family did with the call (usually none)."""
+        ...
+
+    async def discover(
+        self, http: aiohttp.ClientSession, provider: Provider
+    ) -> list[tuple[str, ModelEntry]] | None:
+        """The models the provider's server has, for one whose models are its own (a local
+        Ollama); None for a provider whose models the catalogue lists."""
         ...
 
 

@@ -51,6 +51,8 @@ from chatwire.gateway.call import new_call_id as plain_call_id
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target, UpstreamCall
@@ -136,6 +138,11 @@ class GeminiFamily:
 
     def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
         return []
+
+    async def discover(
+        self, http: aiohttp.ClientSession, provider: Provider
+    ) -> list[tuple[str, ModelEntry]] | None:
+        return None  # the catalogue lists its models
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         if status not in (400, 403):

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import msgspec
 
 from chatwire.errors import RequestInvalid
@@ -61,6 +62,8 @@ ACCEPTED = BASE_FIELDS | {
     "response_format",
     *_OPTIONS,
 }
+# A local server answers its model list at once, or is not running.
+DISCOVERY_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 # The header a reply carries when a tool_choice Ollama cannot honour was passed over.
 IGNORED = (b"x-chatwire-tool-choice", b"ignored")
 _encode = msgspec.json.Encoder().encode
@@ -109,6 +112,36 @@ class OllamaFamily:
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         return False
+
+    async def discover(
+        self, http: aiohttp.ClientSession, provider: Provider
+    ) -> list[tuple[str, ModelEntry]] | None:
+        """The models the Ollama server has pulled (``GET /api/tags``), with what it says of
+        them (newer servers: the context length, and "vision" among the capabilities)."""
+        from chatwire.catalogue import ModelEntry
+
+        async with http.get(
+            f"{provider.base_url}/api/tags", timeout=DISCOVERY_TIMEOUT, allow_redirects=False
+        ) as resp:
+            if resp.status != 200:
+                return []
+            listed = ANY_JSON.decode(await resp.read())
+        found = []
+        for tag in listed.get("models") or ():
+            name = tag.get("name") if isinstance(tag, dict) else None
+            if not isinstance(name, str) or not name:
+                continue
+            details = tag.get("details") if isinstance(tag.get("details"), dict) else {}
+            context = details.get("context_length")
+            capabilities = tag.get("capabilities")
+            entry = ModelEntry(
+                label=name,
+                context=context if isinstance(context, int) and context > 0 else None,
+                max_temperature=2.0,
+                image_input=isinstance(capabilities, list) and "vision" in capabilities,
+            )
+            found.append((name, entry))
+        return found
 
     def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
         """A tool choice passed over is said so."""

@@ -27,6 +27,8 @@ from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextRead
 from chatwire.providers.error_text import readable_message
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target, UpstreamCall
@@ -83,6 +85,11 @@ class OpenAIFamily:
 
     def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
         return []
+
+    async def discover(
+        self, http: aiohttp.ClientSession, provider: Provider
+    ) -> list[tuple[str, ModelEntry]] | None:
+        return None  # the catalogue lists its models
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         return False  # 401 says it, for every OpenAI-compatible provider

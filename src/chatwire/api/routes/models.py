@@ -20,7 +20,7 @@ async def available_models(
 ) -> dict[str, list[dict[str, Any]]]:
     fields = ProfileView(services.overrides, await services.store.get_profile(user.id))
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for item in usable_models(services, fields):
+    for item in await usable_models(services, fields):
         grouped.setdefault(item.provider, []).append(
             {
                 "modelId": item.model,

@@ -14,15 +14,35 @@ from chatwire.gateway.resolve import ProfileView, model_named
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 
 
-def _model(provider: str, model: str) -> dict[str, Any]:
-    return {"id": f"{provider}/{model}", "object": "model", "created": 0, "owned_by": provider}
+def _model(
+    provider: str, model: str, context: int | None = None, vision: bool = False
+) -> dict[str, Any]:
+    """An entry as OpenAI lists models, and as Mistral does: its SDKs read each entry by its
+    ``type`` ("base") and want its ``capabilities``."""
+    entry: dict[str, Any] = {
+        "id": f"{provider}/{model}",
+        "object": "model",
+        "created": 0,
+        "owned_by": provider,
+        "type": "base",
+        "capabilities": {"completion_chat": True, "function_calling": True, "vision": vision},
+    }
+    if context is not None:
+        entry["max_context_length"] = context
+    return entry
 
 
 @router.get("/models")
 async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     fields = ProfileView(services.overrides, await services.store.get_profile(user.id))
-    data = [_model(item.provider, item.model) for item in usable_models(services, fields)]
-    data += [_model("custom", r.model_id) for r in await services.store.list_custom_models(user.id)]
+    data = [
+        _model(item.provider, item.model, item.entry.context, item.entry.image_input)
+        for item in await usable_models(services, fields)
+    ]
+    data += [
+        _model("custom", r.model_id, r.context_length)
+        for r in await services.store.list_custom_models(user.id)
+    ]
     return {"object": "list", "data": data}
 
 
@@ -33,4 +53,7 @@ async def read_model(name: str, user: CurrentUser, services: ServicesDep) -> dic
         raise NotFound(
             f"The model '{name[:200]}' does not exist: custom models are listed by /v1/models."
         )
-    return _model(provider.name, model)
+    entry = services.catalogue.limits(provider.name, model)
+    if entry is None:
+        return _model(provider.name, model)
+    return _model(provider.name, model, entry.context, entry.image_input)
