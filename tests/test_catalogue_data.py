@@ -107,7 +107,7 @@ def test_shipped_catalogue_loads(catalogue: Catalogue) -> None:
 def test_chatbot_ui_table_model_has_its_exact_limits(
     catalogue: Catalogue, provider: str, model: str, limits: Limits
 ) -> None:
-    entry = catalogue.limits(provider, model)
+    entry = catalogue.entry(provider, model)
     assert entry is not None, f"{provider}/{model} missing from the catalogue"
     assert (entry.min_temperature, entry.max_temperature, entry.max_output, entry.context) == (
         limits
@@ -116,7 +116,7 @@ def test_chatbot_ui_table_model_has_its_exact_limits(
 
 @pytest.mark.parametrize("model", AZURE_MODELS)
 def test_azure_models_carry_the_openai_limits(catalogue: Catalogue, model: str) -> None:
-    entry = catalogue.limits("azure", model)
+    entry = catalogue.entry("azure", model)
     assert entry is not None
     expected = CHATBOT_UI_TABLE["openai"][model]
     assert (entry.min_temperature, entry.max_temperature, entry.max_output, entry.context) == (
@@ -132,7 +132,7 @@ def test_every_mistral_model_keeps_chatbot_ui_max_output(catalogue: Catalogue) -
 
 @pytest.mark.parametrize("model", MISTRAL_RETIRED)
 def test_retired_mistral_models_are_marked(catalogue: Catalogue, model: str) -> None:
-    entry = catalogue.limits("mistral", model)
+    entry = catalogue.entry("mistral", model)
     assert entry is not None
     assert entry.retired
 
@@ -184,8 +184,8 @@ def test_operator_file_adds_a_model_and_overrides_one_field(tmp_path: Path) -> N
     shipped = Catalogue.load()
     merged = Catalogue.load(path)
 
-    small = merged.limits("mistral", "mistral-small-latest")
-    before = shipped.limits("mistral", "mistral-small-latest")
+    small = merged.entry("mistral", "mistral-small-latest")
+    before = shipped.entry("mistral", "mistral-small-latest")
     assert small is not None
     assert before is not None
     assert small.max_output == 4000
@@ -196,7 +196,7 @@ def test_operator_file_adds_a_model_and_overrides_one_field(tmp_path: Path) -> N
         before.label,
     )
 
-    added = merged.limits("mistral", "mistral-medium-3.5")
+    added = merged.entry("mistral", "mistral-medium-3.5")
     assert added == ModelEntry(
         min_temperature=0.0,
         max_temperature=1.5,
@@ -204,9 +204,9 @@ def test_operator_file_adds_a_model_and_overrides_one_field(tmp_path: Path) -> N
         context=128000,
         label="Mistral Medium 3.5",
     )
-    assert merged.limits("openrouter", "acme/model") is not None
+    assert merged.entry("openrouter", "acme/model") is not None
     # The rest of the shipped catalogue is untouched.
-    assert merged.limits("openai", "gpt-4o") == shipped.limits("openai", "gpt-4o")
+    assert merged.entry("openai", "gpt-4o") == shipped.entry("openai", "gpt-4o")
 
 
 @pytest.mark.parametrize(

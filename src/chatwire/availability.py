@@ -23,16 +23,16 @@ class Usable:
     entry: ModelEntry
 
 
-async def usable_models(services: Services, fields: ProfileView) -> list[Usable]:
+async def usable_models(services: Services, profile: ProfileView) -> list[Usable]:
     found = []
     for name, provider in services.providers.items():
         if provider.uses_custom_models:
             continue
         models = services.catalogue.models.get(name, {})
         for model_id, entry in models.items():
-            if not entry.retired and usable(provider, fields, model_id):
+            if not entry.retired and usable(provider, profile, model_id):
                 found.append(Usable(name, model_id, entry))
-        if provider.key is None or fields.get(provider.key) is not None:
+        if provider.key is None or profile.get(provider.key) is not None:
             for model_id, entry in await services.discovered(provider):
                 if model_id not in models:
                     found.append(Usable(name, model_id, models.get(model_id, entry)))

@@ -52,7 +52,8 @@ class Catalogue:
             raise CatalogueError(f"Invalid {source}: {exc}") from exc
         return cls(models)
 
-    def limits(self, provider: str, model: str) -> ModelEntry | None:
+    def entry(self, provider: str, model: str) -> ModelEntry | None:
+        """The model's entry (its limits, label and traits), or None when it is not listed."""
         return self.models.get(provider, {}).get(model)
 
 

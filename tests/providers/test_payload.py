@@ -28,7 +28,7 @@ def mistral_call(
         Settings(mistral_base_url="http://up.test/v1/", mistral_api_key=None)
     )["mistral"]
     call = ChatbotUI().decode("/api/chat/mistral", json.dumps(body).encode()).call
-    limits = (catalogue or Catalogue.load()).limits("mistral", call.model)
+    limits = (catalogue or Catalogue.load()).entry("mistral", call.model)
     fields = ProfileView({}, Profile(user_id=1, values={"mistral_api_key": key}))
     return upstream_call(provider, fields, call, None, limits, drop=False)
 

@@ -77,7 +77,7 @@ class AnthropicFamily:
         provider: Provider,
         target: Target,
         call: ChatCall,
-        limits: ModelEntry | None,
+        entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
         from chatwire.gateway.upstream import UpstreamCall
@@ -88,12 +88,12 @@ class AnthropicFamily:
         payload: dict[str, Any] = {
             "model": target.model,
             "messages": turns,
-            "max_tokens": reply_budget(provider.rules, params, limits) or DEFAULT_MAX_TOKENS,
+            "max_tokens": reply_budget(provider.rules, params, entry) or DEFAULT_MAX_TOKENS,
             "stream": True,
         }
         if system:
             payload["system"] = system
-        payload.update(_sampling(provider, params, limits))
+        payload.update(_sampling(provider, params, entry))
         payload.update(_tooling(params))
         return UpstreamCall(
             url=f"{target.base_url}/messages",
@@ -233,11 +233,11 @@ def _tool_result(label: str, index: int, message: dict[str, Any]) -> dict[str, A
 
 
 def _sampling(
-    provider: Provider, params: Mapping[str, Any], limits: ModelEntry | None
+    provider: Provider, params: Mapping[str, Any], entry: ModelEntry | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # Clamped to the model's range from the catalogue.
-    value = clamp_temperature(provider.rules, number(params, "temperature"), limits)
+    value = clamp_temperature(provider.rules, number(params, "temperature"), entry)
     if value is not None:
         out["temperature"] = value
     top_p = number(params, "top_p")

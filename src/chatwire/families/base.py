@@ -38,7 +38,7 @@ class Family(Protocol):
         provider: Provider,
         target: Target,
         call: ChatCall,
-        limits: ModelEntry | None,
+        entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
         """The provider's request for the call; a 400 naming what the provider cannot take
@@ -132,26 +132,26 @@ def call_arguments(where: str, function: Mapping[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-def clamp_temperature(rules: Rules, value: float | None, limits: ModelEntry | None) -> float | None:
+def clamp_temperature(rules: Rules, value: float | None, entry: ModelEntry | None) -> float | None:
     """A temperature as the provider gets it: clamped to the model's range, or none at all
     for a provider or model that takes none."""
     if value is None or not rules.send_temperature:
         return None
-    if limits is not None:
-        if not limits.accepts_temperature:
+    if entry is not None:
+        if not entry.accepts_temperature:
             return None
-        return min(max(value, limits.min_temperature), limits.max_temperature)
+        return min(max(value, entry.min_temperature), entry.max_temperature)
     return value
 
 
-def reply_budget(rules: Rules, params: Mapping[str, Any], limits: ModelEntry | None) -> int | None:
+def reply_budget(rules: Rules, params: Mapping[str, Any], entry: ModelEntry | None) -> int | None:
     """The reply's token budget: the client's (max_completion_tokens, else max_tokens), else
     the catalogue's max output where the provider's rules send one."""
     budget = params.get("max_completion_tokens") or params.get("max_tokens")
     if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
         return budget
-    if rules.send_max_tokens and limits is not None:
-        return limits.max_output
+    if rules.send_max_tokens and entry is not None:
+        return entry.max_output
     return None
 
 

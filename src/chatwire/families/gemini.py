@@ -97,7 +97,7 @@ class GeminiFamily:
         provider: Provider,
         target: Target,
         call: ChatCall,
-        limits: ModelEntry | None,
+        entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
         from chatwire.gateway.upstream import UpstreamCall
@@ -116,7 +116,7 @@ class GeminiFamily:
             choice = _calling_config(label, params.get("tool_choice"), declarations)
             if choice is not None:
                 payload["toolConfig"] = {"functionCallingConfig": choice}
-        config = _generation_config(provider, params, limits)
+        config = _generation_config(provider, params, entry)
         if config:
             payload["generationConfig"] = config
         return UpstreamCall(
@@ -350,13 +350,13 @@ def _calling_config(
 
 
 def _generation_config(
-    provider: Provider, params: Mapping[str, Any], limits: ModelEntry | None
+    provider: Provider, params: Mapping[str, Any], entry: ModelEntry | None
 ) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    value = clamp_temperature(provider.rules, number(params, "temperature"), limits)
+    value = clamp_temperature(provider.rules, number(params, "temperature"), entry)
     if value is not None:
         config["temperature"] = value
-    budget = reply_budget(provider.rules, params, limits)
+    budget = reply_budget(provider.rules, params, entry)
     if budget is not None:
         config["maxOutputTokens"] = budget
     for name, gemini_name in PARAMETERS.items():

@@ -77,7 +77,7 @@ class OllamaFamily:
         provider: Provider,
         target: Target,
         call: ChatCall,
-        limits: ModelEntry | None,
+        entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
         from chatwire.gateway.upstream import UpstreamCall
@@ -89,7 +89,7 @@ class OllamaFamily:
             "messages": _messages(label, call.message_dicts()),
             "stream": True,
         }
-        options = _options(provider, params, limits)
+        options = _options(provider, params, entry)
         if options:
             payload["options"] = options
         tools = _tools(label, params, drop or not strict(provider))
@@ -229,13 +229,13 @@ def _call(index: int, position: int, call: Any, names: dict[str, str]) -> dict[s
 
 
 def _options(
-    provider: Provider, params: Mapping[str, Any], limits: ModelEntry | None
+    provider: Provider, params: Mapping[str, Any], entry: ModelEntry | None
 ) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    value = clamp_temperature(provider.rules, number(params, "temperature"), limits)
+    value = clamp_temperature(provider.rules, number(params, "temperature"), entry)
     if value is not None:
         options["temperature"] = value
-    budget = reply_budget(provider.rules, params, limits)
+    budget = reply_budget(provider.rules, params, entry)
     if budget is not None:
         options["num_predict"] = budget
     for name in _OPTIONS:

@@ -45,7 +45,7 @@ class OpenAIFamily:
         provider: Provider,
         target: Target,
         call: ChatCall,
-        limits: ModelEntry | None,
+        entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
         from chatwire.gateway.upstream import UpstreamCall

@@ -77,9 +77,9 @@ class ChatPipeline:
                     request.name = f"{provider.name}/{call.model}"
                 profile = ProfileView(services.overrides, await services.profile(user.id))
                 custom = await self._custom(services, user.id, provider, request)
-                limits = services.catalogue.limits(provider.name, call.model)
+                entry = services.catalogue.entry(provider.name, call.model)
                 drop = services.settings.drop_params
-                upstream = upstream_call(provider, profile, call, custom, limits, drop)
+                upstream = upstream_call(provider, profile, call, custom, entry, drop)
                 family = provider.family
                 ex = Exchange(services.http, provider, upstream, services.policy, timing)
                 reader: Any = (
@@ -150,33 +150,33 @@ class ChatPipeline:
 
 def upstream_call(
     provider: Provider,
-    fields: ProfileView,
+    profile: ProfileView,
     call: ChatCall,
     custom: CustomModel | None,
-    limits: ModelEntry | None,
+    entry: ModelEntry | None,
     drop: bool,
 ) -> UpstreamCall:
     """The provider's request for a resolved call: its target from the caller's credentials,
     chatbot-ui's settings settled, then the family's translation."""
-    target = target_for(provider, fields, call, custom)
+    target = target_for(provider, profile, call, custom)
     if call.from_chat_settings:
-        settle(call, provider, limits)
+        settle(call, provider, entry)
     if target.max_tokens is not None and not call.budget_given():
         # A custom model's reply budget from its record.
         call.params["max_tokens"] = target.max_tokens
-    return provider.family.build(provider, target, call, limits, drop)
+    return provider.family.build(provider, target, call, entry, drop)
 
 
-def settle(call: ChatCall, provider: Provider, limits: ModelEntry | None) -> None:
+def settle(call: ChatCall, provider: Provider, entry: ModelEntry | None) -> None:
     """chatbot-ui's chat settings as the provider takes them: the temperature clamped to the
     model's range (or none, where the rules send none), the model's max output as the
     budget where the rules send one."""
     rules, params = provider.rules, call.params
-    value = clamp_temperature(rules, params.pop("temperature", None), limits)
+    value = clamp_temperature(rules, params.pop("temperature", None), entry)
     if value is not None:
         params["temperature"] = value
-    if rules.send_max_tokens and limits is not None and limits.max_output is not None:
-        params["max_tokens"] = limits.max_output
+    if rules.send_max_tokens and entry is not None and entry.max_output is not None:
+        params["max_tokens"] = entry.max_output
 
 
 async def _relay(ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch) -> None:

@@ -63,7 +63,7 @@ def model_named(
     return providers[owners[0]], name
 
 
-def usable(provider: Provider, fields: ProfileView, model: str) -> bool:
+def usable(provider: Provider, profile: ProfileView, model: str) -> bool:
     """Whether the caller can use the provider's model now: its key (and, for a model served
     through a deployment, the deployment and the endpoint) is set."""
     if provider.deployments:
@@ -71,35 +71,35 @@ def usable(provider: Provider, fields: ProfileView, model: str) -> bool:
         endpoint = next((c.field for c in provider.credentials if c.url), None)
         return bool(
             deployment
-            and fields.get(deployment)
-            and (endpoint is None or fields.get(endpoint))
-            and (provider.key is None or fields.get(provider.key))
+            and profile.get(deployment)
+            and (endpoint is None or profile.get(endpoint))
+            and (provider.key is None or profile.get(provider.key))
         )
-    return provider.key is None or fields.get(provider.key) is not None
+    return provider.key is None or profile.get(provider.key) is not None
 
 
 def target_for(
-    provider: Provider, fields: ProfileView, call: ChatCall, custom: CustomModel | None
+    provider: Provider, profile: ProfileView, call: ChatCall, custom: CustomModel | None
 ) -> Target:
     if provider.target == "azure":
-        return _deployment(provider, fields, call.model)
+        return _deployment(provider, profile, call.model)
     if provider.target == "custom":
         return _custom(call, custom)
     key = ""
     if provider.key is not None:
-        found = fields.get(provider.key)
+        found = profile.get(provider.key)
         if found is None:
             raise KeyMissing(provider.key_missing_message())
         key = found
     headers = {}
     for header, name in provider.headers.items():
-        value = fields.get(name)
+        value = profile.get(name)
         if value:
             headers[header] = value
     return Target(base_url=provider.base_url, key=key, model=call.model, headers=headers)
 
 
-def _deployment(provider: Provider, fields: ProfileView, model: str) -> Target:
+def _deployment(provider: Provider, profile: ProfileView, model: str) -> Target:
     """Azure OpenAI: the user's endpoint, and the deployment configured for the model."""
     deployment_field = provider.deployments.get(model)
     if deployment_field is None:
@@ -109,9 +109,9 @@ def _deployment(provider: Provider, fields: ProfileView, model: str) -> Target:
         )
     endpoint_field = next(c.field for c in provider.credentials if c.url)
     key_field = provider.key or ""
-    key = fields.get(key_field)
-    endpoint = fields.get(endpoint_field)
-    deployment = fields.get(deployment_field)
+    key = profile.get(key_field)
+    endpoint = profile.get(endpoint_field)
+    deployment = profile.get(deployment_field)
     if not (key and endpoint and deployment):
         missing = [
             label
@@ -127,7 +127,7 @@ def _deployment(provider: Provider, fields: ProfileView, model: str) -> Target:
             + ", ".join(missing)
             + " in your profile settings."
         )
-    if fields.from_operator(key_field) and not fields.from_operator(endpoint_field):
+    if profile.from_operator(key_field) and not profile.from_operator(endpoint_field):
         # The operator's key goes only to the operator's endpoint, never to one a user set.
         variable = next(c.env for c in provider.credentials if c.field == endpoint_field)
         raise RequestInvalid(

@@ -18,9 +18,9 @@ router = APIRouter(prefix="/api", tags=["models"])
 async def available_models(
     user: CurrentUser, services: ServicesDep
 ) -> dict[str, list[dict[str, Any]]]:
-    fields = ProfileView(services.overrides, await services.store.get_profile(user.id))
+    profile = ProfileView(services.overrides, await services.store.get_profile(user.id))
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for item in await usable_models(services, fields):
+    for item in await usable_models(services, profile):
         grouped.setdefault(item.provider, []).append(
             {
                 "modelId": item.model,

@@ -34,10 +34,10 @@ def _model(
 
 @router.get("/models")
 async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    fields = ProfileView(services.overrides, await services.store.get_profile(user.id))
+    profile = ProfileView(services.overrides, await services.store.get_profile(user.id))
     data = [
         _model(item.provider, item.model, item.entry.context, item.entry.image_input)
-        for item in await usable_models(services, fields)
+        for item in await usable_models(services, profile)
     ]
     data += [
         _model("custom", r.model_id, r.context_length)
@@ -53,7 +53,7 @@ async def read_model(name: str, user: CurrentUser, services: ServicesDep) -> dic
         raise NotFound(
             f"The model '{name[:200]}' does not exist: custom models are listed by /v1/models."
         )
-    entry = services.catalogue.limits(provider.name, model)
+    entry = services.catalogue.entry(provider.name, model)
     if entry is None:
         return _model(provider.name, model)
     return _model(provider.name, model, entry.context, entry.image_input)
