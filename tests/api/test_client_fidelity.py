@@ -80,8 +80,8 @@ async def test_the_google_route_takes_chatbot_uis_gemini_shaped_messages(
 
 
 async def test_mistral_sdks_read_v1_models_as_base_models(server: Running) -> None:
-    client = Mistral(api_key=server.token, server_url=server.url)
-    listed = await client.models.list_async()
+    async with Mistral(api_key=server.token, server_url=server.url) as client:
+        listed = await client.models.list_async()
     assert listed.data
     for card in listed.data:
         assert isinstance(card, models.BaseModelCard), card
