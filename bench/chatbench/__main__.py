@@ -35,6 +35,7 @@ from chatbench.targets import (
     Setup,
     Target,
     floor_requirements,
+    install_baseline,
     install_venv,
     prepare_chatwire,
     start_chatwire,
@@ -72,6 +73,11 @@ def parse_args() -> argparse.Namespace:
         help="open every stream asked for even past the open-files limit (to see the failure)",
     )
     ap.add_argument("--no-floor", action="store_true", help="leave the floor relay out")
+    ap.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also measure chatwire as it was at the git commit REF ('base api', 'base v1')",
+    )
     ap.add_argument(
         "--run-dir",
         type=Path,
@@ -124,6 +130,9 @@ class Bench:
         if wanted & {"chatwire", "chatwire api", "chatwire v1"}:
             both = start_chatwire(self.procs, self.setup, base, workers)
             targets += [t for t in both if only in (None, "chatwire", t.name)]
+        if self.setup.baseline is not None and wanted & {"chatwire", "base api", "base v1"}:
+            both = start_chatwire(self.procs, self.setup.baseline, base, workers)
+            targets += [t for t in both if only in (None, "chatwire", t.name)]
         if "litellm" in wanted and self.setup.litellm_venv is not None:
             targets.append(start_litellm(self.procs, self.setup, base, workers))
         if kind != "slow":
@@ -156,6 +165,8 @@ class Bench:
 
     def slow_streams(self) -> None:
         names = ["upstream", "chatwire api", "chatwire v1"]
+        if self.setup.baseline is not None:
+            names += ["base api", "base v1"]
         if self.setup.floor_venv is not None:
             names.insert(1, "floor")
         for name in names:
@@ -194,6 +205,10 @@ def install(args: argparse.Namespace, run: Path) -> Setup:
         requirement = [f"litellm[proxy]=={LITELLM_VERSION}"]
         install_venv(setup.litellm_venv, requirement, logs / "pip.log", "LiteLLM's proxy")
     prepare_chatwire(setup, logs / "chatwire-cli.log")
+    if args.baseline:
+        command = install_baseline(PROJECT, args.baseline, run, logs / "pip.log")
+        setup.baseline = Setup(run=run, chatwire=command, floor_app=None, label="base")
+        prepare_chatwire(setup.baseline, logs / "base-cli.log")
     return setup
 
 
@@ -223,6 +238,7 @@ def main() -> int:
     run = (
         args.run_dir.resolve() if args.run_dir else Path(tempfile.mkdtemp(prefix="chatwire-bench-"))
     )
+    run.mkdir(parents=True, exist_ok=True)
     # nginx's worker runs as an unprivileged user and reads the reply files from here.
     run.chmod(0o755)
     (run / "logs").mkdir(parents=True, exist_ok=True)

@@ -107,9 +107,40 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def against_baseline(figures: dict[str, Figures]) -> list[str]:
+    """With --baseline: each chat API against the same API at the baseline commit, in the same
+    run: requests/s within 5%, CPU per delta and added first-byte time not higher."""
+    lines = []
+    up = figures.get("upstream")
+    for api in ("api", "v1"):
+        mine, base = figures.get(f"chatwire {api}"), figures.get(f"base {api}")
+        if mine is None or base is None:
+            continue
+        if mine.fast and base.fast:
+            ratio = mine.rps / base.rps
+            lines.append(
+                f"chatwire {api}: {ratio:.3f}x the baseline's req/s (gate >= 0.95): "
+                f"{_verdict(ratio >= 0.95)}"
+            )
+        if mine.long and base.long:
+            ratio = mine.cpu_per_delta_us / base.cpu_per_delta_us
+            lines.append(
+                f"chatwire {api}: {mine.cpu_per_delta_us:.2f} CPU µs per delta against the "
+                f"baseline's {base.cpu_per_delta_us:.2f} ({ratio:.3f}x; gate: not higher): "
+                f"{_verdict(ratio <= 1.0)}"
+            )
+        if up is not None and mine.first_byte_s and base.first_byte_s:
+            added, before = mine.first_p50 - up.first_p50, base.first_p50 - up.first_p50
+            lines.append(
+                f"chatwire {api}: adds {added:.3f} ms p50 to the first byte against the "
+                f"baseline's {before:.3f} (gate: not higher): {_verdict(added <= before)}"
+            )
+    return lines
+
+
 def goals(figures: dict[str, Figures], streams_goal: int) -> list[str]:
     """The issue's goals, each with the figure it rests on (skipped when not measured)."""
-    lines = []
+    lines = against_baseline(figures)
     floor, lite, up = figures.get("floor"), figures.get("litellm"), figures.get("upstream")
     for name, share in (("chatwire api", 0.9), ("chatwire v1", 0.85)):
         mine = figures.get(name)

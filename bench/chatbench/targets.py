@@ -7,6 +7,10 @@
   user and token made with the chatwire CLI, and that user's Mistral key stored
 - ``litellm``: LiteLLM's proxy (only with --litellm), pinned, in a virtual environment of
   its own under the run directory, never a dependency of chatwire
+- ``base api`` and ``base v1`` (only with --baseline REF): chatwire as it was at the git
+  commit REF, installed from that commit's tree into a virtual environment of its own, set up
+  and called as the working tree's chatwire is, so a change is measured against its starting
+  point in one run
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ class Setup:
     litellm_venv: Path | None = None
     token: str = ""
     data_dir: Path = field(default_factory=Path)
+    # The other chatwire measured beside this one (--baseline), with its own setup.
+    baseline: Setup | None = None
+    # How this chatwire's targets are named ("chatwire", or "base" for the baseline).
+    label: str = "chatwire"
 
 
 def _clean_env() -> dict[str, str]:
@@ -74,7 +82,7 @@ def _clean_env() -> dict[str, str]:
 
 def prepare_chatwire(setup: Setup, log: Path) -> None:
     """A fresh data directory, a user and token, and the user's Mistral key, via the CLI."""
-    setup.data_dir = setup.run / "chatwire-data"
+    setup.data_dir = setup.run / f"{setup.label}-data"
     shutil.rmtree(setup.data_dir, ignore_errors=True)
     env = {**_clean_env(), "CHATWIRE_DATA_DIR": str(setup.data_dir)}
     with log.open("ab") as out:
@@ -114,6 +122,29 @@ def install_venv(path: Path, requirements: list[str], log: Path, what: str) -> N
     stamp.write_text(wanted)
 
 
+def install_baseline(project: Path, ref: str, run: Path, log: Path) -> Path:
+    """chatwire at the commit ``ref``, installed from that commit's tree into a venv of its
+    own (reused while the commit is the same); its ``chatwire`` command."""
+    commit = subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    source = run / "baseline-src"
+    if not (source / ".bench-commit").exists() or (source / ".bench-commit").read_text() != commit:
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(project), "archive", commit], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        (source / ".bench-commit").write_text(commit)
+    venv = run / "baseline-venv"
+    install_venv(venv, [str(source)], log, f"chatwire at {commit[:12]}")
+    return venv / "bin" / "chatwire"
+
+
 def floor_requirements() -> list[str]:
     """The floor's libraries at the versions chatwire runs on, so the two compare fairly."""
     pins = [f"{name}=={metadata.version(name)}" for name in ("aiohttp", "uvloop", "httptools")]
@@ -138,12 +169,12 @@ def start_chatwire(
         "CHATWIRE_MAX_STREAMS_PER_USER": "0",
     }
     argv = [str(setup.chatwire), "serve", "--port", str(port), "--workers", str(workers)]
-    process = procs.start("chatwire", argv, env=env, cwd=setup.run)
-    wait_for_port(port, process, "chatwire", 60)
+    process = procs.start(setup.label, argv, env=env, cwd=setup.run)
+    wait_for_port(port, process, setup.label, 60)
     auth = {"Authorization": f"Bearer {setup.token}"}
     base = f"http://127.0.0.1:{port}"
     api = Target(
-        "chatwire api",
+        f"{setup.label} api",
         f"{base}/api/chat/mistral",
         CHATBOT_UI_BODY,
         process.pid,
@@ -151,7 +182,7 @@ def start_chatwire(
         auth,
     )
     v1 = Target(
-        "chatwire v1",
+        f"{setup.label} v1",
         f"{base}/v1/chat/completions",
         openai_body(f"mistral/{MODEL}"),
         process.pid,

@@ -63,7 +63,10 @@ class ChatbotUI:
 
 def _openai_messages(messages: list[Message]) -> list[Message]:
     """Gemini-shaped messages (role ``model``, ``parts``) as OpenAI's."""
-    if not any(m.parts is not None or m.role == "model" for m in messages):
+    for message in messages:
+        if message.parts is not None or message.role == "model":
+            break
+    else:
         return messages
     return [_from_gemini(m) if m.parts is not None or m.role == "model" else m for m in messages]
 

@@ -36,13 +36,14 @@ from chatwire.families.base import Image as ImagePiece
 from chatwire.families.openai import mid_stream
 from chatwire.gateway.call import delta
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
+from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     import aiohttp
 
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
-    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
 
 DEFAULT_MAX_TOKENS = 4096
@@ -80,8 +81,6 @@ class AnthropicFamily:
         entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
-        from chatwire.gateway.upstream import UpstreamCall
-
         params, label = call.params, provider.label
         check_fields(label, params, ACCEPTED, drop)
         system, turns = conversation(label, call.message_dicts())

@@ -49,13 +49,14 @@ from chatwire.families.openai import mid_stream
 from chatwire.gateway.call import delta
 from chatwire.gateway.call import new_call_id as plain_call_id
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
+from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     import aiohttp
 
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
-    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
 
 KEY_REFUSED = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
@@ -100,8 +101,6 @@ class GeminiFamily:
         entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
-        from chatwire.gateway.upstream import UpstreamCall
-
         params, label = call.params, provider.label
         # Gemini makes parallel calls when it sees fit: asking for that is no change.
         parallel = {"parallel_tool_calls"} if params.get("parallel_tool_calls") is True else set()

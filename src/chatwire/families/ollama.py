@@ -45,11 +45,12 @@ from chatwire.families.base import (
 from chatwire.families.openai import mid_stream
 from chatwire.gateway.call import delta, new_call_id
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
+from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
-    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
 
 # The sampling parameters Ollama takes in ``options`` under the same names.
@@ -80,8 +81,6 @@ class OllamaFamily:
         entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
-        from chatwire.gateway.upstream import UpstreamCall
-
         params, label = call.params, provider.label
         check_fields(label, params, ACCEPTED, drop)
         payload: dict[str, Any] = {

@@ -24,6 +24,7 @@ import msgspec
 from chatwire.errors import RequestInvalid
 from chatwire.gateway.call import OWN_FIELDS
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
+from chatwire.gateway.upstream import UpstreamCall
 from chatwire.providers.error_text import readable_message
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
-    from chatwire.gateway.upstream import Target, UpstreamCall
+    from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider, Rules
 
 _encode = msgspec.json.Encoder().encode
@@ -48,8 +49,6 @@ class OpenAIFamily:
         entry: ModelEntry | None,
         drop: bool,
     ) -> UpstreamCall:
-        from chatwire.gateway.upstream import UpstreamCall
-
         rules, label = provider.rules, provider.label
         messages = call.messages
         if not call.typed and rules.changes_messages:
@@ -58,8 +57,8 @@ class OpenAIFamily:
             "model": target.model,
             "messages": messages,
             "stream": call.stream,
-            **translate(rules, label, call.params, drop),
         }
+        translate(rules, label, call.params, drop, payload)
         if call.stream and rules.ask_for_usage:
             payload["stream_options"] = {"include_usage": True}
         headers = {
@@ -95,9 +94,15 @@ class OpenAIFamily:
         return False  # 401 says it, for every OpenAI-compatible provider
 
 
-def translate(rules: Rules, label: str, params: Mapping[str, Any], drop: bool) -> dict[str, Any]:
-    """The parameters to send, from the client's, by the provider's rules."""
-    out: dict[str, Any] = {}
+def translate(
+    rules: Rules,
+    label: str,
+    params: Mapping[str, Any],
+    drop: bool,
+    out: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters to send, from the client's, by the provider's rules (into ``out``)."""
+    out = {} if out is None else out
     for name, value in params.items():
         if name in OWN_FIELDS or value is None:
             continue
@@ -262,7 +267,34 @@ class Chunks(DeltaReader):
             if isinstance(first, dict):
                 # OpenAI's clients (the Node SDK's stream helpers) want it in the first delta.
                 first.setdefault("role", "assistant")
-        finishing = False
+        finishing = gathering = False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self._finish_seen = finishing = True
+            change = choice.get("delta")
+            if isinstance(change, dict) and "tool_calls" in change:
+                gathering = True
+        if gathering or (finishing and self._calls):
+            choices = self._whole_calls(choices)
+        if not choices:
+            if not (self._held and usage):
+                return []
+            held, self._held = self._held, []
+            held[-1] = {**held[-1], "usage": usage}
+            return held
+        chunk: dict[str, Any] = {"choices": choices}
+        if self._keep_usage and usage:
+            chunk["usage"] = usage
+        elif self._hold_finish and (finishing or self._held):
+            self._held.append(chunk)
+            return []
+        return [chunk]
+
+    def _whole_calls(self, choices: list[Any]) -> list[Any]:
+        """The choices with their tool-call pieces gathered: each call goes out whole once
+        complete; a delta left with nothing but a piece being gathered is left out."""
         kept = []
         for choice in choices:
             if not isinstance(choice, dict):
@@ -270,8 +302,6 @@ class Chunks(DeltaReader):
                 continue
             index = choice.get("index")
             finish = choice.get("finish_reason")
-            if finish:
-                self._finish_seen = finishing = True
             change = choice.get("delta")
             pieces = change.pop("tool_calls", None) if isinstance(change, dict) else None
             if pieces:
@@ -286,20 +316,7 @@ class Chunks(DeltaReader):
             elif pieces and not finish and not (change or {}).keys() & {"content", "role"}:
                 continue  # nothing left of this delta but a piece of a call being gathered
             kept.append(choice)
-        choices = kept
-        if not choices:
-            if not (self._held and usage):
-                return []
-            held, self._held = self._held, []
-            held[-1] = {**held[-1], "usage": usage}
-            return held
-        chunk: dict[str, Any] = {"choices": choices}
-        if self._keep_usage and usage:
-            chunk["usage"] = usage
-        elif self._hold_finish and (finishing or self._held):
-            self._held.append(chunk)
-            return []
-        return [chunk]
+        return kept
 
     def _gather(self, choice: Any, pieces: Any) -> list[dict[str, Any]]:
         """Adds the pieces to the choice's calls; gives the calls now complete, in order."""

@@ -136,9 +136,32 @@ class DeltaReader(Lines[list[Chunk]]):
         self.usage: dict[str, Any] | None = None
 
     def feed(self, block: bytes) -> list[Chunk]:
+        # ``value`` written out in the loop: a method call per line (two lines per event) was
+        # a measurable share of /v1's cost per delta (callgrind, instructions per delta).
         out: list[Chunk] = []
+        prefix, size, decode, item = self.prefix, len(self.prefix), self._decode, self.item
         for line in self.lines(block):
-            chunks = self.value(line)
+            if prefix:
+                if not line.startswith(prefix):
+                    continue
+                line = line[size:]
+            data = line.strip()
+            if not data:
+                continue
+            if data == b"[DONE]":
+                self.finished = True
+                out += self.done() or ()
+                continue
+            try:
+                decoded = decode(data)
+            except DECODE_ERRORS as exc:
+                raise StreamFailed(
+                    f"an event that is not valid JSON of the expected shape ({exc})"
+                ) from exc
+            try:
+                chunks = item(decoded)
+            except SHAPE_ERRORS as exc:
+                raise StreamFailed(f"an event of an unexpected shape ({exc!r})") from exc
             if chunks:
                 out += chunks
         return out

@@ -81,9 +81,10 @@ def usable(provider: Provider, profile: ProfileView, model: str) -> bool:
 def target_for(
     provider: Provider, profile: ProfileView, call: ChatCall, custom: CustomModel | None
 ) -> Target:
-    if provider.target == "azure":
-        return _deployment(provider, profile, call.model)
-    if provider.target == "custom":
+    kind = provider.target
+    if kind != "key":
+        if kind == "azure":
+            return _deployment(provider, profile, call.model)
         return _custom(call, custom)
     key = ""
     if provider.key is not None:
@@ -92,10 +93,11 @@ def target_for(
             raise KeyMissing(provider.key_missing_message())
         key = found
     headers = {}
-    for header, name in provider.headers.items():
-        value = profile.get(name)
-        if value:
-            headers[header] = value
+    if provider.headers:
+        for header, name in provider.headers.items():
+            value = profile.get(name)
+            if value:
+                headers[header] = value
     return Target(base_url=provider.base_url, key=key, model=call.model, headers=headers)
 
 

@@ -66,9 +66,12 @@ class Rules:
     # Tool call ids must match this; others are mapped, the same id always to the same one.
     call_id: re.Pattern[str] | None = None
 
-    @property
-    def changes_messages(self) -> bool:
-        return bool(self.roles or self.message_fields or self.refuse_in_messages or self.call_id)
+    # Whether the rules change messages at all (computed once: it is asked on every chat).
+    changes_messages: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        changes = bool(self.roles or self.message_fields or self.refuse_in_messages or self.call_id)
+        object.__setattr__(self, "changes_messages", changes)
 
 
 @dataclass(frozen=True, slots=True)
