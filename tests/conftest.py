@@ -114,3 +114,24 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
 @pytest.fixture
 async def server(make_server: ServerFactory) -> Running:
     return await make_server()
+
+
+@pytest.fixture(autouse=True)
+async def _langchain_clients_closed(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """LangChain's ChatOpenAI keeps one httpx client per base URL in a cache of 128 it never
+    closes: with a server (and a base URL) per test, evicted clients were collected at random
+    later, their sockets unclosed, and failed whichever test was running (warnings are
+    errors). Each test's clients are made fresh here and closed with the test."""
+    from langchain_openai.chat_models import _client_utils, base
+
+    made: list[Any] = []
+
+    def fresh(base_url: str | None, timeout: Any, socket_options: Any = ()) -> Any:
+        client = _client_utils._build_async_httpx_client(base_url, timeout, socket_options)
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(base, "_get_default_async_httpx_client", fresh)
+    yield
+    for client in made:
+        await client.aclose()
