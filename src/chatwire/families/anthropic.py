@@ -23,6 +23,7 @@ import msgspec
 from chatwire.errors import RequestInvalid
 from chatwire.families.base import (
     BASE_FIELDS,
+    CatalogueModels,
     call_arguments,
     check_fields,
     clamp_temperature,
@@ -39,8 +40,6 @@ from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target
@@ -70,7 +69,7 @@ _ROLES = "system, developer, user, assistant or tool"
 _encode = msgspec.json.Encoder().encode
 
 
-class AnthropicFamily:
+class AnthropicFamily(CatalogueModels):
     name = "anthropic"
 
     def build(
@@ -110,14 +109,6 @@ class AnthropicFamily:
 
     def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
         return Events()
-
-    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
-        return []
-
-    async def discover(
-        self, http: aiohttp.ClientSession, provider: Provider
-    ) -> list[tuple[str, ModelEntry]] | None:
-        return None  # the catalogue lists its models
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         return False  # Anthropic refuses a key with 401 authentication_error

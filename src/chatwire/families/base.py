@@ -69,6 +69,19 @@ class Family(Protocol):
         ...
 
 
+class CatalogueModels:
+    """The defaults of a family whose calls need no reply headers and whose providers' models
+    the catalogue lists (every family but Ollama's)."""
+
+    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
+        return []
+
+    async def discover(
+        self, http: aiohttp.ClientSession, provider: Provider
+    ) -> list[tuple[str, ModelEntry]] | None:
+        return None
+
+
 # What every translated family takes; a family adds what it translates besides.
 BASE_FIELDS = OWN_FIELDS | {"temperature", "max_tokens", "max_completion_tokens", "n"}
 DROP_HINT = "(or have the operator set CHATWIRE_DROP_PARAMS=true)"

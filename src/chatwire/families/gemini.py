@@ -36,6 +36,7 @@ import msgspec
 from chatwire.errors import RequestInvalid
 from chatwire.families.base import (
     BASE_FIELDS,
+    CatalogueModels,
     Image,
     call_arguments,
     check_fields,
@@ -52,8 +53,6 @@ from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextRead
 from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target
@@ -90,7 +89,7 @@ SKIP_SIGNATURE: Final = "skip_thought_signature_validator"
 _encode = msgspec.json.Encoder().encode
 
 
-class GeminiFamily:
+class GeminiFamily(CatalogueModels):
     name = "gemini"
 
     def build(
@@ -134,14 +133,6 @@ class GeminiFamily:
 
     def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
         return Chunks()
-
-    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
-        return []
-
-    async def discover(
-        self, http: aiohttp.ClientSession, provider: Provider
-    ) -> list[tuple[str, ModelEntry]] | None:
-        return None  # the catalogue lists its models
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         if status not in (400, 403):

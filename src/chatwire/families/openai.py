@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from chatwire.errors import RequestInvalid
+from chatwire.families.base import CatalogueModels
 from chatwire.gateway.call import OWN_FIELDS
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 from chatwire.providers.error_text import readable_message
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
 _encode = msgspec.json.Encoder().encode
 
 
-class OpenAIFamily:
+class OpenAIFamily(CatalogueModels):
     name = "openai"
 
     def build(
@@ -81,14 +80,6 @@ class OpenAIFamily:
         if not call.stream:
             return Answer()
         return Chunks(keep_usage=not call.include_usage, usage_follows=provider.rules.ask_for_usage)
-
-    def response_headers(self, provider: Provider, call: ChatCall) -> list[tuple[bytes, bytes]]:
-        return []
-
-    async def discover(
-        self, http: aiohttp.ClientSession, provider: Provider
-    ) -> list[tuple[str, ModelEntry]] | None:
-        return None  # the catalogue lists its models
 
     def key_rejected(self, status: int, body: bytes) -> bool:
         return False  # 401 says it, for every OpenAI-compatible provider
