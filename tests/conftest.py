@@ -81,6 +81,12 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
             "cache_ttl": 1.0,
             # Error tests want the upstream's answer at once; tests of retries turn them on.
             "upstream_retries": 0,
+            # The fakes listen on loopback, where user-set URLs may go only when allowed;
+            # the tests of that rule start their server with upstream_allow="". Many tests
+            # check the fakes' own error messages, which user-set upstreams pass on only with
+            # upstream_error_detail (tests of the terse default turn it off).
+            "upstream_allow": "127.0.0.1",
+            "upstream_error_detail": True,
         }
         values.update(overrides)
         settings = Settings(**values)

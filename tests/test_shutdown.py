@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import FAKE_KEY
-from tests.fakes.fake_mistral import FAULT_SLOW, FAULT_STALL_MID, FakeMistral
+from tests.fakes.fake_mistral import FAULT_SLOW, FAULT_STALL, FAULT_STALL_MID, FakeMistral
 from tests.test_cli import Cli
 from tests.test_serve import Launch, Served, banner_token, chat_body, cli, free_port, launch
 
@@ -91,3 +91,39 @@ async def test_past_the_grace_the_rest_is_cancelled_upstream_included(
             break
         await asyncio.sleep(0.02)
     assert fake.active_requests == 0
+
+
+async def test_a_chat_not_yet_answered_when_the_grace_runs_out_gets_its_dialects_503(
+    cli: Cli, launch: Launch, fake: FakeMistral
+) -> None:
+    """Cancelled before its reply started, a chat's status can still change: each door's
+    own 503 with Retry-After, not the server's plain-text 500."""
+    served, token = await start(cli, launch, fake, grace=1)
+    body = chat_body("Are you there?")
+    body["chatSettings"]["model"] = FAULT_STALL
+    v1 = {
+        "model": f"mistral/{FAULT_STALL}",
+        "messages": [{"role": "user", "content": "Are you there?"}],
+    }
+    async with served.client(token) as client:
+        chats = [
+            asyncio.create_task(client.post("/api/chat/mistral", json=body)),
+            asyncio.create_task(client.post("/v1/chat/completions", json=v1)),
+        ]
+        for _ in range(500):
+            if fake.active_requests == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert fake.active_requests == 2
+        served.proc.send_signal(signal.SIGTERM)
+        chat, completion = await asyncio.gather(*chats)
+    for resp in chat, completion:
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["content-type"] == "application/json"
+        assert resp.headers["retry-after"] == "1"
+    assert "CHATWIRE_SHUTDOWN_GRACE" in chat.json()["message"]
+    assert completion.json()["error"]["type"] == "server_error"
+    assert "CHATWIRE_SHUTDOWN_GRACE" in completion.json()["error"]["message"]
+    code = await asyncio.to_thread(served.proc.wait, 10)
+    assert code in (0, -signal.SIGTERM), served.stderr()
+    assert "Traceback" not in served.stderr(), served.stderr()

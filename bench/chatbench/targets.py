@@ -167,6 +167,8 @@ def start_chatwire(
         "CHATWIRE_LOG_LEVEL": "warning",
         # The bench's one user stands for the many a real deployment's streams come from.
         "CHATWIRE_MAX_STREAMS_PER_USER": "0",
+        # ...and its one address for the many clients (thousands of slow streams at once).
+        "CHATWIRE_MAX_CONNECTIONS_PER_CLIENT": "0",
     }
     argv = [str(setup.chatwire), "serve", "--port", str(port), "--workers", str(workers)]
     process = procs.start(setup.label, argv, env=env, cwd=setup.run)

@@ -16,6 +16,7 @@ from chatwire import __version__
 from chatwire.api import openapi
 from chatwire.api.asgi import Receive, Scope, Send
 from chatwire.api.auth import guard_operator_routes
+from chatwire.api.bodies import BodyGuard, profile_body_limit
 from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
@@ -27,6 +28,7 @@ from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.gateway.pipeline import ChatPipeline
 from chatwire.providers.registry import build_providers, credential_fields
 from chatwire.services import Services
+from chatwire.store.health import RETRY_AFTER, readiness
 from chatwire.store.records import CredentialField
 
 
@@ -111,9 +113,32 @@ def create_api(
 
     @app.get("/healthz", tags=["health"])
     async def health() -> dict[str, str]:
+        """Liveness: the process answers, whatever its database does."""
         return {"status": "ok"}
 
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness: the database answers and its schema is at the migrations' head."""
+        services: Services = request.app.state.services
+        problem = await readiness(services.engine)
+        if problem is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(
+            {"status": "unavailable", "message": f"chatwire is not ready: {problem}."},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
+
     openapi.install(app, build_providers(settings))
+    docs = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(
+        BodyGuard,
+        state=app.state,
+        open_paths=frozenset(["/healthz", "/metrics", *(path for path in docs if path)]),
+        profile_limit=profile_body_limit(len(known)),
+        timeout=settings.body_timeout,
+    )
+    # Added after the guard, so around it: its refusals carry the same heads.
     app.add_middleware(ResponseHeads)
     if settings.metrics_token:
         guard_operator_routes(app, settings.metrics_token.get_secret_value())

@@ -10,19 +10,29 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     │   └── ProviderNotFound    404  /api/chat/<name> for a provider chatwire does not know
     ├── UnknownURL              404  a path no route serves
     ├── MethodNotAllowed        405  anything but POST on a chat route
-    ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES
+    ├── BodyTimeout             408  body not whole within CHATWIRE_BODY_TIMEOUT
+    ├── LimitReached            409  the caller has CHATWIRE_MAX_CUSTOM_MODELS custom models
+    ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES, or its route's own limit
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
     ├── TooManyStreams          429  the caller has CHATWIRE_MAX_STREAMS_PER_USER open already
+    ├── TooManyFailures         429  too many failed bearer tokens from the client's address
     ├── Overloaded              503  this process holds CHATWIRE_MAX_STREAMS streams already
+    ├── ShuttingDown            503  the server stopped a chat before its reply started
+    ├── StoreUnavailable        503  the database refused, timed out, is locked or is busy
     ├── InternalError           500  a fault in chatwire itself, logged with the request id
+    ├── LoopDetected            508  the request already passed through chatwire MAX_HOPS times
     └── UpstreamError           the provider's own answer, status passed through
         ├── UpstreamKeyInvalid  401  the provider refused the key
+        ├── UpstreamNotAllowed  403  a user-set URL reaches an address the operator does not allow
         ├── UpstreamUnreachable 502  connection refused, reset, DNS, TLS, broken reply
-        └── UpstreamTimeout     504  no answer within the connect or first-byte timeout
+        ├── UpstreamTimeout     504  no answer within the connect or first-byte timeout
+        ├── ReplyTooLarge       502  a reply past CHATWIRE_MAX_REPLY_BYTES
+        └── ReplyTooLong        504  a reply still going after CHATWIRE_MAX_CHAT_SECONDS
 
 Lower-level errors are mapped to these in one place per boundary: for the upstream,
-``Provider.error_for_status`` (by status) and ``Provider.transport_error`` (aiohttp and
-stream failures); for request bodies, ``api.schemas.decode_chat_request`` (msgspec).
+``gateway.failures`` (``error_for_status`` by status, ``transport_error`` for aiohttp and
+stream failures); for request bodies, ``api.schemas.decode_chat_request`` (msgspec); for
+the database, ``store.health.unavailable`` (SQLAlchemy, asyncpg and SQLite failures).
 A failure after the reply has started streaming cannot change the status any more; it
 becomes ``StreamAborted`` and the response is cut without a clean end.
 """
@@ -67,11 +77,23 @@ class InternalError(ChatwireError):
     status = 500
 
 
+class LoopDetected(ChatwireError):
+    status = 508
+
+
 class MethodNotAllowed(ChatwireError):
     status = 405
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"allow", b"POST")]
+
+
+class BodyTimeout(ChatwireError):
+    status = 408
+
+
+class LimitReached(ChatwireError):
+    status = 409
 
 
 class BodyTooLarge(ChatwireError):
@@ -98,7 +120,22 @@ class TooManyStreams(_RetryLater):
     status = 429
 
 
+class TooManyFailures(_RetryLater):
+    status = 429
+
+
 class Overloaded(_RetryLater):
+    status = 503
+
+
+class ShuttingDown(_RetryLater):
+    status = 503
+
+
+class StoreUnavailable(_RetryLater):
+    """The database did not answer in time, refused the connection or is locked: the
+    request may pass in a moment, on this process or another."""
+
     status = 503
 
 
@@ -123,11 +160,23 @@ class UpstreamKeyInvalid(UpstreamError):
     status = 401
 
 
+class UpstreamNotAllowed(UpstreamError):
+    status = 403
+
+
 class UpstreamUnreachable(UpstreamError):
     status = 502
 
 
 class UpstreamTimeout(UpstreamError):
+    status = 504
+
+
+class ReplyTooLarge(UpstreamError):
+    status = 502
+
+
+class ReplyTooLong(UpstreamError):
     status = 504
 
 

@@ -5,11 +5,28 @@ could stream megabytes of headers and have them all held in memory (measured: 10
 headers, 2 MB, answered 200). uvicorn has no setting for it with httptools (h11's limit is
 slower on the hot path), so the head is counted here, where the parser hands it over, and
 a request past the bound is answered 431 and its connection closed.
+
+Time and count are bounded here too, where a connection is seen before any request is:
+uvicorn starts its keep-alive timer only after a response, so a client that opens a
+connection and never finishes its head would hold it forever (measured: 300 such
+connections kept /healthz failing for 70 s). A head must arrive whole within the head
+timeout (``CHATWIRE_HEAD_TIMEOUT``), counted from its first byte, or from the connection's
+start for the first one; and one client address holds at most
+``CHATWIRE_MAX_CONNECTIONS_PER_CLIENT`` connections at once (``Connections``, one per server,
+which uvicorn calls to make each connection's protocol).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+log = logging.getLogger("chatwire.connections")
 
 MAX_HEAD_BYTES = 64 * 1024  # the URL and every header name and value
 MAX_HEADERS = 100
@@ -20,7 +37,59 @@ class HeadTooLarge(Exception):
     pass
 
 
+class Connections:
+    """The limits of one server's connections, and how many each client address holds.
+
+    uvicorn calls it for every new connection (its ``http`` option takes a protocol class or
+    any such callable); a plain object, so ``--workers`` can hand it to each worker process,
+    where it counts that process's connections.
+    """
+
+    def __init__(self, head_timeout: float = 20.0, max_per_client: int = 0) -> None:
+        self.head_timeout = head_timeout
+        self.max_per_client = max_per_client
+        self._by_client: dict[str, int] = {}
+
+    def __call__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> BoundedHttpToolsProtocol:
+        return BoundedHttpToolsProtocol(config, server_state, app_state, _loop, connections=self)
+
+    def open(self, address: str) -> bool:
+        """Count one more connection of ``address``; False past the cap (not counted)."""
+        held = self._by_client.get(address, 0)
+        if self.max_per_client and held >= self.max_per_client:
+            return False
+        self._by_client[address] = held + 1
+        return True
+
+    def close(self, address: str) -> None:
+        left = self._by_client[address] - 1
+        if left:
+            self._by_client[address] = left
+        else:
+            del self._by_client[address]
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        connections: Connections | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._connections = connections if connections is not None else Connections()
+        self._address: str | None = None  # counted in ``_connections`` while open
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_begun = False  # a byte of the awaited head has arrived
+
     _head_bytes = 0
     _header_count = 0
     _too_large = False
@@ -31,8 +100,68 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _awaiting_head = True
     _raw_head = 0
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else None
+        if address is not None:
+            if not self._connections.open(address):
+                log.debug(
+                    "%s holds %d connections, the most allowed: one more closed",
+                    address,
+                    self._connections.max_per_client,
+                )
+                transport.close()
+                return
+            self._address = address
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if self._address is not None:
+            self._connections.close(self._address)
+            self._address = None
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(
+            self._connections.head_timeout, self._head_timed_out
+        )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The next head began while this reply is still going (pipelining): its time
+            # counts once the reply is done.
+            self._arm_head_timer()
+            return
+        if not self._head_begun:
+            self.transport.close()  # opened and never used: nothing to answer
+            return
+        text = (
+            f"Request head not received within {self._connections.head_timeout:g} s "
+            "(CHATWIRE_HEAD_TIMEOUT)."
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(text)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + text
+        )
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
+            if not self._head_begun:
+                self._head_begun = True
+                if self._head_timer is None:
+                    self._arm_head_timer()
             self._raw_head += len(data)
             if self._raw_head > MAX_HEAD_BYTES + READ_SLACK:
                 self._too_large = True
@@ -42,7 +171,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
+        self._head_begun = False
         self._raw_head = 0
+        self._cancel_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 
 from chatwire.core.config import Settings
 from chatwire.errors import StreamAborted
-from chatwire.protocol import BoundedHttpToolsProtocol
+from chatwire.protocol import Connections
 
 
 class DropAbortedStreamTraces(logging.Filter):
@@ -55,7 +55,8 @@ def uvicorn_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": BoundedHttpToolsProtocol,
+        # One per server: it counts the connections of each client address.
+        "http": Connections(settings.head_timeout, settings.max_connections_per_client),
         "log_config": log_config(settings.log_level),
         "access_log": settings.access_log,
         "server_header": False,

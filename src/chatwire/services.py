@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.api.admission import Admission
 from chatwire.api.auth import Authenticator
+from chatwire.api.throttle import FailureThrottle
 from chatwire.catalogue import Catalogue, ModelEntry
 from chatwire.core.config import Settings
+from chatwire.gateway.guard import AddressRules, GuardedResolver
 from chatwire.gateway.lines import DECODE_ERRORS, SHAPE_ERRORS
 from chatwire.gateway.upstream import UpstreamPolicy
 from chatwire.providers.declaration import Provider
@@ -46,6 +48,10 @@ class Services:
     providers: dict[str, Provider]
     policy: UpstreamPolicy
     http: aiohttp.ClientSession
+    # For base URLs and endpoints users set: resolves and connects only where the rules let.
+    user_http: aiohttp.ClientSession
+    upstream_rules: AddressRules
+    user_resolver: GuardedResolver = field(repr=False)
     admission: Admission
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
@@ -55,7 +61,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings, fields: Mapping[str, CredentialField]) -> Services:
         """``fields``: the credential fields profiles have (``Store``)."""
-        engine = make_engine(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url, settings.db_timeout)
         store = Store(engine, KeyBox(load_secret_keys(settings)), fields)
         ttl = settings.cache_ttl
         profile: ProfileLookup = (
@@ -78,20 +84,23 @@ class Services:
             backoff=settings.retry_backoff,
             max_wait=settings.retry_max_wait,
         )
+        rules = AddressRules.parse(settings.upstream_allow, settings.upstream_deny)
         # One pool per process: every upstream request reuses these keep-alive connections.
-        http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=policy.connect, sock_read=policy.first_byte
-            ),
-            read_bufsize=2**18,
-            skip_auto_headers=("User-Agent",),
+        http = _session(policy, aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        resolver = GuardedResolver(rules)
+        user_http = _session(
+            policy, aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, resolver=resolver)
         )
         return cls(
             settings=settings,
             engine=engine,
             store=store,
-            auth=Authenticator(store.user_for_token, ttl),
+            auth=Authenticator(
+                store.user_for_token,
+                ttl,
+                settings.db_max_waiting,
+                FailureThrottle(settings.auth_failures_per_minute),
+            ),
             profile=profile,
             custom_model=custom,
             overrides=operator_values(settings),
@@ -99,6 +108,9 @@ class Services:
             providers=build_providers(settings),
             policy=policy,
             http=http,
+            user_http=user_http,
+            upstream_rules=rules,
+            user_resolver=resolver,
             admission=Admission(
                 settings.max_streams, settings.max_streams_per_user, settings.body_memory
             ),
@@ -131,4 +143,17 @@ class Services:
 
     async def close(self) -> None:
         await self.http.close()
+        await self.user_http.close()
+        await self.user_resolver.close()  # a connector closes only a resolver of its own
         await self.engine.dispose()
+
+
+def _session(policy: UpstreamPolicy, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=policy.connect, sock_read=policy.first_byte
+        ),
+        read_bufsize=2**18,
+        skip_auto_headers=("User-Agent",),
+    )

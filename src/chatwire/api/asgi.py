@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
 
 import msgspec
 
-from chatwire.errors import BodyTooLarge, ChatwireError
+from chatwire.errors import BodyTimeout, BodyTooLarge, ChatwireError
 from chatwire.timing import Timing
 
 Scope = MutableMapping[str, Any]
@@ -29,10 +30,12 @@ class Heads(NamedTuple):
     authorization: bytes | None
     content_length: bytes | None
     request_id: bytes
+    # Every Via header's entries, joined: the gateways the request came through.
+    via: bytes | None = None
 
 
 def read_heads(scope: Scope) -> Heads:
-    authorization = length = given = None
+    authorization = length = given = via = None
     for key, value in scope["headers"]:
         if key == b"authorization":
             authorization = value
@@ -40,7 +43,9 @@ def read_heads(scope: Scope) -> Heads:
             length = value
         elif key == b"x-request-id":
             given = value
-    return Heads(authorization, length, request_id(given))
+        elif key == b"via":
+            via = value if via is None else via + b"," + value
+    return Heads(authorization, length, request_id(given), via)
 
 
 def request_id(given: bytes | None) -> bytes:
@@ -52,11 +57,30 @@ def request_id(given: bytes | None) -> bytes:
 
 
 async def read_body(
-    receive: Receive, limit: int, declared: bytes | None, charge: Callable[[int], None]
+    receive: Receive,
+    limit: int,
+    declared: bytes | None,
+    charge: Callable[[int], None],
+    within: float,
+    limit_name: str = "CHATWIRE_MAX_BODY_BYTES",
 ) -> bytes:
-    """The whole body, each piece counted by ``charge`` as it arrives."""
+    """The whole body, each piece counted by ``charge`` as it arrives; a 413 past ``limit``
+    (at once when the declared length is over it) and a 408 when it has not arrived whole
+    ``within`` seconds (``CHATWIRE_BODY_TIMEOUT``)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise _too_large(limit, limit_name)
+    try:
+        async with asyncio.timeout(within):
+            return await _read(receive, limit, charge, limit_name)
+    except TimeoutError:
+        raise BodyTimeout(
+            f"The request body did not arrive within {within:g} s (CHATWIRE_BODY_TIMEOUT)."
+        ) from None
+
+
+async def _read(
+    receive: Receive, limit: int, charge: Callable[[int], None], limit_name: str
+) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:
@@ -66,20 +90,33 @@ async def read_body(
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False) and not parts:
             if len(body) > limit:
-                raise _too_large(limit)
+                raise _too_large(limit, limit_name)
             charge(len(body))
             return body
         size += len(body)
         if size > limit:
-            raise _too_large(limit)
+            raise _too_large(limit, limit_name)
         charge(len(body))
         parts.append(body)
         if not message.get("more_body", False):
             return b"".join(parts)
 
 
-def _too_large(limit: int) -> BodyTooLarge:
-    return BodyTooLarge(f"The request body is larger than {limit} bytes (CHATWIRE_MAX_BODY_BYTES).")
+def _too_large(limit: int, limit_name: str) -> BodyTooLarge:
+    return BodyTooLarge(f"The request body is larger than {limit} bytes ({limit_name}).")
+
+
+def closing(send: Send) -> Send:
+    """``send`` for a response that leaves the request body unread, in part or whole: it
+    closes the connection, so the rest is neither read nor waited for (on a kept-alive
+    connection the server would read and drop all of it, for as long as it trickles)."""
+
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+        await send(message)
+
+    return send_closing
 
 
 async def send_error(send: Send, error: ChatwireError, rid: bytes, timing: Timing) -> None:

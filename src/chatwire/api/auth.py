@@ -2,7 +2,10 @@
 
 A token's user is reused for ``CHATWIRE_CACHE_TTL`` seconds, unknown tokens included, so a
 flood of bad tokens costs one database read per token per TTL; concurrent lookups of the
-same token share one read. Revocation elsewhere takes effect within the TTL.
+same token share one read. Revocation elsewhere takes effect within the TTL. Random tokens
+cost at most ``CHATWIRE_AUTH_FAILURES_PER_MINUTE`` reads a minute per client address
+(``api.throttle``), and at most ``CHATWIRE_DB_MAX_WAITING`` lookups wait on the database at
+once, so they cannot pile up behind a slow one.
 
 The operator's routes (``/metrics`` and the API docs) take no user's token: they are open,
 or, with ``CHATWIRE_METRICS_TOKEN`` set, need that token (``OperatorToken``).
@@ -19,7 +22,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from chatwire.api.asgi import Receive, Scope, Send, read_heads, send_error
-from chatwire.errors import AuthenticationRequired
+from chatwire.api.throttle import FailureThrottle
+from chatwire.errors import AuthenticationRequired, Overloaded, TooManyFailures
 from chatwire.store.records import UserRecord
 from chatwire.timing import Timing
 
@@ -33,10 +37,42 @@ Lookup = Callable[[str], Coroutine[Any, Any, UserRecord | None]]
 
 
 class Authenticator:
-    def __init__(self, lookup: Lookup, ttl: float) -> None:
-        self._lookup: Lookup = alru_cache(maxsize=10_000, ttl=ttl)(lookup) if ttl > 0 else lookup
+    """``max_waiting``: lookups let wait on the store at once (0: no cap), past it a 503;
+    ``failures``: the failed tokens allowed per client address (``api.throttle``)."""
 
-    async def user_for_authorization(self, value: str | None) -> UserRecord:
+    def __init__(
+        self,
+        lookup: Lookup,
+        ttl: float,
+        max_waiting: int = 0,
+        failures: FailureThrottle | None = None,
+        retry_after: int = 1,
+    ) -> None:
+        self._store_lookup = lookup
+        self._max_waiting = max_waiting
+        self.waiting = 0
+        self._failures = failures if failures is not None else FailureThrottle(0)
+        self._retry_after = retry_after
+        # The cap is inside the cache: cached answers and coalesced lookups wait on nothing.
+        limited = self._limited
+        self._lookup: Lookup = alru_cache(maxsize=10_000, ttl=ttl)(limited) if ttl > 0 else limited
+
+    async def _limited(self, token: str) -> UserRecord | None:
+        if self._max_waiting and self.waiting >= self._max_waiting:
+            raise Overloaded(
+                f"chatwire has {self.waiting} token lookups waiting on its database, its "
+                "limit (CHATWIRE_DB_MAX_WAITING); try again in a moment.",
+                self._retry_after,
+            )
+        self.waiting += 1
+        try:
+            return await self._store_lookup(token)
+        finally:
+            self.waiting -= 1
+
+    async def user_for_authorization(self, value: str | None, client: str = "") -> UserRecord:
+        """The user of the ``Authorization`` header's token; ``client``: the address the
+        request came from, whose failed tokens are counted."""
         if not value:
             raise AuthenticationRequired(f"Authentication required. {HOW_TO_AUTHENTICATE}")
         scheme, _, token = value.partition(" ")
@@ -45,8 +81,18 @@ class Authenticator:
             raise AuthenticationRequired(
                 f"The Authorization header must use the Bearer scheme. {HOW_TO_AUTHENTICATE}"
             )
+        failures = self._failures
+        wait = failures.wait(client)
+        if wait:
+            raise TooManyFailures(
+                f"Too many unknown or revoked bearer tokens from your address "
+                f"({failures.per_minute} a minute, CHATWIRE_AUTH_FAILURES_PER_MINUTE); "
+                f"try again in {wait} s.",
+                wait,
+            )
         user = await self._lookup(token)
         if user is None:
+            failures.failed(client)
             raise AuthenticationRequired(
                 "The bearer token is unknown or has been revoked. "
                 "Create a new one with 'chatwire tokens create NAME'."

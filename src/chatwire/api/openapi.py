@@ -45,10 +45,17 @@ _FAILURES = {
     "401": "No or bad bearer token, or the provider refused the key",
     "404": "Unknown provider or model",
     "405": "Not POST",
+    "408": "The body did not arrive within CHATWIRE_BODY_TIMEOUT",
     "413": "Body larger than CHATWIRE_MAX_BODY_BYTES",
-    "429": "Too many chats of the caller's at once, or the provider's rate limit",
+    "429": (
+        "Too many chats of the caller's at once, too many failed tokens from the client's "
+        "address, or the provider's rate limit"
+    ),
     "502": "The provider could not be reached or sent a broken reply",
-    "503": "This process holds CHATWIRE_MAX_STREAMS chats already",
+    "503": (
+        "This process holds CHATWIRE_MAX_STREAMS chats already, is shutting down, or the "
+        "database is not answering"
+    ),
     "504": "The provider did not answer in time",
 }
 

@@ -39,7 +39,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
     from chatwire.store.db import make_engine
     from chatwire.store.repo import Store
 
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, settings.db_timeout)
     try:
         yield Store(engine, KeyBox(load_secret_keys(settings)), credential_fields())
     finally:

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     # Seconds an idle client connection is kept open. Behind a load balancer, set it above
     # the balancer's own idle timeout, so the server never closes a connection under it.
     keep_alive: float = Field(default=5.0, gt=0)
+    # Seconds a client has to send a whole request head, from its first byte (or from the
+    # connection's start, for the first one), and then its whole body; past them a 408 and
+    # the connection closed. A real client sends its head at once; the body's limit asks
+    # about 1.4 Mbit/s of a maximal 10 MiB body (a proxy that buffers bodies, as nginx does
+    # by default, sends it faster).
+    head_timeout: float = Field(default=20.0, gt=0)
+    body_timeout: float = Field(default=60.0, gt=0)
+    # Connections one client address may hold open at once (0: no cap); past it a new one
+    # is closed at once. Behind a reverse proxy every connection comes from the proxy.
+    max_connections_per_client: int = Field(default=256, ge=0)
 
     models_file: Path | None = None
 
@@ -63,6 +73,32 @@ class Settings(BaseSettings):
     upstream_retries: int = Field(default=2, ge=0, le=10)
     retry_backoff: float = Field(default=0.5, ge=0)
     retry_max_wait: float = Field(default=10.0, ge=0)
+
+    # Where base URLs and endpoints set by users (custom models, a user's Azure endpoint) may
+    # lead: public addresses, plus what ALLOW names, less what DENY names (comma-separated
+    # CIDRs, addresses and host names). Loopback and private ranges only when named.
+    upstream_allow: str = ""
+    upstream_deny: str = ""
+    # Tell users what a user-set upstream's errors say (its message, the kind of connection
+    # failure), as for the operator's providers; off, only the status: such an upstream may
+    # be an internal service, whose pages and open ports are no business of a user's.
+    upstream_error_detail: bool = False
+    # Seconds the database gets to connect, to run one statement, to give a pooled
+    # connection, and (SQLite) for another writer's lock to go; past it a 503.
+    db_timeout: float = Field(default=5.0, gt=0)
+    # Token lookups one process lets wait on the database at once (0: no cap); past it a
+    # 503, so requests with random tokens cannot pile up behind a slow database.
+    db_max_waiting: int = Field(default=256, ge=0)
+    # Failed bearer tokens one client address may send a minute (a bucket of this many,
+    # refilled evenly); past it a 429 before any database lookup (0: no limit).
+    auth_failures_per_minute: int = Field(default=20, ge=0)
+    # One chat's reply: bytes read from the upstream, and seconds from the upstream request
+    # to the reply's end (0: no cap); past either, the reply is cut (or, before it started,
+    # 502 / 504).
+    max_reply_bytes: int = Field(default=128 * 2**20, ge=0)
+    max_chat_seconds: float = Field(default=1800.0, ge=0)
+    # Custom models one user may have (0: no cap); past it a 409.
+    max_custom_models: int = Field(default=100, ge=0)
 
     # How long a token's user and a user's profile are reused before being read again.
     # A key stored by another process takes effect after at most this long.

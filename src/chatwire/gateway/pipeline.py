@@ -19,27 +19,43 @@ from typing import Any
 
 from starlette.datastructures import State
 
-from chatwire.api.asgi import ClientGone, Receive, Scope, Send, read_body, read_heads
+from chatwire.api.asgi import ClientGone, Receive, Scope, Send, closing, read_body, read_heads
 from chatwire.catalogue import ModelEntry
+from chatwire.core.config import Settings
 from chatwire.dialects.base import Dialect, Output, Request
-from chatwire.errors import MethodNotAllowed, NotFound, ProviderNotFound
+from chatwire.errors import (
+    MethodNotAllowed,
+    NotFound,
+    ProviderNotFound,
+    ReplyTooLarge,
+    ReplyTooLong,
+    ShuttingDown,
+)
 from chatwire.families.base import clamp_temperature
 from chatwire.gateway.call import ChatCall
+from chatwire.gateway.failures import failure, first_byte_timeout
 from chatwire.gateway.resolve import ProfileView, model_named, target_for
 from chatwire.gateway.upstream import (
     DisconnectWatch,
     Exchange,
+    Target,
     UpstreamCall,
     drain,
-    failure,
     open_upstream,
 )
+from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider
 from chatwire.services import Services
 from chatwire.store.records import CustomModel
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")
+
+STOPPED = ShuttingDown(
+    "chatwire is shutting down and stopped this chat before its reply started "
+    "(CHATWIRE_SHUTDOWN_GRACE ran out); try again.",
+    retry_after=1,
+)
 
 
 class ChatPipeline:
@@ -59,16 +75,28 @@ class ChatPipeline:
         ex: Exchange | None = None
         out: Output | None = None
         watch: DisconnectWatch | None = None
+        body_read = False
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
+            # Before any work: a request that loops back through chatwire costs nothing more.
+            hops = check_hops(heads.via)
             authorization = heads.authorization
+            client = scope.get("client")
             user = await services.auth.user_for_authorization(
-                authorization.decode("latin-1") if authorization is not None else None
+                authorization.decode("latin-1") if authorization is not None else None,
+                client[0] if client else "",
             )
             with services.admission.admit(user.id) as place:
-                limit = services.settings.max_body_bytes
-                body = await read_body(receive, limit, heads.content_length, place.charge)
+                settings = services.settings
+                body = await read_body(
+                    receive,
+                    settings.max_body_bytes,
+                    heads.content_length,
+                    place.charge,
+                    settings.body_timeout,
+                )
+                body_read = True
                 request = dialect.decode(scope["path"], body)
                 call = request.call
                 provider, call.model = self._provider(services, request)
@@ -79,9 +107,18 @@ class ChatPipeline:
                 custom = await self._custom(services, user.id, provider, request)
                 entry = services.catalogue.entry(provider.name, call.model)
                 drop = services.settings.drop_params
-                upstream = upstream_call(provider, profile, call, custom, entry, drop)
+                target = target_for(provider, profile, call, custom)
+                upstream = build_call(provider, target, call, entry, drop)
                 family = provider.family
-                ex = Exchange(services.http, provider, upstream, services.policy, timing)
+                if target.user_set:
+                    # A user's URL: only through the session whose resolver keeps to the
+                    # addresses the operator allows.
+                    ex = Exchange(services.user_http, provider, upstream, services.policy, timing)
+                    ex.guard = services.upstream_rules
+                    ex.terse = not services.settings.upstream_error_detail
+                else:
+                    ex = Exchange(services.http, provider, upstream, services.policy, timing)
+                ex.hops = hops
                 reader: Any = (
                     family.text_reader(provider)
                     if dialect.reads_text
@@ -92,12 +129,15 @@ class ChatPipeline:
                 # A client that goes away cancels the upstream request at once, in any phase.
                 watch = DisconnectWatch(receive)
                 try:
-                    await _relay(ex, reader, out, watch)
+                    await _relay(ex, reader, out, watch, services.settings)
                 finally:
                     watch.close()
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 log.warning("request %s: cancelled, the server is stopping", rid.decode())
+                if out is None or not out.started:
+                    # The dialect's 503 rather than the server's plain-text 500.
+                    await dialect.send_error(send, STOPPED, rid, timing)
                 raise
             current = asyncio.current_task()
             if current is not None:
@@ -108,7 +148,8 @@ class ChatPipeline:
         except Exception as exc:
             error = failure(exc, ex, rid)
             if out is None or not out.started:
-                await dialect.send_error(send, error, rid, timing)
+                # Refused before its body was read whole: the connection closes with it.
+                await dialect.send_error(send if body_read else closing(send), error, rid, timing)
                 return
             log.warning(
                 "request %s: %s failed after the reply started, reply aborted: %s",
@@ -158,7 +199,12 @@ def upstream_call(
 ) -> UpstreamCall:
     """The provider's request for a resolved call: its target from the caller's credentials,
     chatbot-ui's settings settled, then the family's translation."""
-    target = target_for(provider, profile, call, custom)
+    return build_call(provider, target_for(provider, profile, call, custom), call, entry, drop)
+
+
+def build_call(
+    provider: Provider, target: Target, call: ChatCall, entry: ModelEntry | None, drop: bool
+) -> UpstreamCall:
     if call.from_chat_settings:
         settle(call, provider, entry)
     if target.max_tokens is not None and not call.budget_given():
@@ -179,20 +225,62 @@ def settle(call: ChatCall, provider: Provider, entry: ModelEntry | None) -> None
         params["max_tokens"] = entry.max_output
 
 
-async def _relay(ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch) -> None:
-    async with open_upstream(ex) as resp:
-        # Whatever arrived in one read is decoded and sent on at once, as one piece.
-        async for block in resp.content.iter_any():
-            items = reader.feed(block)
-            if items:
-                await out.write(items)
-            if reader.finished:
-                break
-        else:
-            items = reader.close()
-            if items:
-                await out.write(items)
-        await out.end()
-        # The client has had all of it: its leaving no longer cancels anything.
-        watch.close()
-        await drain(resp)
+async def _relay(
+    ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch, settings: Settings
+) -> None:
+    """Relay the reply, within ``CHATWIRE_MAX_CHAT_SECONDS`` from the request to the
+    upstream and ``CHATWIRE_MAX_REPLY_BYTES`` of it: an upstream that never ends costs a
+    bounded share of the process."""
+    seconds = settings.max_chat_seconds
+    try:
+        async with asyncio.timeout(seconds or None) as deadline:
+            await _relay_reply(ex, reader, out, watch, settings.max_reply_bytes)
+    except TimeoutError as exc:
+        if not deadline.expired():
+            raise  # the upstream's own timeouts, mapped by ``failure``
+        raise ReplyTooLong(
+            f"{ex.provider.label}'s reply took longer than {seconds:g} s "
+            "(CHATWIRE_MAX_CHAT_SECONDS); the rest was not relayed."
+        ) from exc
+
+
+async def _relay_reply(
+    ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch, max_bytes: int
+) -> None:
+    # The first-byte timeout runs until the first piece of the reply, from the first try:
+    # aiohttp's read timeout alone restarts with every byte, so headers trickled a byte at a
+    # time or a stream of SSE comments (": ping") would hold the client with nothing.
+    first = asyncio.timeout(ex.policy.first_byte)
+    waiting = True
+    try:
+        async with first, open_upstream(ex) as resp:
+            received = 0
+            # Whatever arrived in one read is decoded and sent on at once, as one piece.
+            async for block in resp.content.iter_any():
+                received += len(block)
+                if max_bytes and received > max_bytes:
+                    raise ReplyTooLarge(
+                        f"{ex.provider.label}'s reply was larger than {max_bytes} bytes "
+                        "(CHATWIRE_MAX_REPLY_BYTES); the rest was not relayed."
+                    )
+                items = reader.feed(block)
+                if items:
+                    if waiting:
+                        waiting = False
+                        first.reschedule(None)
+                    await out.write(items)
+                if reader.finished:
+                    break
+            else:
+                items = reader.close()
+                if items:
+                    await out.write(items)
+            first.reschedule(None)
+            await out.end()
+            # The client has had all of it: its leaving no longer cancels anything.
+            watch.close()
+            await drain(resp)
+    except TimeoutError:
+        if first.expired():
+            raise first_byte_timeout(ex) from None
+        raise

@@ -141,6 +141,7 @@ def _deployment(provider: Provider, profile: ProfileView, model: str) -> Target:
         key=key,
         model=deployment,
         query=f"?api-version={provider.options.get('api_version', '')}",
+        user_set=not profile.from_operator(endpoint_field),
     )
 
 
@@ -156,6 +157,7 @@ def _custom(call: ChatCall, custom: CustomModel | None) -> Target:
         key=custom.api_key,
         model=custom.model_id,
         max_tokens=custom_max_tokens(custom.context_length, call.messages),
+        user_set=True,
     )
 
 

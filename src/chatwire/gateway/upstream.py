@@ -1,11 +1,9 @@
-"""The one upstream client: where a chat goes, how it is asked, and what its failures mean.
+"""The one upstream client: where a chat goes and how it is asked.
 
 ``open_upstream`` posts a family's ``UpstreamCall`` and yields the 200 response with the idle
 timeout in force, trying again on a refusal that may pass (``UpstreamPolicy``); ``drain``
 lets its connection be reused; ``DisconnectWatch`` cancels it the moment the client leaves.
-``failure`` is the one place an exception of a chat becomes the ``ChatwireError`` its
-dialect renders: by status and the family's structured reading of an error body, by the
-kind of transport failure, never by matching message wording.
+``failures`` maps what goes wrong to what the client is told.
 """
 
 from __future__ import annotations
@@ -16,34 +14,27 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 import aiohttp
+from yarl import URL
 
 from chatwire.api.asgi import Receive
-from chatwire.errors import (
-    ChatwireError,
-    InternalError,
-    UpstreamError,
-    UpstreamKeyInvalid,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
-from chatwire.gateway.lines import StreamFailed
-from chatwire.providers.error_text import readable_message
+from chatwire.gateway.failures import error_for_status
+from chatwire.gateway.via import via_header
 from chatwire.timing import Timing
 
 if TYPE_CHECKING:
+    from chatwire.gateway.guard import AddressRules
     from chatwire.providers.declaration import Provider
 
 log = logging.getLogger("chatwire.upstream")
 
 MAX_ERROR_BODY = 64 * 1024
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, StreamFailed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +48,9 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     query: str = ""
     max_tokens: int | None = None  # the reply budget of a custom model's record
+    # Set by a user (a custom model, a user's Azure endpoint), not by the operator: it may
+    # reach only the addresses the operator allows, and its errors tell no more than a status.
+    user_set: bool = False
 
 
 # Headers that carry a provider key, in any of the providers' styles.
@@ -76,15 +70,6 @@ class UpstreamCall:
             if name.lower() in _KEY_HEADERS:
                 found += [part for part in value.split() if len(part) >= 8]
         return found
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` without any of ``secrets``: a provider may quote the key it was sent in an
-    error, and an operator's key must not reach a user (or the logs) that way."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +101,13 @@ class Exchange:
     timing: Timing
     # The upstream answered 200 and its reply is being read (timeouts are then idle ones).
     reading: bool = False
+    # A user-set URL's rules (``Target.user_set``; ``http`` then resolves through them), or
+    # None for the operator's own.
+    guard: AddressRules | None = None
+    # How many chatwire gateways the request passed through before this one (its Via).
+    hops: int = 0
+    # Of its failures, tell only the status (a user-set upstream may be any service).
+    terse: bool = False
 
 
 @asynccontextmanager
@@ -124,11 +116,17 @@ async def open_upstream(ex: Exchange) -> AsyncIterator[aiohttp.ClientResponse]:
     other status raises the provider's mapped error, once the retries allowed are spent."""
     call, policy, timing = ex.call, ex.policy, ex.timing
     timing.sent = time.perf_counter()
+    url = URL(call.url)
+    if ex.guard is not None:
+        # A name is checked by the guarded session's resolver; an address here.
+        ex.guard.check_literal(url.raw_host or "")
+    # Marked as chatwire's, so a chain of gateways that loops back is refused (pipeline).
+    headers = {**call.headers, "Via": via_header(ex.hops)}
     for attempt in itertools.count():
         try:
             # Redirects are not followed: the key must go nowhere but the configured host.
             resp = await ex.http.post(
-                call.url, data=_payload(call.body), headers=call.headers, allow_redirects=False
+                url, data=_payload(call.body), headers=headers, allow_redirects=False
             )
         except aiohttp.ClientConnectorError as exc:
             # Nothing reached the upstream, so asking again cannot run the request twice;
@@ -152,7 +150,13 @@ async def open_upstream(ex: Exchange) -> AsyncIterator[aiohttp.ClientResponse]:
             wait = retry_wait(policy, attempt, resp.status, retry_after)
             if wait is None:
                 raise error_for_status(
-                    ex.provider, resp.status, resp.reason or "", retry_after, body, call.secrets()
+                    ex.provider,
+                    resp.status,
+                    resp.reason or "",
+                    retry_after,
+                    body,
+                    call.secrets(),
+                    terse=ex.terse,
                 )
             what = f"answered {resp.status}"
         log.info(
@@ -294,75 +298,3 @@ class DisconnectWatch:
     def close(self) -> None:
         self._done = True
         self._task.cancel()
-
-
-def error_for_status(
-    provider: Provider,
-    status: int,
-    reason: str,
-    retry_after: str | None,
-    body: bytes,
-    secrets: Sequence[str] = (),
-) -> UpstreamError:
-    """An upstream error response as the most specific error, by status and by the family's
-    structured reading of the body; never by matching message wording."""
-    if status == 401 or provider.family.key_rejected(status, body):
-        return UpstreamKeyInvalid(provider.key_invalid_message())
-    text = readable_message(body) or f"{reason or 'error'} (no readable message)"
-    text = redact(text, secrets)
-    return UpstreamError(
-        f"{provider.label} answered {status}: {text}",
-        status=status if 400 <= status <= 599 else 502,
-        retry_after=retry_after if status in (429, 503, 529) else None,
-    )
-
-
-def failure(exc: BaseException, ex: Exchange | None, rid: bytes) -> ChatwireError:
-    """The one place a chat's failure becomes the error its dialect renders."""
-    if isinstance(exc, ChatwireError):
-        return exc
-    if ex is not None and isinstance(exc, TRANSPORT_ERRORS):
-        return transport_error(ex.provider, exc, ex.reading, ex.policy, ex.call.secrets())
-    where = (
-        f"while relaying from {ex.provider.label}" if ex is not None else "to handle this request"
-    )
-    log.error("request %s: failed %s", rid.decode(), where, exc_info=exc)
-    return InternalError(
-        f"chatwire failed {where} (request id {rid.decode()}); the server log has the details."
-    )
-
-
-def transport_error(
-    provider: Provider,
-    exc: BaseException,
-    reading: bool,
-    policy: UpstreamPolicy,
-    secrets: Sequence[str] = (),
-) -> UpstreamError:
-    """An aiohttp, OS or stream failure as the most specific chatwire error."""
-    label = provider.label
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return UpstreamTimeout(
-            f"{label} could not be reached within {policy.connect:g} s "
-            "(CHATWIRE_CONNECT_TIMEOUT). Try again later."
-        )
-    if isinstance(exc, aiohttp.SocketTimeoutError | asyncio.TimeoutError):
-        if not reading:
-            return UpstreamTimeout(
-                f"{label} did not start answering within {policy.first_byte:g} s "
-                "(CHATWIRE_FIRST_BYTE_TIMEOUT). Try again later."
-            )
-        return UpstreamTimeout(
-            f"{label} stopped sending for {policy.idle:g} s "
-            "(CHATWIRE_IDLE_TIMEOUT). Try again later."
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or "connection failed"
-        return UpstreamUnreachable(f"Could not connect to {label}: {reason}.")
-    if isinstance(exc, StreamFailed):
-        return UpstreamUnreachable(f"{label} sent a broken reply: {redact(str(exc), secrets)}")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return UpstreamUnreachable(f"The {label} URL is not valid; check its base URL.")
-    return UpstreamUnreachable(
-        f"The connection to {label} failed ({type(exc).__name__}). Try again later."
-    )

@@ -69,35 +69,51 @@ def prepare_sqlite_file(path: Path) -> None:
     os.close(fd)
 
 
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")  # wait up to 5 s for another writer
-        # Readers and the writer do not block each other; several workers share the file.
-        cursor.execute("PRAGMA journal_mode=WAL")
-    finally:
-        cursor.close()
+def _sqlite_setup(busy_timeout: float) -> Any:
+    milliseconds = max(1, round(busy_timeout * 1000))
+
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # Wait this long for another writer's lock, then fail (a 503 in the app).
+            cursor.execute(f"PRAGMA busy_timeout={milliseconds:d}")
+            # Readers and the writer do not block each other; several workers share the file.
+            cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine; parameters are hidden from error messages (they may carry secrets)."""
+DEFAULT_TIMEOUT = 5.0
+
+
+def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine:
+    """An async engine; parameters are hidden from error messages (they may carry secrets).
+
+    ``timeout`` (``CHATWIRE_DB_TIMEOUT``) bounds each wait on the database: connecting, one
+    statement, a connection from the pool, and (SQLite) another writer's lock. A database
+    that stalls then fails the request instead of holding it as long as it stalls.
+    """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(parsed)
         if path is not None:
             prepare_sqlite_file(path)
         engine = create_async_engine(parsed, hide_parameters=True)
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_setup(timeout))
         return engine
     return create_async_engine(
         parsed,
         hide_parameters=True,
         pool_size=10,
         max_overflow=20,
-        pool_timeout=30,
+        pool_timeout=timeout,
         pool_pre_ping=True,  # survive server restarts and idle-connection reapers
         pool_recycle=1800,
+        # asyncpg's own: to connect, and for each statement (the pre-ping's included).
+        connect_args={"timeout": timeout, "command_timeout": timeout},
     )
 
 

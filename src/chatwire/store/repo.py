@@ -8,13 +8,16 @@ the store when it is built (``profiles``: the schema does not know them). Except
     UserNotFound        a user name (or id) that does not exist
     CustomModelExists   a user's second custom model of the same name (a ValueError)
     ValueError          invalid input; the message names the field, never its value
+    TooManyCustomModels a user's custom model past the cap the caller gave
     crypto.SecretKeyMismatch  stored secrets do not decrypt with the configured keys
+    errors.StoreUnavailable   the database refused, timed out or is locked (``health``)
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -25,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from chatwire.core.security import hash_token, new_token
 from chatwire.store.crypto import KeyBox
 from chatwire.store.db import make_sessionmaker
+from chatwire.store.health import guarded
 from chatwire.store.models import (
     USER_NAME_LENGTH,
     ApiToken,
@@ -72,6 +76,12 @@ class UserNotFound(Exception):
         self.user = user
 
 
+class TooManyCustomModels(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the user has {limit} custom models, the most allowed")
+        self.limit = limit
+
+
 class CustomModelExists(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(f"a custom model named {name!r} exists already")
@@ -98,6 +108,12 @@ class Store:
     def __repr__(self) -> str:
         return f"<Store {self._engine.url.get_backend_name()}>"
 
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; a database that cannot answer raises ``StoreUnavailable``."""
+        async with guarded(), self._sessions.begin() as session:
+            yield session
+
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
@@ -114,7 +130,7 @@ class Store:
         validate_user_name(name)
         token = new_token()
         try:
-            async with self._sessions.begin() as session:
+            async with self._begin() as session:
                 user = User(name=name)
                 session.add(user)
                 await session.flush()
@@ -126,13 +142,13 @@ class Store:
 
     async def create_token(self, user_name: str) -> str:
         token = new_token()
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             user_id = await self._user_id(session, user_name)
             session.add(ApiToken(user_id=user_id, token_hash=hash_token(token)))
         return token
 
     async def list_tokens(self, user_name: str) -> list[TokenRecord]:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             user_id = await self._user_id(session, user_name)
             rows = await session.scalars(
                 select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
@@ -148,16 +164,16 @@ class Store:
             ]
 
     async def revoke_token(self, token_id: int) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             return await self._revoke(session, ApiToken.id == token_id) == 1
 
     async def revoke_token_value(self, token: str) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             return await self._revoke(session, ApiToken.token_hash == hash_token(token)) == 1
 
     async def revoke_all_tokens(self, user_name: str) -> int:
         """Revoke every active token of the user; returns how many there were."""
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             user_id = await self._user_id(session, user_name)
             return await self._revoke(session, ApiToken.user_id == user_id)
 
@@ -175,7 +191,7 @@ class Store:
         if not token:
             return None
         wanted = hash_token(token)
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             row = (
                 await session.execute(
                     select(ApiToken.token_hash, User.id, User.name)
@@ -188,17 +204,17 @@ class Store:
         return UserRecord(id=row.id, name=row.name)
 
     async def get_user(self, name: str) -> UserRecord | None:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             user = await session.scalar(select(User).where(User.name == name))
             return None if user is None else UserRecord(id=user.id, name=user.name)
 
     async def list_users(self) -> list[UserRecord]:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             users = await session.scalars(select(User).order_by(User.id))
             return [UserRecord(id=user.id, name=user.name) for user in users]
 
     async def count_users(self) -> int:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
     async def _user_id(self, session: AsyncSession, name: str) -> int:
@@ -214,7 +230,7 @@ class Store:
     # Profiles
 
     async def get_profile(self, user_id: int) -> Profile:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             return await self._profiles.read(session, user_id)
 
     async def update_profile(
@@ -222,7 +238,7 @@ class Store:
     ) -> Profile:
         """Set (a string), clear (None or "") or keep (absent) each field; returns the result."""
         checked = self._profiles.changes(changes)
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             await self._require_user(session, user_id)
             await self._profiles.write(session, user_id, checked)
             return await self._profiles.read(session, user_id)
@@ -230,7 +246,7 @@ class Store:
     # Custom models
 
     async def list_custom_models(self, user_id: int) -> list[CustomModel]:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             rows = await session.scalars(
                 select(CustomModelRow)
                 .where(CustomModelRow.user_id == user_id)
@@ -239,7 +255,7 @@ class Store:
             return [self._custom_model(row) for row in rows]
 
     async def get_custom_model(self, user_id: int, model_id_pk: int) -> CustomModel | None:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             row = await self._own_model(session, user_id, model_id_pk)
             return None if row is None else self._custom_model(row)
 
@@ -253,7 +269,10 @@ class Store:
         api_key: str,
         context_length: int = 4096,
         description: str = "",
+        limit: int = 0,
     ) -> CustomModel:
+        """``limit``: the most custom models the user may have (0: no cap); past it
+        ``TooManyCustomModels``. Counted in the same transaction as the insert."""
         fields = self._custom_model_values(
             {
                 "name": name,
@@ -265,8 +284,10 @@ class Store:
             }
         )
         try:
-            async with self._sessions.begin() as session:
+            async with self._begin() as session:
                 await self._require_user(session, user_id)
+                if limit and await self._count_custom_models(session, user_id) >= limit:
+                    raise TooManyCustomModels(limit)
                 row = CustomModelRow(user_id=user_id, **fields)
                 session.add(row)
                 await session.flush()
@@ -280,7 +301,7 @@ class Store:
         """Change the given fields of the user's model ``pk``; None if they have no such model."""
         fields = self._custom_model_values(changes)
         try:
-            async with self._sessions.begin() as session:
+            async with self._begin() as session:
                 row = await self._own_model(session, user_id, pk)
                 if row is None:
                     return None
@@ -292,13 +313,21 @@ class Store:
             raise CustomModelExists(str(changes.get("name", ""))) from exc
 
     async def delete_custom_model(self, user_id: int, pk: int) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._begin() as session:
             result = await session.execute(
                 delete(CustomModelRow)
                 .where(CustomModelRow.user_id == user_id, CustomModelRow.id == pk)
                 .execution_options(synchronize_session=False)
             )
             return _rowcount(result) == 1
+
+    async def _count_custom_models(self, session: AsyncSession, user_id: int) -> int:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(CustomModelRow)
+            .where(CustomModelRow.user_id == user_id)
+        )
+        return int(count or 0)
 
     async def _own_model(
         self, session: AsyncSession, user_id: int, pk: int

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.core.security import mask_secret
-from chatwire.errors import NotFound, RequestInvalid
+from chatwire.errors import LimitReached, NotFound, RequestInvalid
 from chatwire.store.records import MAX_FIELD_LENGTH, CustomModel
+from chatwire.store.repo import TooManyCustomModels
 
 router = APIRouter(prefix="/api/custom-models", tags=["custom models"])
 
@@ -84,8 +85,14 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> list[CustomMo
 async def create_model(
     user: CurrentUser, services: ServicesDep, body: CustomModelCreate
 ) -> CustomModelPublic:
+    limit = services.settings.max_custom_models
     try:
-        record = await services.store.create_custom_model(user.id, **body.model_dump())
+        record = await services.store.create_custom_model(user.id, **body.model_dump(), limit=limit)
+    except TooManyCustomModels as exc:
+        raise LimitReached(
+            f"You have {limit} custom models, the most allowed (CHATWIRE_MAX_CUSTOM_MODELS); "
+            "delete one first (DELETE /api/custom-models/{id})."
+        ) from exc
     except ValueError as exc:
         raise RequestInvalid(str(exc)) from exc
     services.custom_models_changed()
