@@ -18,6 +18,7 @@ from chatwire.cli import open_store, prepare
 from chatwire.core.config import Settings
 from chatwire.server import uvicorn_config
 from chatwire.store.records import CredentialField
+from tests.fakes.endless import Endless
 from tests.fakes.fake_mistral import FakeMistral
 
 FAKE_KEY = "fake-mistral-key-0123456789"
@@ -115,6 +116,16 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
         await client.aclose()
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def endless() -> AsyncIterator[Endless]:
+    upstream = Endless()
+    await upstream.start()
+    try:
+        yield upstream
+    finally:
+        await upstream.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,7 +20,8 @@ from chatwire.catalogue import Catalogue, ModelEntry
 from chatwire.core.config import Settings
 from chatwire.gateway.guard import AddressRules, GuardedResolver
 from chatwire.gateway.lines import DECODE_ERRORS, SHAPE_ERRORS
-from chatwire.gateway.upstream import UpstreamPolicy
+from chatwire.gateway.upstream import READ_CHUNK, UpstreamPolicy, upstream_socket
+from chatwire.memory import HeapTrimmer
 from chatwire.providers.declaration import Provider
 from chatwire.providers.registry import build_providers, operator_values
 from chatwire.store.crypto import KeyBox, load_secret_keys
@@ -53,6 +56,8 @@ class Services:
     upstream_rules: AddressRules
     user_resolver: GuardedResolver = field(repr=False)
     admission: Admission
+    # Returns the heap's free memory to the system after a burst (chatwire.memory).
+    trimmer: asyncio.Task[None] | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -86,12 +91,20 @@ class Services:
         )
         rules = AddressRules.parse(settings.upstream_allow, settings.upstream_deny)
         # One pool per process: every upstream request reuses these keep-alive connections.
-        http = _session(policy, aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+        http = _session(
+            policy,
+            aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, socket_factory=upstream_socket),
+        )
         resolver = GuardedResolver(rules)
         user_http = _session(
-            policy, aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, resolver=resolver)
+            policy,
+            aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=300, resolver=resolver, socket_factory=upstream_socket
+            ),
         )
+        trimmer = asyncio.create_task(HeapTrimmer().run(), name="chatwire heap trimmer")
         return cls(
+            trimmer=trimmer,
             settings=settings,
             engine=engine,
             store=store,
@@ -142,6 +155,10 @@ class Services:
         return found
 
     async def close(self) -> None:
+        if self.trimmer is not None:
+            self.trimmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.trimmer
         await self.http.close()
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
@@ -154,6 +171,6 @@ def _session(policy: UpstreamPolicy, connector: aiohttp.TCPConnector) -> aiohttp
         timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=policy.connect, sock_read=policy.first_byte
         ),
-        read_bufsize=2**18,
+        read_bufsize=READ_CHUNK,
         skip_auto_headers=("User-Agent",),
     )

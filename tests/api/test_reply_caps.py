@@ -7,65 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiohttp import web
 
 from tests.conftest import ServerFactory
-
-DELTA = (
-    b'data: {"id":"c1","object":"chat.completion.chunk","model":"m","choices":'
-    b'[{"index":0,"delta":{"content":"' + b"x" * 900 + b'"},"finish_reason":null}]}\n\n'
-)
-
-
-class Endless:
-    """An OpenAI-compatible upstream whose reply never ends: a delta every ``interval`` s."""
-
-    def __init__(self) -> None:
-        self.interval = 0.0
-        self.sent = 0
-        self._runner: web.AppRunner | None = None
-        self.base_url = ""
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        try:
-            while True:
-                await resp.write(DELTA * 16)
-                self.sent += len(DELTA) * 16
-                await asyncio.sleep(self.interval)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        return resp
-
-
-@pytest.fixture
-async def endless() -> AsyncIterator[Endless]:
-    upstream = Endless()
-    await upstream.start()
-    try:
-        yield upstream
-    finally:
-        await upstream.stop()
+from tests.fakes.endless import Endless
 
 
 async def read_into(resp: httpx.Response, pieces: list[bytes]) -> None:

@@ -36,6 +36,7 @@ from chatwire.gateway.call import ChatCall
 from chatwire.gateway.failures import failure, first_byte_timeout
 from chatwire.gateway.resolve import ProfileView, model_named, target_for
 from chatwire.gateway.upstream import (
+    READ_CHUNK,
     DisconnectWatch,
     Exchange,
     Target,
@@ -255,8 +256,10 @@ async def _relay_reply(
     try:
         async with first, open_upstream(ex) as resp:
             received = 0
-            # Whatever arrived in one read is decoded and sent on at once, as one piece.
-            async for block in resp.content.iter_any():
+            # Whatever arrived in one read (up to READ_CHUNK) is decoded and sent on at once,
+            # as one piece; the next read waits for the send, so a slow client slows the
+            # upstream instead of piling its reply up here.
+            async for block in resp.content.iter_chunked(READ_CHUNK):
                 received += len(block)
                 if max_bytes and received > max_bytes:
                     raise ReplyTooLarge(

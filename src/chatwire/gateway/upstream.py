@@ -13,12 +13,13 @@ import io
 import itertools
 import logging
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from yarl import URL
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatwire.upstream")
 
 MAX_ERROR_BODY = 64 * 1024
+# What one stream holds of an upstream's reply while its client is slow to read: the socket's
+# receive buffer (one read takes at most what it holds; the kernel doubles the figure) and
+# aiohttp's read-ahead (it stops reading past twice this) stay near these, and a reply is
+# relayed in pieces of at most READ_CHUNK. A client that never reads thus costs about 300 KiB
+# (tests/test_memory.py) instead of 2 MiB: the send then waits for the client's socket, the
+# upstream read waits for the send, and the upstream's socket fills.
+READ_CHUNK = 2**15
+RECEIVE_BUFFER = 2**16
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,17 @@ class Target:
 
 
 # Headers that carry a provider key, in any of the providers' styles.
+def upstream_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """The socket of an upstream connection (aiohttp's ``socket_factory``): its receive
+    buffer bounded (``RECEIVE_BUFFER``). Loopback and a LAN keep their speed with it; a
+    distant upstream's one connection is limited to about this many bytes per round trip
+    (128 KiB per 50 ms is 2.6 MB/s), far above what a model streams."""
+    family, kind, proto = addr_info[:3]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    return sock
+
+
 _KEY_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "x-goog-api-key"})
 
 

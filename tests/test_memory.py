@@ -1,0 +1,157 @@
+"""What a stream holds of the server's memory, measured on a real ``chatwire serve`` process
+(its resident memory, from /proc): a client that never reads its reply costs a bounded, small
+amount while it stays (chatwire stops reading the upstream while the client's socket is full),
+and the memory is given back when such clients leave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatwire.memory import FREE_THRESHOLD
+from tests.fakes.endless import Endless
+from tests.test_cli import Cli, make_cli
+from tests.test_serve import Launch, Served, banner_token, free_port, launcher
+
+CLIENTS = 300
+# What one client that does not read may hold (the README's reliability section says the
+# same): the upstream bytes read ahead, one upstream read in hand, and its encoding queued
+# behind the client's full socket.
+PER_STREAM_BOUND = 384 * 1024
+
+
+def resident(pid: int) -> int:
+    """The process's resident memory in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+async def settled(pid: int, rounds: int = 6, every: float = 0.5) -> int:
+    """The resident memory once it stops moving by more than 2 MiB between samples."""
+    last = resident(pid)
+    for _ in range(rounds):
+        await asyncio.sleep(every)
+        now = resident(pid)
+        if abs(now - last) < 2 * 2**20:
+            return now
+        last = now
+    return last
+
+
+async def non_reader(port: int, token: str) -> socket.socket:
+    """A client that asks for a chat and then never reads: its receive buffer kept small, so
+    what piles up is the server's to hold."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    body = json.dumps(
+        {
+            "chatSettings": {"model": "mistral-small-latest"},
+            "messages": [{"role": "user", "content": "Tell me everything."}],
+        }
+    ).encode()
+    head = (
+        f"POST /api/chat/mistral HTTP/1.1\r\nHost: chatwire\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    await loop.sock_sendall(sock, head + body)
+    return sock
+
+
+async def start(cli: Cli, launch: Launch, upstream: Endless) -> tuple[Served, int, str]:
+    port = free_port()
+    served = launch(
+        cli,
+        "serve",
+        port=port,
+        env={
+            "CHATWIRE_PORT": str(port),
+            "CHATWIRE_MISTRAL_BASE_URL": upstream.base_url,
+            "CHATWIRE_MAX_STREAMS_PER_USER": "0",
+            "CHATWIRE_MAX_STREAMS": "0",
+            "CHATWIRE_MAX_CONNECTIONS_PER_CLIENT": "0",
+        },
+    )
+    await served.wait_ready()
+    token = banner_token(served)
+    await cli.ok("keys", "set", "local", "mistral", stdin="mistral-key-0123456789\n")
+    return served, port, token
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return make_cli(tmp_path)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    with launcher(tmp_path) as start:
+        yield start
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+async def test_clients_that_do_not_read_hold_little_and_give_it_back(
+    cli: Cli, launch: Launch, endless: Endless
+) -> None:
+    served, port, token = await start(cli, launch, endless)
+    pid = served.proc.pid
+    # Ten first, closed again: what every stream needs anyway (buffers, the upstream connection
+    # pool, the code paths warmed) is not charged to the non-readers.
+    warm = [await non_reader(port, token) for _ in range(10)]
+    await settled(pid)
+    for sock in warm:
+        sock.close()
+    base = await settled(pid)
+
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(CLIENTS):
+            socks.append(await non_reader(port, token))
+        await endless.begun(len(warm) + CLIENTS, within=10)
+        # Every stream stalls on its client: the upstream is no longer read (what it sent
+        # until then fills the sockets' kernel buffers, not chatwire's memory).
+        async with asyncio.timeout(30):
+            while True:
+                before = endless.sent
+                await asyncio.sleep(0.5)
+                if endless.sent - before < 2**20:
+                    break
+        held = await settled(pid)
+        # Each is a chat being relayed, not a refusal.
+        for sock in socks:
+            assert (await asyncio.get_running_loop().sock_recv(sock, 12)) == b"HTTP/1.1 200"
+    finally:
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.close()
+    per_stream = (held - base) / CLIENTS
+    assert per_stream < PER_STREAM_BOUND, (
+        f"{per_stream / 1024:.0f} KiB per client that does not read ({base / 2**20:.0f} MiB "
+        f"-> {held / 2**20:.0f} MiB for {CLIENTS})"
+    )
+
+    # Given back within a few of the trimmer's rounds (chatwire.memory).
+    bound = max(FREE_THRESHOLD + 8 * 2**20, (held - base) / 4)
+    for _ in range(30):
+        await asyncio.sleep(0.5)
+        left = resident(pid)
+        if left - base < bound:
+            break
+    print(f"{base / 2**20:.0f} -> {held / 2**20:.0f} -> {left / 2**20:.0f} MiB")
+    assert left - base < bound, (
+        f"after they left: {base / 2**20:.0f} MiB -> {held / 2**20:.0f} MiB -> "
+        f"{left / 2**20:.0f} MiB"
+    )
+    served.proc.terminate()
+    served.proc.wait(10)
