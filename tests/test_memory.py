@@ -12,10 +12,13 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from chatwire.memory import FREE_THRESHOLD
+from tests.conftest import FAKE_KEY
 from tests.fakes.endless import Endless
+from tests.fakes.fake_mistral import FakeMistral
 from tests.test_cli import Cli, make_cli
 from tests.test_serve import Launch, Served, banner_token, free_port, launcher
 
@@ -155,3 +158,103 @@ async def test_clients_that_do_not_read_hold_little_and_give_it_back(
     )
     served.proc.terminate()
     served.proc.wait(10)
+
+
+def peak_reset(pid: int) -> None:
+    """Start the process's peak resident memory (VmHWM) afresh from what it holds now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+BUDGET = 128 * 2**20
+BODIES = 12
+BODY = 2 * 2**20
+# What the process may hold past the bodies' budget while they are parsed and sent upstream:
+# the reading of one body at a time, and the allocator's slack.
+OVERHEAD = 48 * 2**20
+
+
+def small_messages_body(size: int) -> bytes:
+    """A /v1 body of about ``size`` bytes, all of it tiny messages: the most objects per
+    byte a chat body makes once parsed."""
+    message = b'{"role":"user","content":"hi"},'
+    count = (size - 200) // len(message)
+    return (
+        b'{"model":"mistral/fake-stall","stream":true,"messages":['
+        + message * count
+        + b'{"role":"user","content":"hi"}]}'
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+async def test_concurrent_maximal_bodies_stay_within_the_budget(
+    cli: Cli, launch: Launch, fake: FakeMistral
+) -> None:
+    assert fake.base_url is not None
+    port = free_port()
+    served = launch(
+        cli,
+        "serve",
+        port=port,
+        env={
+            "CHATWIRE_PORT": str(port),
+            "CHATWIRE_MISTRAL_BASE_URL": fake.base_url,
+            "CHATWIRE_MAX_STREAMS_PER_USER": "0",
+            "CHATWIRE_BODY_MEMORY": str(BUDGET),
+        },
+    )
+    await served.wait_ready()
+    token = banner_token(served)
+    await cli.ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
+    pid = served.proc.pid
+    body = small_messages_body(BODY)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=served.url, timeout=60, trust_env=False) as client:
+        # Once through, so what any such request needs anyway is not counted.
+        small = small_messages_body(64 * 1024).replace(b"fake-stall", b"mistral-small-latest")
+        assert (
+            await client.post("/v1/chat/completions", content=small, headers=headers)
+        ).is_success
+        base = await settled(pid)
+        peak_reset(pid)
+
+        async def chat() -> int:
+            try:
+                resp = await client.post("/v1/chat/completions", content=body, headers=headers)
+            except httpx.ReadTimeout:
+                return 0
+            except httpx.TransportError:
+                # Refused mid-upload: the 503 went out and the connection closed before the
+                # client had sent all of its body (httpx then reports the broken upload).
+                return -503
+            return resp.status_code
+
+        tasks = [asyncio.create_task(chat()) for _ in range(BODIES)]
+        refused = 0
+        async with asyncio.timeout(60):
+            while True:
+                done = [t for t in tasks if t.done()]
+                refused = sum(1 for t in done if abs(t.result()) == 503)
+                assert all(abs(t.result()) == 503 for t in done), [t.result() for t in done]
+                if refused + fake.active_requests == BODIES:
+                    break
+                await asyncio.sleep(0.1)
+        highest = peak(pid)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    admitted = BODIES - refused
+    print(
+        f"{admitted} admitted, {refused} refused; {base / 2**20:.0f} MiB -> peak {highest / 2**20:.0f} MiB"
+    )
+    assert admitted >= 1
+    assert highest - base < BUDGET + OVERHEAD, (
+        f"{admitted} bodies of {BODY // 2**20} MiB admitted under a {BUDGET // 2**20} MiB budget: "
+        f"{base / 2**20:.0f} MiB -> peak {highest / 2**20:.0f} MiB"
+    )

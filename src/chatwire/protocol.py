@@ -95,8 +95,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _too_large = False
     # Bytes read while a head is incomplete: the parser holds a header line that has not
     # ended yet in a buffer of its own and calls on_header only at its end, so those bytes
-    # are counted here, as they arrive (with one read's worth of slack for a body that came
-    # in the same read as the end of its head).
+    # are counted here, as they arrive, and checked once a read is parsed: a read in which
+    # the head ended resets the count, whatever body came with it (a read is up to 256 KiB).
     _awaiting_head = True
     _raw_head = 0
 
@@ -163,11 +163,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 if self._head_timer is None:
                     self._arm_head_timer()
             self._raw_head += len(data)
-            if self._raw_head > MAX_HEAD_BYTES + READ_SLACK:
-                self._too_large = True
-                self.send_400_response("")
-                return
         super().data_received(data)
+        if (
+            self._awaiting_head
+            and self._raw_head > MAX_HEAD_BYTES + READ_SLACK
+            and not self.transport.is_closing()
+        ):
+            self._too_large = True
+            self.send_400_response("")
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False

@@ -142,11 +142,13 @@ def test_admission_counts_and_releases() -> None:
 async def test_bodies_held_at_once_have_a_budget(
     make_server: ServerFactory, fake: FakeMistral
 ) -> None:
-    server = await make_server(body_memory=100_000, max_streams_per_user=0)
+    # A body is charged its bytes and what decoding it may hold (about 3 bytes per byte of
+    # one long string) until its upstream request is built, then that request's bytes.
+    server = await make_server(body_memory=300_000, max_streams_per_user=0)
     big = server.chat_body(content="x" * 60_000, model=FAULT_STALL)
     held = asyncio.create_task(server.client.post(CHAT, json=big, headers=server.auth))
     await wait_for_upstream(fake, 1)
-    again = server.chat_body(content="y" * 60_000)
+    again = server.chat_body(content="y" * 70_000)
     refused = await server.client.post(CHAT, json=again, headers=server.auth)
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
@@ -161,6 +163,25 @@ async def test_bodies_held_at_once_have_a_budget(
         if resp.status_code == 200:
             break
         await asyncio.sleep(0.01)
+    assert resp.status_code == 200
+
+
+async def test_a_body_the_budget_could_never_hold_decoded_is_a_413(
+    make_server: ServerFactory,
+) -> None:
+    """Counted by what it becomes: 300 KB of tiny messages would be about 10 MB of objects."""
+    server = await make_server(body_memory=4 * 2**20)
+    messages = [{"role": "user", "content": "hi"}] * 10_000
+    body = {"model": "mistral/mistral-small-latest", "messages": messages, "stream": True}
+    resp = await server.client.post("/v1/chat/completions", json=body, headers=server.auth)
+    assert resp.status_code == 413
+    error = resp.json()["error"]
+    assert "CHATWIRE_BODY_MEMORY" in error["message"]
+    assert "once decoded" in error["message"]
+    # The same as one message of the same size is taken.
+    one = [{"role": "user", "content": "hi " * 100_000}]
+    body = {"model": "mistral/mistral-small-latest", "messages": one, "stream": True}
+    resp = await server.client.post("/v1/chat/completions", json=body, headers=server.auth)
     assert resp.status_code == 200
 
 

@@ -5,6 +5,7 @@ its route takes is a 413 at once, declared or chunked, and a maximal body of eac
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -118,3 +119,27 @@ async def test_a_body_on_an_open_route_is_bounded_too(server: Running) -> None:
     finally:
         conn.close()
     assert status_of(answer) == 413
+
+
+async def test_large_bodies_one_after_another_on_a_kept_alive_connection(
+    server: Running,
+) -> None:
+    """A head and a large body in one write, twice on one connection: the body read with the
+    head's end is not counted as head (it was, and the second request was a 431)."""
+    content = "hi " * 100_000
+    body = json.dumps(
+        {
+            "model": "mistral/mistral-small-latest",
+            "messages": [{"role": "user", "content": content}],
+        }
+    ).encode()
+    request = head("POST", "/v1/chat/completions", server.token, len(body)) + body
+    conn = await Raw.open(server)
+    try:
+        for _ in range(3):
+            await conn.send(request)
+            answer = await conn.response(within=10)
+            assert status_of(answer) == 200, answer[:300]
+            assert json_of(answer)["choices"][0]["message"]["content"]
+    finally:
+        conn.close()

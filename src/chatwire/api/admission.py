@@ -5,7 +5,11 @@ called, with a Retry-After: 503 when the process is full (another process behind
 address may have room), 429 when the caller has too many of their own open. The bodies the
 admitted chats hold count against a budget too, as they arrive (503 past it), so memory
 stays bounded whatever the load: a few thousand chats of 10 MB bodies would otherwise fit
-under the count. The counts are this process's own.
+under the count. What is counted is what a body costs, not only its bytes: before it is
+decoded, a chat is charged what its parsing and its upstream request may hold at their peak
+(``parsed_cost``: 10 MiB of tiny messages become over 200 MiB of Python objects), and once
+its upstream request is built, only that request's bytes, which is all it keeps. The counts
+are this process's own.
 """
 
 from __future__ import annotations
@@ -13,7 +17,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chatwire.errors import Overloaded, TooManyStreams
+from chatwire.errors import BodyTooLarge, Overloaded, TooManyStreams
+
+# Bytes a decoded body and the upstream request built from it may hold at their peak, per
+# JSON object, per quote (a string is two), per comma (an element or member) and per byte of
+# the body: set above what was measured for each family and for shapes from one long string
+# to hundreds of thousands of tiny messages (the peak: 26 bytes per body byte for tiny
+# messages to Gemini, whose cost here is 33).
+PER_OBJECT = 600
+PER_QUOTE = 30
+PER_COMMA = 40
+PER_BYTE = 3
+
+
+def parsed_cost(body: bytes) -> int:
+    """What decoding ``body`` and building its upstream request may hold, beyond the body."""
+    return (
+        PER_OBJECT * body.count(b"{")
+        + PER_QUOTE * body.count(b'"')
+        + PER_COMMA * body.count(b",")
+        + PER_BYTE * len(body)
+    )
 
 
 class Place:
@@ -36,6 +60,26 @@ class Place:
             )
         admission.body_bytes += size
         self.held += size
+
+    def charge_parsing(self, body: bytes) -> None:
+        """Count what decoding ``body`` will hold (``parsed_cost``), before it is decoded: a
+        503 past the budget, a 413 when the budget could never hold it."""
+        cost = parsed_cost(body)
+        budget = self._admission.body_budget
+        if budget and self.held + cost > budget:
+            raise BodyTooLarge(
+                f"This body of {len(body)} bytes would take about "
+                f"{(self.held + cost) // 2**20} MiB once decoded, more than chatwire holds for "
+                f"all request bodies at once ({budget // 2**20} MiB, CHATWIRE_BODY_MEMORY): send "
+                "fewer, larger messages or a smaller body."
+            )
+        self.charge(cost)
+
+    def hold_only(self, size: int) -> None:
+        """From now on the chat holds ``size`` bytes (its upstream request), no more."""
+        if size < self.held:
+            self._admission.body_bytes -= self.held - size
+            self.held = size
 
 
 class Admission:

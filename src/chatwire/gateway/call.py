@@ -45,6 +45,12 @@ class ChatCall:
             self._dicts = msgspec.to_builtins(self.messages)
         return self._dicts
 
+    def drop_messages(self) -> None:
+        """Let the messages go once the upstream request is built from them: a chat holds
+        only that request's bytes while its reply streams (``Place.hold_only``)."""
+        self.messages = []
+        self._dicts = None
+
     def budget_given(self) -> bool:
         return bool(self.params.get("max_tokens") or self.params.get("max_completion_tokens"))
 

@@ -98,7 +98,9 @@ class ChatPipeline:
                     settings.body_timeout,
                 )
                 body_read = True
+                place.charge_parsing(body)
                 request = dialect.decode(scope["path"], body)
+                del body  # the call holds what it needs
                 call = request.call
                 provider, call.model = self._provider(services, request)
                 if request.provider is None:
@@ -110,6 +112,10 @@ class ChatPipeline:
                 drop = services.settings.drop_params
                 target = target_for(provider, profile, call, custom)
                 upstream = build_call(provider, target, call, entry, drop)
+                # From here on the chat keeps only its upstream request: the decoded messages
+                # go, and so does their share of the body budget.
+                call.drop_messages()
+                place.hold_only(len(upstream.body))
                 family = provider.family
                 if target.user_set:
                     # A user's URL: only through the session whose resolver keeps to the
