@@ -26,7 +26,7 @@ CLIENTS = 300
 # What one client that does not read may hold (the README's reliability section says the
 # same): the upstream bytes read ahead, one upstream read in hand, and its encoding queued
 # behind the client's full socket.
-PER_STREAM_BOUND = 384 * 1024
+PER_STREAM_BOUND = 600 * 1024
 
 
 def resident(pid: int) -> int:

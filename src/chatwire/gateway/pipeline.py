@@ -235,32 +235,22 @@ def settle(call: ChatCall, provider: Provider, entry: ModelEntry | None) -> None
 async def _relay(
     ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch, settings: Settings
 ) -> None:
-    """Relay the reply, within ``CHATWIRE_MAX_CHAT_SECONDS`` from the request to the
-    upstream and ``CHATWIRE_MAX_REPLY_BYTES`` of it: an upstream that never ends costs a
-    bounded share of the process."""
+    """Relay the reply: its first text within the first-byte timeout, all of it within
+    ``CHATWIRE_MAX_CHAT_SECONDS`` and ``CHATWIRE_MAX_REPLY_BYTES`` (an upstream that never
+    ends costs a bounded share of the process). One timer keeps both times: the earlier
+    deadline until the first text, the chat's own after it."""
+    now = asyncio.get_running_loop().time()
     seconds = settings.max_chat_seconds
-    try:
-        async with asyncio.timeout(seconds or None) as deadline:
-            await _relay_reply(ex, reader, out, watch, settings.max_reply_bytes)
-    except TimeoutError as exc:
-        if not deadline.expired():
-            raise  # the upstream's own timeouts, mapped by ``failure``
-        raise ReplyTooLong(
-            f"{ex.provider.label}'s reply took longer than {seconds:g} s "
-            "(CHATWIRE_MAX_CHAT_SECONDS); the rest was not relayed."
-        ) from exc
-
-
-async def _relay_reply(
-    ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch, max_bytes: int
-) -> None:
-    # The first-byte timeout runs until the first piece of the reply, from the first try:
-    # aiohttp's read timeout alone restarts with every byte, so headers trickled a byte at a
-    # time or a stream of SSE comments (": ping") would hold the client with nothing.
-    first = asyncio.timeout(ex.policy.first_byte)
+    ends = now + seconds if seconds else None
+    # From the first try: aiohttp's read timeout alone restarts with every byte, so headers
+    # trickled a byte at a time or a stream of SSE comments (": ping") would hold the client
+    # with nothing.
+    first = now + ex.policy.first_byte
+    deadline = asyncio.timeout_at(first if ends is None else min(first, ends))
+    max_bytes = settings.max_reply_bytes
     waiting = True
     try:
-        async with first, open_upstream(ex) as resp:
+        async with deadline, open_upstream(ex) as resp:
             received = 0
             # Whatever arrived in one read (up to READ_CHUNK) is decoded and sent on at once,
             # as one piece; the next read waits for the send, so a slow client slows the
@@ -276,7 +266,7 @@ async def _relay_reply(
                 if items:
                     if waiting:
                         waiting = False
-                        first.reschedule(None)
+                        deadline.reschedule(ends)
                     await out.write(items)
                 if reader.finished:
                     break
@@ -284,12 +274,19 @@ async def _relay_reply(
                 items = reader.close()
                 if items:
                     await out.write(items)
-            first.reschedule(None)
+            if waiting:
+                waiting = False
+                deadline.reschedule(ends)
             await out.end()
             # The client has had all of it: its leaving no longer cancels anything.
             watch.close()
             await drain(resp)
-    except TimeoutError:
-        if first.expired():
+    except TimeoutError as exc:
+        if not deadline.expired():
+            raise  # the upstream's own timeouts, mapped by ``failure``
+        if waiting and (ends is None or first <= ends):
             raise first_byte_timeout(ex) from None
-        raise
+        raise ReplyTooLong(
+            f"{ex.provider.label}'s reply took longer than {seconds:g} s "
+            "(CHATWIRE_MAX_CHAT_SECONDS); the rest was not relayed."
+        ) from exc
