@@ -29,12 +29,26 @@ CLIENTS = 300
 PER_STREAM_BOUND = 600 * 1024
 
 
-def resident(pid: int) -> int:
-    """The process's resident memory in bytes."""
+def _status(pid: int, field: str) -> int:
+    """A memory figure of the process's /proc status, in bytes (VmRSS, VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def resident(pid: int) -> int:
+    return _status(pid, "VmRSS")
+
+
+def peak(pid: int) -> int:
+    """The highest resident memory since ``peak_reset``."""
+    return _status(pid, "VmHWM")
+
+
+def peak_reset(pid: int) -> None:
+    """Start the process's peak resident memory (VmHWM) afresh from what it holds now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 async def settled(pid: int, rounds: int = 6, every: float = 0.5) -> int:
@@ -72,7 +86,9 @@ async def non_reader(port: int, token: str) -> socket.socket:
     return sock
 
 
-async def start(cli: Cli, launch: Launch, upstream: Endless) -> tuple[Served, int, str]:
+async def serve(cli: Cli, launch: Launch, upstream: str, **env: str) -> tuple[Served, int, str]:
+    """``chatwire serve`` with Mistral at ``upstream`` and the first user's key stored, no
+    cap on chats but what ``env`` sets: (the process, its port, the user's token)."""
     port = free_port()
     served = launch(
         cli,
@@ -80,15 +96,16 @@ async def start(cli: Cli, launch: Launch, upstream: Endless) -> tuple[Served, in
         port=port,
         env={
             "CHATWIRE_PORT": str(port),
-            "CHATWIRE_MISTRAL_BASE_URL": upstream.base_url,
+            "CHATWIRE_MISTRAL_BASE_URL": upstream,
             "CHATWIRE_MAX_STREAMS_PER_USER": "0",
             "CHATWIRE_MAX_STREAMS": "0",
             "CHATWIRE_MAX_CONNECTIONS_PER_CLIENT": "0",
+            **env,
         },
     )
     await served.wait_ready()
     token = banner_token(served)
-    await cli.ok("keys", "set", "local", "mistral", stdin="mistral-key-0123456789\n")
+    await cli.ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
     return served, port, token
 
 
@@ -107,7 +124,7 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
 async def test_clients_that_do_not_read_hold_little_and_give_it_back(
     cli: Cli, launch: Launch, endless: Endless
 ) -> None:
-    served, port, token = await start(cli, launch, endless)
+    served, port, token = await serve(cli, launch, endless.base_url)
     pid = served.proc.pid
     # Ten first, closed again: what every stream needs anyway (buffers, the upstream connection
     # pool, the code paths warmed) is not charged to the non-readers.
@@ -160,18 +177,6 @@ async def test_clients_that_do_not_read_hold_little_and_give_it_back(
     served.proc.wait(10)
 
 
-def peak_reset(pid: int) -> None:
-    """Start the process's peak resident memory (VmHWM) afresh from what it holds now."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-def peak(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmHWM for process {pid}")
-
-
 BUDGET = 128 * 2**20
 BODIES = 12
 BODY = 2 * 2**20
@@ -197,21 +202,7 @@ async def test_concurrent_maximal_bodies_stay_within_the_budget(
     cli: Cli, launch: Launch, fake: FakeMistral
 ) -> None:
     assert fake.base_url is not None
-    port = free_port()
-    served = launch(
-        cli,
-        "serve",
-        port=port,
-        env={
-            "CHATWIRE_PORT": str(port),
-            "CHATWIRE_MISTRAL_BASE_URL": fake.base_url,
-            "CHATWIRE_MAX_STREAMS_PER_USER": "0",
-            "CHATWIRE_BODY_MEMORY": str(BUDGET),
-        },
-    )
-    await served.wait_ready()
-    token = banner_token(served)
-    await cli.ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
+    served, _, token = await serve(cli, launch, fake.base_url, CHATWIRE_BODY_MEMORY=str(BUDGET))
     pid = served.proc.pid
     body = small_messages_body(BODY)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

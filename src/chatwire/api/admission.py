@@ -64,9 +64,11 @@ class Place:
     def charge_parsing(self, body: bytes) -> None:
         """Count what decoding ``body`` will hold (``parsed_cost``), before it is decoded: a
         503 past the budget, a 413 when the budget could never hold it."""
-        cost = parsed_cost(body)
         budget = self._admission.body_budget
-        if budget and self.held + cost > budget:
+        if not budget:
+            return  # no budget: nothing to count against
+        cost = parsed_cost(body)
+        if self.held + cost > budget:
             raise BodyTooLarge(
                 f"This body of {len(body)} bytes would take about "
                 f"{(self.held + cost) // 2**20} MiB once decoded, more than chatwire holds for "

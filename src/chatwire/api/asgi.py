@@ -119,14 +119,20 @@ def closing(send: Send) -> Send:
     return send_closing
 
 
-async def send_error(send: Send, error: ChatwireError, rid: bytes, timing: Timing) -> None:
-    body = _json.encode({"message": error.message})
-    headers = [
+async def send_json(
+    send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """A whole JSON response: ``payload`` encoded, with ``headers`` after the content ones."""
+    body = _json.encode(payload)
+    heads = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", rid),
-        timing.header(),
-        *error.headers(),
+        *headers,
     ]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": heads})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_error(send: Send, error: ChatwireError, rid: bytes, timing: Timing) -> None:
+    headers = [(b"x-request-id", rid), timing.header(), *error.headers()]
+    await send_json(send, error.status, {"message": error.message}, headers)

@@ -14,11 +14,10 @@ in their pipeline (``read_body``), with ``CHATWIRE_MAX_BODY_BYTES``.
 
 from __future__ import annotations
 
-import msgspec
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chatwire.api.asgi import ClientGone, closing, read_body
+from chatwire.api.asgi import ClientGone, closing, read_body, send_json
 from chatwire.api.openai_errors import openai_error
 from chatwire.errors import ChatwireError
 from chatwire.store.records import FIELD_NAME_LENGTH, MAX_FIELD_LENGTH
@@ -30,8 +29,6 @@ CUSTOM_MODEL_BODY = 16 * 1024
 NO_BODY = 1024
 # Where the request's user is left for the routes (``deps.current_user``), once known.
 USER_KEY = "chatwire.user"
-
-_json = msgspec.json.Encoder()
 
 
 def profile_body_limit(fields: int) -> int:
@@ -121,11 +118,4 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 async def _refuse(send: Send, path: str, error: ChatwireError) -> None:
     """The error in the shape of the API it came to, as the app's own handlers render it."""
     shape = openai_error(error) if path.startswith("/v1/") else {"message": error.message}
-    content = _json.encode(shape)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(content)).encode()),
-        *error.headers(),
-    ]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": content, "more_body": False})
+    await send_json(send, error.status, shape, error.headers())

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from chatwire.api import asgi
 from chatwire.api.asgi import Send
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.schemas import NESTED_TOO_DEEPLY
@@ -122,16 +123,7 @@ async def send_json(
     timing: Timing,
     extra: list[tuple[bytes, bytes]],
 ) -> None:
-    data = _encode(payload)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(data)).encode()),
-        (b"x-request-id", rid),
-        timing.header(),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
+    await asgi.send_json(send, status, payload, [(b"x-request-id", rid), timing.header(), *extra])
 
 
 class EventsOutput:
