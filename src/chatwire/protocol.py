@@ -88,6 +88,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._connections = connections if connections is not None else Connections()
         self._address: str | None = None  # counted in ``_connections`` while open
         self._head_timer: asyncio.TimerHandle | None = None
+        # When the awaited head began (its first byte; the connection's start for the first
+        # head), None while no head is awaited or none has begun since the last request.
+        self._head_since: float | None = None
         self._head_begun = False  # a byte of the awaited head has arrived
 
     _head_bytes = 0
@@ -113,41 +116,48 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 transport.close()
                 return
             self._address = address
-        self._arm_head_timer()
+        self._head_since = self.loop.time()
+        self._arm_head_timer(self._head_since + self._connections.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if self._address is not None:
             self._connections.close(self._address)
             self._address = None
         super().connection_lost(exc)
 
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(
-            self._connections.head_timeout, self._head_timed_out
-        )
+    # The head timer is lazy: a head that begins only notes the time, and a head that ends
+    # only clears it; the timer, once set, looks when it fires and sets itself again for the
+    # head then awaited, if any. A kept-alive connection's requests thus cost no timer of
+    # their own (a timer made and cancelled per request was a measurable share of a short
+    # chat's cost).
+    def _arm_head_timer(self, when: float) -> None:
+        self._head_timer = self.loop.call_at(when, self._head_check)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
+    def _head_check(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
             return
+        since = self._head_since
+        if since is None:
+            return  # no head awaited: the next one's first byte sets the timer again
+        timeout = self._connections.head_timeout
+        now = self.loop.time()
         if self.cycle is not None and not self.cycle.response_complete:
             # The next head began while this reply is still going (pipelining): its time
             # counts once the reply is done.
-            self._arm_head_timer()
+            self._head_since = now
+            self._arm_head_timer(now + timeout)
+            return
+        if now < since + timeout:
+            self._arm_head_timer(since + timeout)
             return
         if not self._head_begun:
             self.transport.close()  # opened and never used: nothing to answer
             return
-        text = (
-            f"Request head not received within {self._connections.head_timeout:g} s "
-            "(CHATWIRE_HEAD_TIMEOUT)."
-        ).encode()
+        text = (f"Request head not received within {timeout:g} s (CHATWIRE_HEAD_TIMEOUT).").encode()
         self.transport.write(
             b"HTTP/1.1 408 Request Timeout\r\n"
             b"content-type: text/plain; charset=utf-8\r\n"
@@ -160,8 +170,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._awaiting_head:
             if not self._head_begun:
                 self._head_begun = True
-                if self._head_timer is None:
-                    self._arm_head_timer()
+                if self._head_since is None:
+                    self._head_since = self.loop.time()
+                    if self._head_timer is None:
+                        self._arm_head_timer(self._head_since + self._connections.head_timeout)
             self._raw_head += len(data)
         super().data_received(data)
         if (
@@ -175,8 +187,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
         self._head_begun = False
+        self._head_since = None
         self._raw_head = 0
-        self._cancel_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -61,6 +61,26 @@ async def test_a_trickled_head_is_closed_at_its_deadline(make_server: ServerFact
     assert time.monotonic() - conn.opened < TIMEOUT + SLACK
 
 
+async def test_a_kept_alive_connections_next_head_has_its_own_time(
+    make_server: ServerFactory,
+) -> None:
+    """After a whole request and a pause, the next head's time counts from its first byte,
+    not from the connection's start or the first request's."""
+    server = await make_server(head_timeout=TIMEOUT)
+    conn = await Raw.open(server)
+    try:
+        await conn.send(head("GET", "/healthz"))
+        assert status_of(await conn.response()) == 200
+        await asyncio.sleep(TIMEOUT * 0.6)
+        await conn.send(b"GET /healthz HTTP/1.1\r\nHost: chatwire\r\n")
+        begun = time.monotonic()
+        answer = await conn.until_closed(within=5)
+    finally:
+        conn.close()
+    assert status_of(answer) == 408
+    assert TIMEOUT * 0.9 < time.monotonic() - begun < TIMEOUT + SLACK
+
+
 async def test_a_connection_that_sends_nothing_is_closed(make_server: ServerFactory) -> None:
     server = await make_server(head_timeout=TIMEOUT)
     conn = await Raw.open(server)

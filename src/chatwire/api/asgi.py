@@ -61,14 +61,17 @@ async def read_body(
     limit: int,
     declared: bytes | None,
     charge: Callable[[int], None],
-    within: float,
+    within: float | None = None,
     limit_name: str = "CHATWIRE_MAX_BODY_BYTES",
 ) -> bytes:
     """The whole body, each piece counted by ``charge`` as it arrives; a 413 past ``limit``
     (at once when the declared length is over it) and a 408 when it has not arrived whole
-    ``within`` seconds (``CHATWIRE_BODY_TIMEOUT``)."""
+    ``within`` seconds (``CHATWIRE_BODY_TIMEOUT``; None: the caller keeps the time, as the
+    chat pipeline's deadline does)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, limit_name)
+    if within is None:
+        return await _read(receive, limit, charge, limit_name)
     try:
         async with asyncio.timeout(within):
             return await _read(receive, limit, charge, limit_name)

@@ -24,6 +24,8 @@ from chatwire.catalogue import ModelEntry
 from chatwire.core.config import Settings
 from chatwire.dialects.base import Dialect, Output, Request
 from chatwire.errors import (
+    BodyTimeout,
+    ChatwireError,
     MethodNotAllowed,
     NotFound,
     ProviderNotFound,
@@ -33,6 +35,7 @@ from chatwire.errors import (
 )
 from chatwire.families.base import clamp_temperature
 from chatwire.gateway.call import ChatCall
+from chatwire.gateway.deadline import BODY, CHAT, FIRST_BYTE, Deadline
 from chatwire.gateway.failures import failure, first_byte_timeout
 from chatwire.gateway.resolve import ProfileView, model_named, target_for
 from chatwire.gateway.upstream import (
@@ -76,12 +79,13 @@ class ChatPipeline:
         ex: Exchange | None = None
         out: Output | None = None
         watch: DisconnectWatch | None = None
+        deadline: Deadline | None = None
         body_read = False
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
             # Before any work: a request that loops back through chatwire costs nothing more.
-            hops = check_hops(heads.via)
+            hops = 0 if heads.via is None else check_hops(heads.via)
             authorization = heads.authorization
             client = scope.get("client")
             user = await services.auth.user_for_authorization(
@@ -90,12 +94,10 @@ class ChatPipeline:
             )
             with services.admission.admit(user.id) as place:
                 settings = services.settings
+                # The chat's one timer, for its body, its first byte and its whole time.
+                deadline = Deadline(asyncio.get_running_loop().time() + settings.body_timeout, BODY)
                 body = await read_body(
-                    receive,
-                    settings.max_body_bytes,
-                    heads.content_length,
-                    place.charge,
-                    settings.body_timeout,
+                    receive, settings.max_body_bytes, heads.content_length, place.charge
                 )
                 body_read = True
                 place.charge_parsing(body)
@@ -107,7 +109,11 @@ class ChatPipeline:
                     # Named by the model: answers name it in full, as /v1/models lists it.
                     request.name = f"{provider.name}/{call.model}"
                 profile = ProfileView(services.overrides, await services.profile(user.id))
-                custom = await self._custom(services, user.id, provider, request)
+                custom = (
+                    await self._custom(services, user.id, request)
+                    if provider.uses_custom_models
+                    else None
+                )
                 entry = services.catalogue.entry(provider.name, call.model)
                 drop = services.settings.drop_params
                 target = target_for(provider, profile, call, custom)
@@ -136,10 +142,17 @@ class ChatPipeline:
                 # A client that goes away cancels the upstream request at once, in any phase.
                 watch = DisconnectWatch(receive)
                 try:
-                    await _relay(ex, reader, out, watch, services.settings)
+                    await _relay(ex, reader, out, watch, services.settings, deadline)
                 finally:
                     watch.close()
+                    deadline.close()
         except asyncio.CancelledError:
+            if deadline is not None:
+                deadline.close()
+                if (watch is None or not watch.gone) and deadline.took():
+                    error = out_of_time(deadline, ex, services.settings)
+                    await self._failed(send, error, out, ex, rid, timing, body_read)
+                    return
             if watch is None or not watch.gone:
                 log.warning("request %s: cancelled, the server is stopping", rid.decode())
                 if out is None or not out.started:
@@ -153,18 +166,32 @@ class ChatPipeline:
         except ClientGone:
             log.debug("request %s: client went away before its body arrived", rid.decode())
         except Exception as exc:
-            error = failure(exc, ex, rid)
-            if out is None or not out.started:
-                # Refused before its body was read whole: the connection closes with it.
-                await dialect.send_error(send if body_read else closing(send), error, rid, timing)
-                return
-            log.warning(
-                "request %s: %s failed after the reply started, reply aborted: %s",
-                rid.decode(),
-                ex.provider.name if ex is not None else "the upstream",
-                error.message,
-            )
-            await out.fail(error)
+            if deadline is not None:
+                deadline.close()
+            await self._failed(send, failure(exc, ex, rid), out, ex, rid, timing, body_read)
+
+    async def _failed(
+        self,
+        send: Send,
+        error: ChatwireError,
+        out: Output | None,
+        ex: Exchange | None,
+        rid: bytes,
+        timing: Timing,
+        body_read: bool,
+    ) -> None:
+        if out is None or not out.started:
+            # Refused before its body was read whole: the connection closes with it.
+            send = send if body_read else closing(send)
+            await self.dialect.send_error(send, error, rid, timing)
+            return
+        log.warning(
+            "request %s: %s failed after the reply started, reply aborted: %s",
+            rid.decode(),
+            ex.provider.name if ex is not None else "the upstream",
+            error.message,
+        )
+        await out.fail(error)
 
     def _provider(self, services: Services, request: Request) -> tuple[Provider, str]:
         name = request.provider
@@ -177,10 +204,8 @@ class ChatPipeline:
         return provider, request.name
 
     async def _custom(
-        self, services: Services, user_id: int, provider: Provider, request: Request
+        self, services: Services, user_id: int, request: Request
     ) -> CustomModel | None:
-        if not provider.uses_custom_models:
-            return None
         if request.provider is not None:
             # chatbot-ui's route names the record by its id.
             if not request.custom_id:
@@ -233,12 +258,17 @@ def settle(call: ChatCall, provider: Provider, entry: ModelEntry | None) -> None
 
 
 async def _relay(
-    ex: Exchange, reader: Any, out: Output, watch: DisconnectWatch, settings: Settings
+    ex: Exchange,
+    reader: Any,
+    out: Output,
+    watch: DisconnectWatch,
+    settings: Settings,
+    deadline: Deadline,
 ) -> None:
     """Relay the reply: its first text within the first-byte timeout, all of it within
     ``CHATWIRE_MAX_CHAT_SECONDS`` and ``CHATWIRE_MAX_REPLY_BYTES`` (an upstream that never
-    ends costs a bounded share of the process). One timer keeps both times: the earlier
-    deadline until the first text, the chat's own after it."""
+    ends costs a bounded share of the process). The chat's deadline keeps both times: the
+    earlier one until the first text, the chat's own after it."""
     now = asyncio.get_running_loop().time()
     seconds = settings.max_chat_seconds
     ends = now + seconds if seconds else None
@@ -246,47 +276,54 @@ async def _relay(
     # trickled a byte at a time or a stream of SSE comments (": ping") would hold the client
     # with nothing.
     first = now + ex.policy.first_byte
-    deadline = asyncio.timeout_at(first if ends is None else min(first, ends))
+    if ends is None or first <= ends:
+        deadline.move(first, FIRST_BYTE)
+    else:
+        deadline.move(ends, CHAT)
     max_bytes = settings.max_reply_bytes
     waiting = True
-    try:
-        async with deadline, open_upstream(ex) as resp:
-            received = 0
-            # Whatever arrived in one read (up to READ_CHUNK) is decoded and sent on at once,
-            # as one piece; the next read waits for the send, so a slow client slows the
-            # upstream instead of piling its reply up here.
-            async for block in resp.content.iter_chunked(READ_CHUNK):
-                received += len(block)
-                if max_bytes and received > max_bytes:
-                    raise ReplyTooLarge(
-                        f"{ex.provider.label}'s reply was larger than {max_bytes} bytes "
-                        "(CHATWIRE_MAX_REPLY_BYTES); the rest was not relayed."
-                    )
-                items = reader.feed(block)
-                if items:
-                    if waiting:
-                        waiting = False
-                        deadline.reschedule(ends)
-                    await out.write(items)
-                if reader.finished:
-                    break
-            else:
-                items = reader.close()
-                if items:
-                    await out.write(items)
-            if waiting:
-                waiting = False
-                deadline.reschedule(ends)
-            await out.end()
-            # The client has had all of it: its leaving no longer cancels anything.
-            watch.close()
-            await drain(resp)
-    except TimeoutError as exc:
-        if not deadline.expired():
-            raise  # the upstream's own timeouts, mapped by ``failure``
-        if waiting and (ends is None or first <= ends):
-            raise first_byte_timeout(ex) from None
-        raise ReplyTooLong(
-            f"{ex.provider.label}'s reply took longer than {seconds:g} s "
-            "(CHATWIRE_MAX_CHAT_SECONDS); the rest was not relayed."
-        ) from exc
+    async with open_upstream(ex) as resp:
+        received = 0
+        # Whatever arrived in one read (up to READ_CHUNK) is decoded and sent on at once, as
+        # one piece; the next read waits for the send, so a slow client slows the upstream
+        # instead of piling its reply up here.
+        async for block in resp.content.iter_chunked(READ_CHUNK):
+            received += len(block)
+            if max_bytes and received > max_bytes:
+                raise ReplyTooLarge(
+                    f"{ex.provider.label}'s reply was larger than {max_bytes} bytes "
+                    "(CHATWIRE_MAX_REPLY_BYTES); the rest was not relayed."
+                )
+            items = reader.feed(block)
+            if items:
+                if waiting:
+                    waiting = False
+                    deadline.move(ends, CHAT)
+                await out.write(items)
+            if reader.finished:
+                break
+        else:
+            items = reader.close()
+            if items:
+                await out.write(items)
+        if waiting:
+            deadline.move(ends, CHAT)
+        await out.end()
+        # The client has had all of it: its leaving no longer cancels anything.
+        watch.close()
+        await drain(resp)
+
+
+def out_of_time(deadline: Deadline, ex: Exchange | None, settings: Settings) -> ChatwireError:
+    """The error of the phase whose time ran out."""
+    if deadline.fired == BODY or ex is None:
+        return BodyTimeout(
+            f"The request body did not arrive within {settings.body_timeout:g} s "
+            "(CHATWIRE_BODY_TIMEOUT)."
+        )
+    if deadline.fired == FIRST_BYTE:
+        return first_byte_timeout(ex)
+    return ReplyTooLong(
+        f"{ex.provider.label}'s reply took longer than {settings.max_chat_seconds:g} s "
+        "(CHATWIRE_MAX_CHAT_SECONDS); the rest was not relayed."
+    )
