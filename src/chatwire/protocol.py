@@ -200,22 +200,26 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
 
+    # Counted inline, once per header: a method call more per header was a measurable share
+    # of a short request's cost.
     def on_url(self, url: bytes) -> None:
-        self._count(len(url), 0)
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse_head()
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value), 1)
+        self._head_bytes += len(name) + len(value)
+        self._header_count += 1
+        if self._head_bytes > MAX_HEAD_BYTES or self._header_count > MAX_HEADERS:
+            self._refuse_head()
         super().on_header(name, value)
 
-    def _count(self, size: int, headers: int) -> None:
-        self._head_bytes += size
-        self._header_count += headers
-        if self._head_bytes > MAX_HEAD_BYTES or self._header_count > MAX_HEADERS:
-            self._too_large = True
-            # Raised inside the parser's callback: uvicorn then answers the request as
-            # malformed (send_400_response, below) and closes the connection.
-            raise HeadTooLarge
+    def _refuse_head(self) -> None:
+        self._too_large = True
+        # Raised inside the parser's callback: uvicorn then answers the request as malformed
+        # (send_400_response, below) and closes the connection.
+        raise HeadTooLarge
 
     def send_400_response(self, msg: str) -> None:
         if not self._too_large:
