@@ -36,7 +36,8 @@ class EmbeddingRequest(msgspec.Struct, forbid_unknown_fields=False):
     parameter goes to the provider as sent)."""
 
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    # A string, strings, a token array or token arrays (the schema can say no more precisely).
+    input: str | list[str | int | list[int]]
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = None
     user: str | None = None
