@@ -14,8 +14,12 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
+from aiohttp import web
+from langchain_openai import OpenAIEmbeddings
+from pydantic import SecretStr
 
 from tests.conftest import Running, ServerFactory
 from tests.fakes._embeddings import DEFAULT_DIMENSIONS, vector
@@ -222,6 +226,33 @@ async def test_ollama_embeds_with_its_token_count(make_server: ServerFactory) ->
     assert "this model does not support embeddings" in said(chat_model)
 
 
+class OllamaWithCapabilities(FakeOllama):
+    """An Ollama whose /api/tags says what each model can do, as newer servers do."""
+
+    async def _tags(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        listed = [
+            {"name": "llama3.2:latest", "capabilities": ["completion", "tools"]},
+            {"name": "nomic-embed-text:latest", "capabilities": ["embedding"]},
+        ]
+        return web.json_response({"models": listed})
+
+
+async def test_ollamas_embedding_models_are_listed_as_such(make_server: ServerFactory) -> None:
+    async with OllamaWithCapabilities() as ollama:
+        server = await make_server(stored_key=None, ollama_base_url=ollama.base_url)
+        async with sdk(server) as client:
+            cards = {m.id: m.model_dump() for m in (await client.models.list()).data}
+            answer = await client.embeddings.create(
+                model="ollama/nomic-embed-text:latest", input="x"
+            )
+        picker = (await server.client.get("/api/models", headers=server.auth)).json()
+    assert cards["ollama/nomic-embed-text:latest"]["capabilities"]["completion_chat"] is False
+    assert cards["ollama/llama3.2:latest"]["capabilities"]["completion_chat"] is True
+    assert [m["modelId"] for m in picker["ollama"]] == ["llama3.2:latest"]
+    assert answer.data[0].embedding == vector("x")
+
+
 async def test_azure_embeds_through_the_embeddings_deployment(make_server: ServerFactory) -> None:
     async with FakeOpenAI() as azure:
         server = await make_server(stored_key=None)
@@ -410,3 +441,19 @@ async def test_vectors_are_exact_whichever_format(served: Running) -> None:
         got = item["embedding"] if fmt == "float" else floats(item["embedding"])
         assert got == vector("same")
         assert len(got) == DEFAULT_DIMENSIONS
+
+
+async def test_langchain_embeds_documents_and_queries(server: Running, fake: FakeMistral) -> None:
+    # Sending text, not tiktoken's token arrays, which only OpenAI's own models read.
+    async with httpx.AsyncClient() as http:
+        embedder = OpenAIEmbeddings(
+            model="mistral/mistral-embed",
+            base_url=f"{server.url}/v1",
+            api_key=SecretStr(server.token),
+            check_embedding_ctx_length=False,
+            max_retries=0,
+            http_async_client=http,
+        )
+        assert await embedder.aembed_documents(TEXTS) == [vector(t) for t in TEXTS]
+        assert await embedder.aembed_query("a question") == vector("a question")
+    assert fake.requests[0].json["input"] == TEXTS
