@@ -6,7 +6,8 @@ then the deployment, looked up in ``embedding_deployments``); the body: JSON, an
 ``model`` (not on Azure), ``input`` (a string, strings, a token array or token arrays, none
 empty), ``encoding_format`` (``float`` or ``base64``), ``dimensions`` (a positive integer,
 refused by ``text-embedding-ada-002``: "This model does not support specifying dimensions.");
-the fault models (429, 500, 503 as the chats answer them); a model not in ``EMBEDDING_MODELS``
+the fault models (429, 500, 503 as the chats answer them; ``fake-stall`` never answers); a
+model not in ``EMBEDDING_MODELS``
 is a 404 ``model_not_found``. The answer: ``{"object": "list", "data": [{"object":
 "embedding", "index", "embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}``,
 each vector as numbers, or base64 when asked (``_embeddings``). Every request is recorded in
@@ -24,6 +25,8 @@ from aiohttp import web
 from tests.fakes import _azure_wire as azure
 from tests.fakes import _embeddings as vectors
 from tests.fakes import _openai_wire as wire
+from tests.fakes import _send
+from tests.fakes._faults import FAULT_STALL
 from tests.fakes._text import compact
 
 if TYPE_CHECKING:
@@ -105,6 +108,8 @@ class _Routes:
             message, param, code = found
             return fake._error(400, message, param=param, code=code)
         model: str = body["model"]
+        if model == FAULT_STALL:
+            await _send.forever()
         refusal = fake._fault_refusal(model)
         if refusal is None and model not in EMBEDDING_MODELS:
             refusal = fake._error(404, wire.model_not_found(model), code="model_not_found")

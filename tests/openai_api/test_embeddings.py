@@ -382,6 +382,25 @@ async def test_upstream_refusals_are_mapped_as_chats_map_them(
     )
 
 
+async def test_an_upstream_that_never_answers_times_out(
+    make_server: ServerFactory, upstream: FakeOpenAI
+) -> None:
+    server = await make_server(
+        openai_base_url=upstream.base_url,
+        openai_api_key=str(upstream.api_key),
+        first_byte_timeout=0.3,
+    )
+    async with sdk(server) as client:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await client.embeddings.create(model="openai/fake-stall", input="x")
+    assert caught.value.status_code == 504
+    assert said(caught) == (
+        "OpenAI did not start answering within 0.3 s (CHATWIRE_FIRST_BYTE_TIMEOUT). "
+        "Try again later."
+    )
+    await upstream.wait_for_active_requests(0)
+
+
 async def test_a_failed_try_is_tried_again(make_server: ServerFactory, fake: FakeMistral) -> None:
     server = await make_server(upstream_retries=1, retry_backoff=0.01)
     fake.fail_next(503)

@@ -9,6 +9,8 @@ per-request Request/Response objects, no per-chunk allocations beyond the bytes 
 (see ../shared/bench for what the framework layers cost). Every failure, wherever it
 happens, is mapped once (``upstream.failure``) and rendered by the dialect: as an error
 response before the reply started, after it as the dialect says (cut, or an error event).
+The steps written as functions below (``caller``, ``custom_named``, ``exchange``, ``relay``,
+``stopped``, ``failed``) are shared with the embeddings pipeline (``gateway.embeddings``).
 """
 
 from __future__ import annotations
