@@ -10,6 +10,7 @@ sent, whichever format each side used.
 from __future__ import annotations
 
 import base64
+import json
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,12 +23,13 @@ from langchain_openai import OpenAIEmbeddings
 from pydantic import SecretStr
 
 from tests.conftest import Running, ServerFactory
-from tests.fakes._embeddings import DEFAULT_DIMENSIONS, vector
+from tests.fakes._embeddings import DEFAULT_DIMENSIONS, as_base64, vector
 from tests.fakes._text import count_tokens
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.fake_mistral import FakeMistral
 from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_openai import FakeOpenAI
+from tests.scripted import ScriptedUpstream, Step
 
 TEXTS = ["The gateway embeds text", "and every provider answers alike"]
 
@@ -476,3 +478,56 @@ async def test_langchain_embeds_documents_and_queries(server: Running, fake: Fak
         assert await embedder.aembed_documents(TEXTS) == [vector(t) for t in TEXTS]
         assert await embedder.aembed_query("a question") == vector("a question")
     assert fake.requests[0].json["input"] == TEXTS
+
+
+def scripted_answer(payload: dict[str, Any]) -> list[Step]:
+    body = json.dumps(payload).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    return [head + b"Content-Length: %d\r\n\r\n" % len(body) + body]
+
+
+@pytest.mark.parametrize(
+    ("sent", "asked", "expected"),
+    [
+        # A server that answers base64 whatever it was asked: decoded for a client of floats.
+        (as_base64([0.5, -0.25]), "float", [0.5, -0.25]),
+        # One that ignores the format and answers numbers: encoded for a client of base64.
+        ([0.5, -0.25], "base64", as_base64([0.5, -0.25])),
+    ],
+)
+async def test_a_server_that_ignores_the_format_is_converted(
+    make_server: ServerFactory, sent: Any, asked: str, expected: Any
+) -> None:
+    answer = {"object": "list", "data": [{"index": 0, "embedding": sent}], "model": "m"}
+    scripted = ScriptedUpstream(scripted_answer(answer))
+    await scripted.start()
+    try:
+        server = await make_server(openai_base_url=scripted.base_url, openai_api_key="k")
+        body = {"model": "openai/text-embedding-3-small", "input": "x", "encoding_format": asked}
+        resp = await server.client.post("/v1/embeddings", json=body, headers=server.auth)
+    finally:
+        await scripted.stop()
+    assert resp.status_code == 200
+    assert resp.json()["data"][0]["embedding"] == expected
+    assert "usage" not in resp.json()  # none reported, none made up
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"object": "list", "data": [], "model": "m"},  # fewer vectors than inputs
+        {"object": "list", "data": [{"index": 0, "embedding": ["a"]}], "model": "m"},
+        {"error": "shaped otherwise"},
+    ],
+)
+async def test_a_broken_answer_is_a_502(make_server: ServerFactory, answer: Any) -> None:
+    scripted = ScriptedUpstream(scripted_answer(answer))
+    await scripted.start()
+    try:
+        server = await make_server(openai_base_url=scripted.base_url, openai_api_key="k")
+        body = {"model": "openai/text-embedding-3-small", "input": "x", "encoding_format": "base64"}
+        resp = await server.client.post("/v1/embeddings", json=body, headers=server.auth)
+    finally:
+        await scripted.stop()
+    assert resp.status_code == 502
+    assert resp.json()["error"]["message"].startswith("OpenAI sent a broken reply: ")
