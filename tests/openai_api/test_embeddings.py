@@ -20,6 +20,8 @@ import openai
 import pytest
 from aiohttp import web
 from langchain_openai import OpenAIEmbeddings
+from mistralai.client import Mistral
+from mistralai.client.utils import BackoffStrategy, RetryConfig
 from pydantic import SecretStr
 
 from tests.conftest import Running, ServerFactory
@@ -32,6 +34,7 @@ from tests.fakes.fake_openai import FakeOpenAI
 from tests.scripted import ScriptedUpstream, Step
 
 TEXTS = ["The gateway embeds text", "and every provider answers alike"]
+NO_RETRIES = RetryConfig("none", BackoffStrategy(1, 1, 1.0, 1), retry_connection_errors=False)
 
 
 def sdk(server: Running) -> openai.AsyncOpenAI:
@@ -128,6 +131,7 @@ async def test_an_answer_without_encoding_format_is_floats(served: Running) -> N
     assert resp.status_code == 200
     answer = resp.json()
     assert answer == {
+        "id": f"embd-{resp.headers['x-request-id']}",
         "object": "list",
         "data": [{"object": "embedding", "index": 0, "embedding": vector("plain")}],
         "model": "openai/text-embedding-3-small",
@@ -531,3 +535,11 @@ async def test_a_broken_answer_is_a_502(make_server: ServerFactory, answer: Any)
         await scripted.stop()
     assert resp.status_code == 502
     assert resp.json()["error"]["message"].startswith("OpenAI sent a broken reply: ")
+
+
+async def test_the_mistralai_sdk_embeds(server: Running, fake: FakeMistral) -> None:
+    async with Mistral(api_key=server.token, server_url=server.url, retry_config=NO_RETRIES) as m:
+        answer = await m.embeddings.create_async(model="mistral/mistral-embed", inputs=TEXTS)
+    assert [item.embedding for item in answer.data] == [vector(t) for t in TEXTS]
+    assert answer.usage.prompt_tokens == tokens(TEXTS)
+    assert answer.model == "mistral/mistral-embed"

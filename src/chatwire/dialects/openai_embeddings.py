@@ -5,7 +5,7 @@ provider), ``input`` (a string, a list of strings, a token array or a list of to
 ``encoding_format`` (``float`` or ``base64``), ``dimensions``, and any other parameter, which
 goes to the provider as its rules say (``user``...). The answer is OpenAI's
 ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
-"usage"}``: each vector in the format asked for (numbers when none was asked, as OpenAI
+"usage"}`` with an ``id`` (``embd-<request id>``, which the mistralai SDK wants): each vector in the format asked for (numbers when none was asked, as OpenAI
 does), under the model's name as ``/v1/models`` lists it, with the usage the provider
 reported and no ``usage`` at all when it reported none (Gemini). It is never streamed.
 Errors are in OpenAI's shape, as on ``/v1/chat/completions``.
@@ -140,6 +140,8 @@ class EmbeddingsOutput:
             raise StreamFailed(f"{len(vectors)} embeddings for {call.count} inputs")
         fmt = call.encoding_format
         answer: dict[str, Any] = {
+            # OpenAI's answer has no id; Mistral's (and its SDK) wants one.
+            "id": f"embd-{self._rid.decode()}",
             "object": "list",
             "data": [
                 {"object": "embedding", "index": index, "embedding": encoded(vector, fmt)}
