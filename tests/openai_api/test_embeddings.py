@@ -190,11 +190,32 @@ async def test_gemini_floats_become_base64_and_no_usage_is_made_up(
             answer = await client.embeddings.create(
                 model="google/gemini-embedding-001", input=TEXTS, dimensions=6
             )
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.embeddings.create(
+                    model="google/gemini-embedding-001", input=[[1, 2]], user="u"
+                )
         raw = await server.client.post(
             "/v1/embeddings",
             json={"model": "gemini-embedding-001", "input": "x", "encoding_format": "base64"},
             headers=server.auth,
         )
+        dropping = await make_server(
+            stored_key=None,
+            google_base_url=gemini.base_url,
+            google_gemini_api_key=gemini.api_key,
+            drop_params=True,
+        )
+        dropped = await dropping.client.post(
+            "/v1/embeddings",
+            json={"model": "gemini-embedding-001", "input": "y", "user": "u"},
+            headers=dropping.auth,
+        )
+    assert said(refused) == (
+        "Google Gemini embeds text only: send 'input' as a string or a list of strings, not "
+        "token arrays."
+    )
+    assert dropped.json()["data"][0]["embedding"] == vector("y")
+    assert "user" not in str(gemini.requests[-1].json)
     assert [item.embedding for item in answer.data] == [vector(t, 6) for t in TEXTS]
     assert answer.usage is None  # Gemini reports no token counts for embeddings
     sent = gemini.requests[0]
@@ -225,6 +246,12 @@ async def test_ollama_embeds_with_its_token_count(make_server: ServerFactory) ->
             )
             with pytest.raises(openai.BadRequestError) as chat_model:
                 await client.embeddings.create(model="ollama/llama3.2", input="x")
+            with pytest.raises(openai.BadRequestError) as user:
+                await client.embeddings.create(model="ollama/nomic-embed-text", input="x", user="u")
+    assert said(user) == (
+        "Ollama does not take 'user' through chatwire; leave them out (or have the operator "
+        "set CHATWIRE_DROP_PARAMS=true)."
+    )
     assert [item.embedding for item in answer.data] == [vector(t, 5) for t in TEXTS]
     assert answer.usage.prompt_tokens == answer.usage.total_tokens == tokens(TEXTS)
     assert ollama.requests[0].path == "/api/embed"
