@@ -5,9 +5,10 @@ provider), ``input`` (a string, a list of strings, a token array or a list of to
 ``encoding_format`` (``float`` or ``base64``), ``dimensions``, and any other parameter, which
 goes to the provider as its rules say (``user``...). The answer is OpenAI's
 ``{"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model",
-"usage"}`` with an ``id`` (``embd-<request id>``, which the mistralai SDK wants): each vector in the format asked for (numbers when none was asked, as OpenAI
-does), under the model's name as ``/v1/models`` lists it, with the usage the provider
-reported and no ``usage`` at all when it reported none (Gemini). It is never streamed.
+"usage"}`` with an ``id`` (``embd-<request id>``, which the mistralai SDK wants): each
+vector in the format asked for (numbers when none was asked, as OpenAI does), under the
+model's name as ``/v1/models`` lists it, with the usage the provider reported and no
+``usage`` at all when it reported none (Gemini). It is never streamed.
 Errors are in OpenAI's shape, as on ``/v1/chat/completions``.
 """
 
