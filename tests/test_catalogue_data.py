@@ -127,7 +127,8 @@ def test_azure_models_carry_the_openai_limits(catalogue: Catalogue, model: str) 
 
 
 def test_every_mistral_model_keeps_chatbot_ui_max_output(catalogue: Catalogue) -> None:
-    assert {entry.max_output for entry in catalogue.models["mistral"].values()} == {2000}
+    chat = [entry for entry in catalogue.models["mistral"].values() if entry.kind == "chat"]
+    assert {entry.max_output for entry in chat} == {2000}
 
 
 @pytest.mark.parametrize("model", MISTRAL_RETIRED)
@@ -143,7 +144,11 @@ def test_every_entry_is_sane(catalogue: Catalogue) -> None:
         name = f"{provider}/{model}"
         if not 0.0 <= entry.min_temperature <= entry.max_temperature:
             problems.append(f"{name}: temperature range")
-        if entry.max_output is None or entry.max_output <= 0:
+        if entry.kind == "embedding":
+            # An embedding model answers no text: it has an input limit and no max output.
+            if entry.max_output is not None:
+                problems.append(f"{name}: max_output of an embedding model")
+        elif entry.max_output is None or entry.max_output <= 0:
             problems.append(f"{name}: max_output")
         if entry.context is None or entry.context <= 0:
             problems.append(f"{name}: context")
@@ -156,6 +161,21 @@ def test_every_entry_is_sane(catalogue: Catalogue) -> None:
         if not entry.label.strip():
             problems.append(f"{name}: label")
     assert problems == []
+
+
+def test_embedding_models_are_marked(catalogue: Catalogue) -> None:
+    embedding = {
+        (provider, model)
+        for provider, model, entry in all_entries(catalogue)
+        if entry.kind == "embedding"
+    }
+    assert {
+        ("openai", "text-embedding-3-small"),
+        ("azure", "text-embedding-3-small"),
+        ("mistral", "mistral-embed"),
+        ("google", "gemini-embedding-001"),
+    } <= embedding
+    assert ("openai", "gpt-4o") not in embedding
 
 
 def test_every_provider_has_a_model_in_use(catalogue: Catalogue) -> None:

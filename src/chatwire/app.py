@@ -24,7 +24,9 @@ from chatwire.core.config import Settings
 from chatwire.dialects.chatbot_ui import PREFIX, ChatbotUI
 from chatwire.dialects.openai_chat import PATH as COMPLETIONS
 from chatwire.dialects.openai_chat import OpenAIChat
+from chatwire.dialects.openai_embeddings import PATH as EMBEDDINGS
 from chatwire.errors import ChatwireError, RequestInvalid
+from chatwire.gateway.embeddings import EmbeddingsPipeline
 from chatwire.gateway.pipeline import ChatPipeline
 from chatwire.providers.registry import build_providers, credential_fields
 from chatwire.services import Services
@@ -35,16 +37,18 @@ from chatwire.store.records import CredentialField
 class Chatwire:
     """The ASGI application.
 
-    The chat routes go straight to the one pipeline, each with its dialect; everything else
-    goes through FastAPI. Measured on the 2-core bench machine (32 connections, 20-delta
-    replies), the framework's middleware layers and router wrap every ``send`` and cost the
-    relay about a fifth of its throughput, so the hot path skips them.
+    The chat routes go straight to the one pipeline, each with its dialect, and
+    /v1/embeddings to its pipeline of the same steps; everything else goes through FastAPI.
+    Measured on the 2-core bench machine (32 connections, 20-delta replies), the framework's
+    middleware layers and router wrap every ``send`` and cost the relay about a fifth of its
+    throughput, so the hot path skips them.
     """
 
     def __init__(self, api: FastAPI) -> None:
         self.api = api
         self.chat = ChatPipeline(api.state, ChatbotUI())
         self.completions = ChatPipeline(api.state, OpenAIChat())
+        self.embeddings = EmbeddingsPipeline(api.state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -54,6 +58,9 @@ class Chatwire:
                 return
             if path == COMPLETIONS:
                 await self.completions(scope, receive, send)
+                return
+            if path == EMBEDDINGS:
+                await self.embeddings(scope, receive, send)
                 return
         await self.api(scope, receive, send)
 

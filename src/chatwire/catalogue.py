@@ -3,7 +3,8 @@
 The package carries ``catalogue.json`` (chatbot-ui's model-limits table plus each
 provider's current models). ``CHATWIRE_MODELS_FILE`` names a JSON file of the same shape
 whose entries are merged over it, field by field, so an operator can add a model or
-change a limit without touching code.
+change a limit without touching code. An entry's ``kind`` says whether the model chats or
+embeds; an embedding model has a context (its longest input) and no max output.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+
+# What a model does: "chat" models answer chats; "embedding" models only embed
+# (POST /v1/embeddings), and a chat asking one is refused.
+Kind = Literal["chat", "embedding"]
 
 
 class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -26,6 +31,7 @@ class ModelEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     image_input: bool = False
     # Some reasoning models refuse any temperature: none is sent to them.
     accepts_temperature: bool = True
+    kind: Kind = "chat"
 
 
 class CatalogueError(ValueError):

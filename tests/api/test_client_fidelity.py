@@ -85,9 +85,11 @@ async def test_mistral_sdks_read_v1_models_as_base_models(server: Running) -> No
     assert listed.data
     for card in listed.data:
         assert isinstance(card, models.BaseModelCard), card
-        assert card.capabilities.completion_chat
+        # Embedding models are listed too, as models that do not chat.
+        assert card.capabilities.completion_chat == (not card.id.endswith("-embed")), card.id
     ids = [card.id for card in listed.data if isinstance(card, models.BaseModelCard)]
     assert "mistral/mistral-small-latest" in ids
+    assert "mistral/mistral-embed" in ids
 
 
 async def test_a_local_ollamas_models_are_listed(

@@ -30,6 +30,9 @@ a mode other than ``NONE``, gets one call, whole, in one chunk ending with ``STO
 ``expected_tool_call(body)`` tells which. Thinking models (2.5 and later) sign it with a
 ``thoughtSignature``, kept in ``signatures``. A turn of function responses last gets the text
 ``"The tool said: <output>"``; ``reply`` replaces text replies only.
+
+Embeddings (``:batchEmbedContents``, ``:embedContent``) are served as ``_gemini_embeddings``
+says.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
+from tests.fakes import _gemini_embeddings as embeddings
 from tests.fakes import _gemini_wire as wire
 from tests.fakes import _send
 from tests.fakes._faults import (
@@ -106,6 +110,7 @@ class FakeGemini(FakeServer):
             token_delay=token_delay,
         )
         self.signatures: list[str] = []  # the thought signatures given, in order
+        embeddings.install(self)
         self.app.router.add_post("/v1beta/models/{model:[^/:]+}:{method:[^/:]+}", self._generate)
         self.app.router.add_get("/v1beta/models", self._models)
 

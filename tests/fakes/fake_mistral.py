@@ -47,6 +47,8 @@ Fault models (accepted whatever ``models`` says):
   20 ms apart, cut inside its first multi-byte character (mid-event if it has none).
 - ``fake-slow``: a normal reply with at least 50 ms between content chunks.
 
+Embeddings (``POST /v1/embeddings``) are served as ``_mistral_embeddings`` says.
+
 Lifecycle, counters and request recording are shared with the other fakes (``_server``).
 """
 
@@ -59,6 +61,7 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
+from tests.fakes import _mistral_embeddings as embeddings
 from tests.fakes import _mistral_replies as replies
 from tests.fakes._faults import (
     FAULT_429,
@@ -144,6 +147,7 @@ class FakeMistral(ToolCallingServer):
         self._failures: list[tuple[int, str | None]] = []
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
+        embeddings.install(self)
 
     def fail_next(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
         """Answer the next ``times`` chat requests with ``status`` (429, 500 or 503, in

@@ -34,6 +34,8 @@ count; not streamed, ``message.tool_calls`` in the one object. Each call has an 
 Ollama 0.12.10; ``tool_call_ids=False`` sends them as earlier versions did, without either.
 A tool message last gets the text ``"The tool said: <its content>"``. Ollama does not check
 that tool results answer earlier calls, and neither does the fake (``_ollama_validate``).
+
+Embeddings (``POST /api/embed``) are served as ``_ollama_embeddings`` says.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from typing import Any, Final, TypedDict, Unpack
 
 from aiohttp import web
 
+from tests.fakes import _ollama_embeddings as embeddings
 from tests.fakes import _ollama_validate as validate
 from tests.fakes import _ollama_wire as wire
 from tests.fakes import _send
@@ -119,6 +122,8 @@ class FakeOllama(ToolCallingServer):
         self.app.router.add_get("/api/tags", self._tags)
         self.app.router.add_get("/api/version", self._version)
         self.app.router.add_get("/", self._root)
+        self.embedding_models = list(embeddings.EMBEDDING_MODELS)
+        embeddings.install(self)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
 
     def _error(self, status: int, message: str) -> web.Response:

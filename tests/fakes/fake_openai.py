@@ -16,6 +16,9 @@ openrouter, custom). ``FakeOpenAI`` serves ``POST /v1/chat/completions`` and ``G
 5. a model neither in ``models`` nor a fault model: 404 ``model_not_found``;
 6. the reply, streamed (honouring ``stream_options.include_usage``) or one completion.
 
+Embeddings (``POST /v1/embeddings``, and Azure's under a deployment of
+``embedding_deployments``) are served as ``_openai_embeddings`` says.
+
 Azure mode serves ``POST /openai/deployments/{deployment}/chat/completions?api-version=...``
 on the same socket (its endpoint is ``root_url``): ``api-version`` first (missing 404,
 unknown 400), then the ``api-key`` header (401), then the deployment, looked up in
@@ -45,6 +48,7 @@ from typing import Any, Final, TypedDict, Unpack
 from aiohttp import web
 
 from tests.fakes import _azure_wire as azure
+from tests.fakes import _openai_embeddings as embeddings
 from tests.fakes import _openai_wire as wire
 from tests.fakes import _send
 from tests.fakes._faults import (
@@ -125,6 +129,8 @@ class FakeOpenAI(ToolCallingServer):
         self.app.router.add_post(
             "/openai/deployments/{deployment}/chat/completions", self._azure_chat
         )
+        self.embedding_deployments = dict(embeddings.EMBEDDING_DEPLOYMENTS)
+        embeddings.install(self)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
 
     def _error(

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Running
 
-V1_ROUTES = "GET /v1/models, GET /v1/models/{name}, POST /v1/chat/completions"
+V1_ROUTES = "GET /v1/models, GET /v1/models/{name}, POST /v1/chat/completions, POST /v1/embeddings"
 
 
 async def test_an_unknown_v1_url_is_the_sdks_not_found_error(server: Running) -> None:
@@ -17,10 +17,10 @@ async def test_an_unknown_v1_url_is_the_sdks_not_found_error(server: Running) ->
         base_url=f"{server.url}/v1", api_key=server.token, max_retries=0
     ) as sdk:
         with pytest.raises(openai.NotFoundError) as caught:
-            await sdk.embeddings.create(model="mistral/mistral-embed", input="hello")
+            await sdk.moderations.create(model="mistral/mistral-moderation", input="hello")
     assert caught.value.status_code == 404
     assert caught.value.body == {
-        "message": f"Unknown URL: POST /v1/embeddings. The routes under /v1 are: {V1_ROUTES}.",
+        "message": f"Unknown URL: POST /v1/moderations. The routes under /v1 are: {V1_ROUTES}.",
         "type": "invalid_request_error",
         "param": None,
         "code": "unknown_url",

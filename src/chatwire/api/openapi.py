@@ -1,8 +1,9 @@
-"""The OpenAPI description, with the two chat routes in it.
+"""The OpenAPI description, with the chat routes and /v1/embeddings in it.
 
-The chat routes are bare ASGI endpoints reached before FastAPI (see ``app.Chatwire``), so
-FastAPI does not know them; they are described here from the same msgspec structs that decode
-their bodies, so clients, docs and the fuzzer see every route chatwire serves.
+The chat routes and /v1/embeddings are bare ASGI endpoints reached before FastAPI (see
+``app.Chatwire``), so FastAPI does not know them; they are described here from the same
+msgspec structs that decode their bodies, so clients, docs and the fuzzer see every route
+chatwire serves.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 
 from chatwire.api.schemas import ChatRequest
 from chatwire.dialects.openai_chat import ChatCompletionRequest
+from chatwire.dialects.openai_embeddings import EmbeddingRequest
 from chatwire.errors import UnknownURL
 
 _REF = "#/components/schemas/{name}"
@@ -96,8 +98,8 @@ def _builder(app: FastAPI, providers: list[str]) -> Callable[[], dict[str, Any]]
 
 
 def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
-    (chat, completion), components = msgspec.json.schema_components(
-        [ChatRequest, ChatCompletionRequest], ref_template=_REF
+    (chat, completion, embedding), components = msgspec.json.schema_components(
+        [ChatRequest, ChatCompletionRequest, EmbeddingRequest], ref_template=_REF
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -146,6 +148,26 @@ def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
                         "application/json": {"schema": {"type": "object"}},
                         "text/event-stream": {"schema": {"type": "string"}},
                     },
+                },
+                **_errors(_OPENAI_ERROR),
+            },
+        }
+    }
+    schema["paths"]["/v1/embeddings"] = {
+        "post": {
+            "summary": "OpenAI-compatible embeddings (OpenAI, Azure, Mistral, Gemini, Ollama, "
+            "custom models)",
+            "operationId": "embeddings",
+            "tags": ["openai"],
+            "security": bearer,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": embedding}},
+            },
+            "responses": {
+                "200": {
+                    "description": "A list of embeddings, as floats or base64",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 **_errors(_OPENAI_ERROR),
             },

@@ -4,7 +4,8 @@ A ``Family`` knows one provider API: it builds the upstream request from the can
 ``ChatCall`` (``build``), reads the upstream's stream back as reply text (``text_reader``,
 the chatbot-ui route's fast path) or as canonical deltas (``reader``), and tells which
 error answers mean the key was refused. A family serves every dialect; adding a dialect
-touches none of them.
+touches none of them. Where its providers embed text, the family's module also has the
+embeddings half of its wire format (an ``Embeddings``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.embedding_call import EmbeddingCall
     from chatwire.gateway.lines import DeltaReader, TextReader
     from chatwire.gateway.upstream import Target, UpstreamCall
     from chatwire.providers.declaration import Provider, Rules
@@ -66,6 +68,24 @@ class Family(Protocol):
     ) -> list[tuple[str, ModelEntry]] | None:
         """The models the provider's server has, for one whose models are its own (a local
         Ollama); None for a provider whose models the catalogue lists."""
+        ...
+
+
+class Embeddings(Protocol):
+    """The embeddings half of a family's wire format, for the providers that have it
+    (``Provider.embeddings``): the upstream request for an ``EmbeddingCall``, and the vectors
+    and usage in the provider's answer."""
+
+    def build(
+        self, provider: Provider, target: Target, call: EmbeddingCall, drop: bool
+    ) -> UpstreamCall:
+        """The provider's request; a 400 naming what the provider cannot take (unless the
+        operator drops such parameters: ``drop``)."""
+        ...
+
+    def parse(self, answer: Any) -> tuple[list[Any], dict[str, int] | None]:
+        """The vectors of a decoded answer, in input order, and the usage it reported
+        (None: none); a shape error (KeyError, TypeError...) when it is not an answer."""
         ...
 
 

@@ -44,12 +44,14 @@ from chatwire.families.base import (
 )
 from chatwire.families.openai import mid_stream
 from chatwire.gateway.call import delta, new_call_id
+from chatwire.gateway.embedding_call import token_usage
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.embedding_call import EmbeddingCall
     from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
 
@@ -116,7 +118,8 @@ class OllamaFamily:
         self, http: aiohttp.ClientSession, provider: Provider
     ) -> list[tuple[str, ModelEntry]] | None:
         """The models the Ollama server has pulled (``GET /api/tags``), with what it says of
-        them (newer servers: the context length, and "vision" among the capabilities)."""
+        them (newer servers: the context length, and "vision" or "embedding" among the
+        capabilities)."""
         from chatwire.catalogue import ModelEntry
 
         async with http.get(
@@ -133,11 +136,16 @@ class OllamaFamily:
             details = tag.get("details") if isinstance(tag.get("details"), dict) else {}
             context = details.get("context_length")
             capabilities = tag.get("capabilities")
+            listed_ones = capabilities if isinstance(capabilities, list) else []
             entry = ModelEntry(
                 label=name,
                 context=context if isinstance(context, int) and context > 0 else None,
                 max_temperature=2.0,
-                image_input=isinstance(capabilities, list) and "vision" in capabilities,
+                image_input="vision" in listed_ones,
+                # An embedding model (nomic-embed-text...) says "embedding" and not "completion".
+                kind="embedding"
+                if "embedding" in listed_ones and "completion" not in listed_ones
+                else "chat",
             )
             found.append((name, entry))
         return found
@@ -416,4 +424,39 @@ class Lines(DeltaReader):
         return delta(tool_calls=pieces)
 
 
+class OllamaEmbeddings:
+    """Embeddings: ``POST /api/embed`` with the input text or texts and ``dimensions``; the
+    answer's ``embeddings`` in input order, its ``prompt_eval_count`` as the input tokens.
+    Token arrays and OpenAI's other parameters (``user``) have no equivalent: a 400 naming
+    them (``CHATWIRE_DROP_PARAMS`` drops them)."""
+
+    __slots__ = ()
+
+    def build(
+        self, provider: Provider, target: Target, call: EmbeddingCall, drop: bool
+    ) -> UpstreamCall:
+        label = provider.label
+        if call.texts is None:
+            raise RequestInvalid(
+                f"{label} embeds text only: send 'input' as a string or a list of strings, "
+                "not token arrays."
+            )
+        check_fields(label, call.params, (), drop)
+        payload: dict[str, Any] = {"model": target.model, "input": call.input}
+        if call.dimensions is not None:
+            payload["dimensions"] = call.dimensions
+        return UpstreamCall(
+            url=f"{target.base_url}/api/embed",
+            headers={**provider.auth_headers(target.key), "Content-Type": "application/json"},
+            body=_encode(payload),
+        )
+
+    def parse(self, answer: Any) -> tuple[list[Any], dict[str, int] | None]:
+        vectors = answer["embeddings"]
+        if not isinstance(vectors, list):
+            raise TypeError("embeddings is not a list")
+        return vectors, token_usage(answer.get("prompt_eval_count"))
+
+
 OLLAMA_FAMILY = OllamaFamily()
+OLLAMA_EMBEDDINGS = OllamaEmbeddings()

@@ -9,7 +9,8 @@ say (roles, fields, tool call ids). chatbot-ui's typed messages go as they are.
 The reply: the text reader decodes just each chunk's delta text, finish reason and error,
 skipping the rest (the chatbot-ui route's fast path); the delta reader passes the chunks on,
 numbering Mistral's whole tool calls as OpenAI's clients gather them. A non-streamed call is
-answered with one ``chat.completion``, read whole.
+answered with one ``chat.completion``, read whole. Embeddings (``OpenAIEmbeddings``):
+``POST {base}/embeddings``, OpenAI's own shape both ways.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import msgspec
 from chatwire.errors import RequestInvalid
 from chatwire.families.base import CatalogueModels
 from chatwire.gateway.call import OWN_FIELDS
+from chatwire.gateway.embedding_call import token_usage
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 from chatwire.providers.error_text import readable_message
@@ -31,6 +33,7 @@ from chatwire.providers.error_text import readable_message
 if TYPE_CHECKING:
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
+    from chatwire.gateway.embedding_call import EmbeddingCall
     from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider, Rules
 
@@ -414,4 +417,54 @@ class Answer(DeltaReader):
         return []
 
 
+class OpenAIEmbeddings:
+    """Embeddings: ``POST {base}/embeddings`` (Azure's under the deployment, with its
+    api-version), OpenAI's request as the client sent it, by the provider's rules (what they
+    refuse is a 400 naming it); the answer's ``data`` in ``index`` order, and its usage.
+    ``tokens``: whether the provider takes token arrays as input; ``rename``: its own names
+    for OpenAI's ``encoding_format`` and ``dimensions``."""
+
+    __slots__ = ("rename", "tokens")
+
+    def __init__(self, *, tokens: bool = True, rename: Mapping[str, str] | None = None) -> None:
+        self.tokens = tokens
+        self.rename = dict(rename or {})
+
+    def build(
+        self, provider: Provider, target: Target, call: EmbeddingCall, drop: bool
+    ) -> UpstreamCall:
+        label = provider.label
+        if call.texts is None and not self.tokens:
+            raise RequestInvalid(
+                f"{label} embeds text only: send 'input' as a string or a list of strings, "
+                "not token arrays."
+            )
+        payload: dict[str, Any] = {"model": target.model, "input": call.input}
+        translate(provider.rules, label, call.params, drop, payload)
+        for name, value in (
+            ("encoding_format", call.encoding_format),
+            ("dimensions", call.dimensions),
+        ):
+            if value is not None:
+                payload[self.rename.get(name, name)] = value
+        return UpstreamCall(
+            url=f"{target.base_url}/embeddings{target.query}",
+            headers={
+                **provider.auth_headers(target.key),
+                **target.headers,
+                "Content-Type": "application/json",
+            },
+            body=_encode(payload),
+        )
+
+    def parse(self, answer: Any) -> tuple[list[Any], dict[str, int] | None]:
+        items = answer["data"]
+        if all(isinstance(item["index"], int) for item in items):
+            items = sorted(items, key=lambda item: item["index"])
+        usage = answer.get("usage") or {}
+        prompt, total = usage.get("prompt_tokens"), usage.get("total_tokens")
+        return [item["embedding"] for item in items], token_usage(prompt, total)
+
+
 OPENAI_FAMILY = OpenAIFamily()
+OPENAI_EMBEDDINGS = OpenAIEmbeddings()

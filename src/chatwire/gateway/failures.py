@@ -133,7 +133,7 @@ def terse_transport_error(
         )
     return UpstreamUnreachable(
         f"{provider.label} gave no usable answer: check its base URL and that its server "
-        "speaks the OpenAI chat API there."
+        "speaks the OpenAI API there."
     )
 
 

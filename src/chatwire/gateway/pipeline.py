@@ -9,17 +9,29 @@ per-request Request/Response objects, no per-chunk allocations beyond the bytes 
 (see ../shared/bench for what the framework layers cost). Every failure, wherever it
 happens, is mapped once (``upstream.failure``) and rendered by the dialect: as an error
 response before the reply started, after it as the dialect says (cut, or an error event).
+The steps written as functions below (``caller``, ``custom_named``, ``exchange``, ``relay``,
+``stopped``, ``failed``, ``expired``) are shared with the embeddings pipeline
+(``gateway.embeddings``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.datastructures import State
 
-from chatwire.api.asgi import ClientGone, Receive, Scope, Send, closing, read_body, read_heads
+from chatwire.api.asgi import (
+    ClientGone,
+    Heads,
+    Receive,
+    Scope,
+    Send,
+    closing,
+    read_body,
+    read_heads,
+)
 from chatwire.catalogue import ModelEntry
 from chatwire.core.config import Settings
 from chatwire.dialects.base import Dialect, Output, Request
@@ -31,6 +43,7 @@ from chatwire.errors import (
     ProviderNotFound,
     ReplyTooLarge,
     ReplyTooLong,
+    RequestInvalid,
     ShuttingDown,
 )
 from chatwire.families.base import clamp_temperature
@@ -50,7 +63,7 @@ from chatwire.gateway.upstream import (
 from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider
 from chatwire.services import Services
-from chatwire.store.records import CustomModel
+from chatwire.store.records import CustomModel, UserRecord
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")
@@ -86,12 +99,7 @@ class ChatPipeline:
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
             # Before any work: a request that loops back through chatwire costs nothing more.
             hops = 0 if heads.via is None else check_hops(heads.via)
-            authorization = heads.authorization
-            client = scope.get("client")
-            user = await services.auth.user_for_authorization(
-                authorization.decode("latin-1") if authorization is not None else None,
-                client[0] if client else "",
-            )
+            user = await caller(services, scope, heads)
             with services.admission.admit(user.id) as place:
                 settings = services.settings
                 # The chat's one timer, for its body, its first byte and its whole time.
@@ -115,6 +123,11 @@ class ChatPipeline:
                     else None
                 )
                 entry = services.catalogue.entry(provider.name, call.model)
+                if entry is not None and entry.kind != "chat":
+                    raise RequestInvalid(
+                        f"'{request.name[:200]}' is an embedding model: it answers "
+                        "POST /v1/embeddings, not chats."
+                    )
                 drop = services.settings.drop_params
                 target = target_for(provider, profile, call, custom)
                 upstream = build_call(provider, target, call, entry, drop)
@@ -123,15 +136,7 @@ class ChatPipeline:
                 call.drop_messages()
                 place.hold_only(len(upstream.body))
                 family = provider.family
-                if target.user_set:
-                    # A user's URL: only through the session whose resolver keeps to the
-                    # addresses the operator allows.
-                    ex = Exchange(services.user_http, provider, upstream, services.policy, timing)
-                    ex.guard = services.upstream_rules
-                    ex.terse = not services.settings.upstream_error_detail
-                else:
-                    ex = Exchange(services.http, provider, upstream, services.policy, timing)
-                ex.hops = hops
+                ex = exchange(services, provider, target, upstream, timing, hops)
                 reader: Any = (
                     family.text_reader(provider)
                     if dialect.reads_text
@@ -142,56 +147,22 @@ class ChatPipeline:
                 # A client that goes away cancels the upstream request at once, in any phase.
                 watch = DisconnectWatch(receive)
                 try:
-                    await _relay(ex, reader, out, watch, services.settings, deadline)
+                    await relay(ex, reader, out, watch, services.settings, deadline)
                 finally:
                     watch.close()
                     deadline.close()
         except asyncio.CancelledError:
-            if deadline is not None:
-                deadline.close()
-                if (watch is None or not watch.gone) and deadline.took():
-                    error = out_of_time(deadline, ex, services.settings)
-                    await self._failed(send, error, out, ex, rid, timing, body_read)
-                    return
-            if watch is None or not watch.gone:
-                log.warning("request %s: cancelled, the server is stopping", rid.decode())
-                if out is None or not out.started:
-                    # The dialect's 503 rather than the server's plain-text 500.
-                    await dialect.send_error(send, STOPPED, rid, timing)
+            late = expired(deadline, watch, ex, services.settings)
+            if late is not None:
+                await failed(dialect, send, late, ex, out, body_read, rid, timing)
+            elif await stopped(dialect, send, watch, out, rid, timing):
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            log.info("request %s: client went away, upstream request cancelled", rid.decode())
         except ClientGone:
             log.debug("request %s: client went away before its body arrived", rid.decode())
         except Exception as exc:
             if deadline is not None:
                 deadline.close()
-            await self._failed(send, failure(exc, ex, rid), out, ex, rid, timing, body_read)
-
-    async def _failed(
-        self,
-        send: Send,
-        error: ChatwireError,
-        out: Output | None,
-        ex: Exchange | None,
-        rid: bytes,
-        timing: Timing,
-        body_read: bool,
-    ) -> None:
-        if out is None or not out.started:
-            # Refused before its body was read whole: the connection closes with it.
-            send = send if body_read else closing(send)
-            await self.dialect.send_error(send, error, rid, timing)
-            return
-        log.warning(
-            "request %s: %s failed after the reply started, reply aborted: %s",
-            rid.decode(),
-            ex.provider.name if ex is not None else "the upstream",
-            error.message,
-        )
-        await out.fail(error)
+            await failed(dialect, send, exc, ex, out, body_read, rid, timing)
 
     def _provider(self, services: Services, request: Request) -> tuple[Provider, str]:
         name = request.provider
@@ -211,14 +182,122 @@ class ChatPipeline:
             if not request.custom_id:
                 return None
             return await services.custom_model(user_id, request.custom_id)
-        model = request.call.model
-        for record in await services.store.list_custom_models(user_id):
-            if model in (record.model_id, record.name):
-                return record
-        raise NotFound(
-            f"You have no custom model '{model[:200]}' "
-            "(GET /v1/models lists yours as custom/<model>)."
-        )
+        return await custom_named(services, user_id, request.call.model)
+
+
+# The steps every front door's pipeline shares (chats here, embeddings in ``embeddings``).
+class ErrorShape(Protocol):
+    """What renders a front door's errors: its dialect."""
+
+    async def send_error(
+        self, send: Send, error: ChatwireError, rid: bytes, timing: Timing
+    ) -> None: ...
+
+
+async def caller(services: Services, scope: Scope, heads: Heads) -> UserRecord:
+    """The user whose bearer token the request carries (a 401 without a known one)."""
+    authorization = heads.authorization
+    client = scope.get("client")
+    return await services.auth.user_for_authorization(
+        authorization.decode("latin-1") if authorization is not None else None,
+        client[0] if client else "",
+    )
+
+
+async def custom_named(services: Services, user_id: int, model: str) -> CustomModel:
+    """The caller's custom model whose model id or name is ``model`` (/v1's custom/<model>)."""
+    for record in await services.store.list_custom_models(user_id):
+        if model in (record.model_id, record.name):
+            return record
+    raise NotFound(
+        f"You have no custom model '{model[:200]}' (GET /v1/models lists yours as custom/<model>)."
+    )
+
+
+def exchange(
+    services: Services,
+    provider: Provider,
+    target: Target,
+    upstream: UpstreamCall,
+    timing: Timing,
+    hops: int,
+) -> Exchange:
+    """The upstream side of one request: a URL a user set goes only through the session whose
+    resolver keeps to the addresses the operator allows, and its errors tell only the status
+    (unless the operator asks for more)."""
+    if target.user_set:
+        ex = Exchange(services.user_http, provider, upstream, services.policy, timing)
+        ex.guard = services.upstream_rules
+        ex.terse = not services.settings.upstream_error_detail
+    else:
+        ex = Exchange(services.http, provider, upstream, services.policy, timing)
+    ex.hops = hops
+    return ex
+
+
+async def stopped(
+    dialect: ErrorShape,
+    send: Send,
+    watch: DisconnectWatch | None,
+    out: Output | None,
+    rid: bytes,
+    timing: Timing,
+) -> bool:
+    """After a request was cancelled: True when the server is stopping (the caller lets the
+    cancellation go on; a reply not yet started gets the dialect's 503 rather than the
+    server's plain-text 500), False when its client went away (the cancellation ends here)."""
+    if watch is None or not watch.gone:
+        log.warning("request %s: cancelled, the server is stopping", rid.decode())
+        if out is None or not out.started:
+            await dialect.send_error(send, STOPPED, rid, timing)
+        return True
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+    log.info("request %s: client went away, upstream request cancelled", rid.decode())
+    return False
+
+
+async def failed(
+    dialect: ErrorShape,
+    send: Send,
+    exc: BaseException,
+    ex: Exchange | None,
+    out: Output | None,
+    body_read: bool,
+    rid: bytes,
+    timing: Timing,
+) -> None:
+    """A request's failure, mapped once: an error response before its reply started, else as
+    the dialect's output says (cut, or an error event)."""
+    error = failure(exc, ex, rid)
+    if out is None or not out.started:
+        # Refused before its body was read whole: the connection closes with it.
+        await dialect.send_error(send if body_read else closing(send), error, rid, timing)
+        return
+    log.warning(
+        "request %s: %s failed after the reply started, reply aborted: %s",
+        rid.decode(),
+        ex.provider.name if ex is not None else "the upstream",
+        error.message,
+    )
+    await out.fail(error)
+
+
+def expired(
+    deadline: Deadline | None,
+    watch: DisconnectWatch | None,
+    ex: Exchange | None,
+    settings: Settings,
+) -> ChatwireError | None:
+    """After a request was cancelled: the error of the phase whose time ran out when the
+    request's deadline cancelled it (the cancellation then ends here), else None."""
+    if deadline is None:
+        return None
+    deadline.close()
+    if (watch is not None and watch.gone) or not deadline.took():
+        return None
+    return out_of_time(deadline, ex, settings)
 
 
 def upstream_call(
@@ -257,7 +336,7 @@ def settle(call: ChatCall, provider: Provider, entry: ModelEntry | None) -> None
         params["max_tokens"] = entry.max_output
 
 
-async def _relay(
+async def relay(
     ex: Exchange,
     reader: Any,
     out: Output,

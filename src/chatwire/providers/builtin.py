@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 
 from chatwire.families.anthropic import ANTHROPIC_FAMILY
-from chatwire.families.gemini import GEMINI_FAMILY
-from chatwire.families.ollama import OLLAMA_FAMILY
-from chatwire.families.openai import OPENAI_FAMILY
+from chatwire.families.gemini import GEMINI_EMBEDDINGS, GEMINI_FAMILY
+from chatwire.families.ollama import OLLAMA_EMBEDDINGS, OLLAMA_FAMILY
+from chatwire.families.openai import OPENAI_EMBEDDINGS, OPENAI_FAMILY, OpenAIEmbeddings
 from chatwire.providers.declaration import Credential, Provider, Rules, openai_compatible
 
 # OpenAI's own behaviour: usage in a stream only when asked for.
@@ -23,6 +23,8 @@ OPENAI_RULES = Rules(ask_for_usage=True)
 # Each message type forbids unknown fields (a name on a user message, OpenAI's refusal or
 # reasoning_content on an assistant one), and tool call ids are 9 letters or digits: ids
 # that OpenAI clients made (call_...) are mapped so that a call and its result still match.
+# Its embeddings (docs.mistral.ai/api/endpoint/embeddings) take text only, and the dimensions
+# as output_dimension.
 MISTRAL = openai_compatible(
     "mistral",
     "Mistral",
@@ -49,6 +51,7 @@ MISTRAL = openai_compatible(
         },
         call_id=re.compile(r"[A-Za-z0-9]{9}"),
     ),
+    embeddings=OpenAIEmbeddings(tokens=False, rename={"dimensions": "output_dimension"}),
 )
 
 OPENAI = openai_compatible(
@@ -59,6 +62,7 @@ OPENAI = openai_compatible(
     headers={"OpenAI-Organization": "openai_organization_id"},
     # chatbot-ui sent max_tokens to OpenAI only for the retired vision preview.
     rules=Rules(ask_for_usage=True, send_max_tokens=False),
+    embeddings=OPENAI_EMBEDDINGS,
 )
 
 AZURE = Provider(
@@ -82,8 +86,11 @@ AZURE = Provider(
         "gpt-3.5-turbo": "azure_openai_35_turbo_id",
         "gpt-4-turbo-preview": "azure_openai_45_turbo_id",
         "gpt-4-vision-preview": "azure_openai_45_vision_id",
+        # chatbot-ui's retrieval embeds with this model through its embeddings deployment.
+        "text-embedding-3-small": "azure_openai_embeddings_id",
     },
     options={"api_version": "2024-10-21"},
+    embeddings=OPENAI_EMBEDDINGS,
 )
 
 # console.groq.com/docs/openai: these fields are a 400 there, and n must be 1.
@@ -131,7 +138,13 @@ OPENROUTER = openai_compatible(
 
 # A user's own server may be anything OpenAI-shaped (vLLM, llama.cpp, Mistral...): it is
 # sent what the client sent, and not asked for usage with a field some of them refuse.
-CUSTOM = Provider(name="custom", label="Custom model", family=OPENAI_FAMILY, target="custom")
+CUSTOM = Provider(
+    name="custom",
+    label="Custom model",
+    family=OPENAI_FAMILY,
+    target="custom",
+    embeddings=OPENAI_EMBEDDINGS,
+)
 
 ANTHROPIC = Provider(
     name="anthropic",
@@ -152,6 +165,7 @@ GOOGLE = Provider(
     credentials=(Credential("google_gemini_api_key", "GOOGLE_GEMINI_API_KEY"),),
     key="google_gemini_api_key",
     auth="x-goog-api-key",
+    embeddings=GEMINI_EMBEDDINGS,
 )
 
 OLLAMA = Provider(
@@ -160,6 +174,7 @@ OLLAMA = Provider(
     family=OLLAMA_FAMILY,
     base_url="http://127.0.0.1:11434",
     options={"strict_tool_choice": "false"},
+    embeddings=OLLAMA_EMBEDDINGS,
 )
 
 # api-docs.deepseek.com: only n = 1; no "developer" role (a 400 naming the role); log

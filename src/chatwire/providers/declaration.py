@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chatwire.families.base import Family
+    from chatwire.families.base import Embeddings, Family
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
@@ -96,6 +96,9 @@ class Provider:
     # Options of the family with their defaults, each overridden by CHATWIRE_<NAME>_<OPTION>
     # (Anthropic's API version, Azure's api-version).
     options: Mapping[str, str] = field(default_factory=dict)
+    # The embeddings half of its family's wire format (POST /v1/embeddings), for a provider
+    # that embeds text; None for one that does not.
+    embeddings: Embeddings | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -149,6 +152,7 @@ def openai_compatible(
     rules: Rules | None = None,
     credentials: tuple[Credential, ...] = (),
     headers: Mapping[str, str] | None = None,
+    embeddings: Embeddings | None = None,
 ) -> Provider:
     """The usual provider: an OpenAI-compatible API behind a bearer key, stored as
     ``<name>_api_key`` and overridden by ``env`` (default ``<NAME>_API_KEY``)."""
@@ -164,4 +168,5 @@ def openai_compatible(
         key=key,
         headers=headers or {},
         rules=rules or Rules(),
+        embeddings=embeddings,
     )

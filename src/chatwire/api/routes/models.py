@@ -1,5 +1,6 @@
-"""GET /api/models: the models the caller can use right now (``availability``), grouped by
-provider, each in chatbot-ui's LLM shape so its model picker can use the list as is."""
+"""GET /api/models: the chat models the caller can use right now (``availability``),
+grouped by provider, each in chatbot-ui's LLM shape so its model picker can use the list as
+is (embedding models, which it cannot chat with, are left out: /v1/models lists them)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ async def available_models(
     profile = ProfileView(services.overrides, await services.store.get_profile(user.id))
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item in await usable_models(services, profile):
+        if item.entry.kind != "chat":
+            continue  # chatbot-ui's model picker offers chat models only
         grouped.setdefault(item.provider, []).append(
             {
                 "modelId": item.model,

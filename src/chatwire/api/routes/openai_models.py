@@ -1,4 +1,5 @@
-"""GET /v1/models: the caller's usable models, named ``provider/model``, in OpenAI's shape."""
+"""GET /v1/models: the caller's usable models, named ``provider/model``, in OpenAI's shape:
+chat models and embedding models alike (these say they do not chat)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,26 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 
 
 def _model(
-    provider: str, model: str, context: int | None = None, vision: bool = False
+    provider: str,
+    model: str,
+    context: int | None = None,
+    vision: bool = False,
+    chats: bool = True,
 ) -> dict[str, Any]:
     """An entry as OpenAI lists models, and as Mistral does: its SDKs read each entry by its
-    ``type`` ("base") and want its ``capabilities``."""
+    ``type`` ("base") and want its ``capabilities`` (an embedding model's: no chat, no
+    functions; it answers /v1/embeddings)."""
     entry: dict[str, Any] = {
         "id": f"{provider}/{model}",
         "object": "model",
         "created": 0,
         "owned_by": provider,
         "type": "base",
-        "capabilities": {"completion_chat": True, "function_calling": True, "vision": vision},
+        "capabilities": {
+            "completion_chat": chats,
+            "function_calling": chats,
+            "vision": vision,
+        },
     }
     if context is not None:
         entry["max_context_length"] = context
@@ -36,7 +46,13 @@ def _model(
 async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     profile = ProfileView(services.overrides, await services.store.get_profile(user.id))
     data = [
-        _model(item.provider, item.model, item.entry.context, item.entry.image_input)
+        _model(
+            item.provider,
+            item.model,
+            item.entry.context,
+            item.entry.image_input,
+            item.entry.kind == "chat",
+        )
         for item in await usable_models(services, profile)
     ]
     data += [
@@ -56,4 +72,4 @@ async def read_model(name: str, user: CurrentUser, services: ServicesDep) -> dic
     entry = services.catalogue.entry(provider.name, model)
     if entry is None:
         return _model(provider.name, model)
-    return _model(provider.name, model, entry.context, entry.image_input)
+    return _model(provider.name, model, entry.context, entry.image_input, entry.kind == "chat")
