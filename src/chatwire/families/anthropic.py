@@ -9,8 +9,15 @@ become ``tool_use`` blocks after its text (arguments parsed into the ``input`` o
 ``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
 direct equivalents; any other parameter is refused by name (or dropped).
 
-The reply: text deltas as content; each ``tool_use`` block as one OpenAI tool call, numbered
-from 0 in the order the blocks start, delivered whole once its arguments are complete.
+The reply: text deltas as content; thinking as ``reasoning_content`` and a thinking block's
+signature, once it ends, as ``reasoning_signature``; each ``tool_use`` block as one OpenAI tool
+call, numbered from 0 in the order the blocks start, delivered whole once its arguments are
+complete.
+
+A body already in the Messages API's own shape (chatwire's ``/v1/messages``) is forwarded as
+sent (``forward``): only its model is the provider's id, and the client's
+``anthropic-version`` and ``anthropic-beta`` go with it; its reply's bytes are relayed
+unchanged (``Relayed``), the usage read on the way.
 """
 
 from __future__ import annotations
@@ -36,11 +43,12 @@ from chatwire.families.base import (
 from chatwire.families.base import Image as ImagePiece
 from chatwire.families.openai import mid_stream
 from chatwire.gateway.call import delta
-from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
+from chatwire.gateway.lines import ANY_JSON, DeltaReader, Relay, StreamFailed, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     from chatwire.catalogue import ModelEntry
+    from chatwire.dialects.base import Native
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
@@ -103,6 +111,30 @@ class AnthropicFamily(CatalogueModels):
             },
             body=_encode(payload),
         )
+
+    def forward(self, provider: Provider, target: Target, native: Native) -> UpstreamCall:
+        """A Messages API body as the client sent it, to the provider's own endpoint."""
+        raw = native.raw
+        if native.body.get("model") != target.model:
+            raw = _encode({**native.body, "model": target.model})
+        headers = {
+            **provider.auth_headers(target.key),
+            "anthropic-version": native.headers.get("anthropic-version")
+            or provider.options.get("version", "2023-06-01"),
+            "Content-Type": "application/json",
+        }
+        beta = native.headers.get("anthropic-beta")
+        if beta is not None:
+            headers["anthropic-beta"] = beta
+        if native.stream:
+            headers["Accept"] = "text/event-stream"
+        query = f"?{native.query}" if native.query else ""
+        return UpstreamCall(
+            url=f"{target.base_url}{native.endpoint}{query}", headers=headers, body=raw
+        )
+
+    def relay_reader(self, provider: Provider, native: Native) -> Relay:
+        return Relayed() if native.stream else RelayedAnswer()
 
     def text_reader(self, provider: Provider) -> TextReader:
         return _TextEvents(_EVENT)
@@ -362,12 +394,14 @@ class _TextEvents(TextReader):
 
 
 class Events(DeltaReader):
-    __slots__ = ("_calls", "_open")
+    __slots__ = ("_calls", "_open", "_signature")
     prefix = b"data:"
 
     def __init__(self) -> None:
         super().__init__(ANY_JSON)
         self._calls: dict[Any, int] = {}  # content block index -> tool call index
+        # The signature of the thinking block being read, given once the block ends.
+        self._signature: Any = None
         # Tool calls whose arguments are still arriving: the call, its pieces.
         self._open: dict[int, tuple[dict[str, Any], list[str]]] = {}
 
@@ -375,20 +409,25 @@ class Events(DeltaReader):
         kind = item.get("type")
         if kind == "content_block_delta":
             change = item.get("delta") or {}
-            if change.get("type") == "text_delta":
+            kind = change.get("type")
+            if kind == "text_delta":
                 return [delta(change.get("text", ""))]
-            if change.get("type") == "input_json_delta":
+            if kind == "input_json_delta":
                 self._arguments(item.get("index"), change.get("partial_json"))
+            elif kind == "thinking_delta":
+                return [_reasoning("reasoning_content", change.get("thinking", ""))]
+            elif kind == "signature_delta":
+                self._signature = change.get("signature")
         elif kind == "content_block_start":
             return self._start(item.get("index"), item.get("content_block") or {})
         elif kind == "content_block_stop":
             return self._stop(item.get("index"))
         elif kind == "message_start":
             usage = (item.get("message") or {}).get("usage") or {}
-            self._usage(usage)
+            self.usage = added_usage(self.usage, usage)
             return [delta("", role="assistant")]
         elif kind == "message_delta":
-            self._usage(item.get("usage") or {})
+            self.usage = added_usage(self.usage, item.get("usage") or {})
             reason = (item.get("delta") or {}).get("stop_reason")
             if reason:
                 return [delta(finish=FINISH.get(reason, "stop"))]
@@ -412,6 +451,8 @@ class Events(DeltaReader):
             return []
         if block.get("type") == "text" and block.get("text"):
             return [delta(block["text"])]
+        if block.get("type") == "thinking" and block.get("thinking"):
+            return [_reasoning("reasoning_content", block["thinking"])]
         return []
 
     def _arguments(self, index: Any, piece: Any) -> None:
@@ -425,29 +466,104 @@ class Events(DeltaReader):
         call = self._calls.get(index)
         opened = self._open.pop(call, None) if call is not None else None
         if opened is None:
+            signature, self._signature = self._signature, None
+            if isinstance(signature, str) and signature:
+                return [_reasoning("reasoning_signature", signature)]
             return []
         first, pieces = opened
         # A call without arguments streams no JSON at all; OpenAI's clients parse "{}".
         first["function"]["arguments"] = "".join(pieces) or "{}"
         return [delta(tool_calls=[first])]
 
-    def _usage(self, usage: dict[str, Any]) -> None:
-        """OpenAI's usage from Anthropic's counts; the prompt includes the tokens read from
-        and written to the prompt cache, told apart as ``cached_tokens``."""
-        if not usage:
-            return
-        current = self.usage or {"prompt_tokens": 0, "completion_tokens": 0}
-        read = usage.get("cache_read_input_tokens")
-        written = usage.get("cache_creation_input_tokens")
-        if usage.get("input_tokens") is not None or read or written:
-            prompt = (usage.get("input_tokens") or 0) + (read or 0) + (written or 0)
-            current["prompt_tokens"] = max(prompt, current["prompt_tokens"])
-            if read:
-                current["prompt_tokens_details"] = {"cached_tokens": read}
-        if usage.get("output_tokens") is not None:
-            current["completion_tokens"] = usage["output_tokens"]
-        current["total_tokens"] = current["prompt_tokens"] + current["completion_tokens"]
-        self.usage = current
+
+def _reasoning(key: str, value: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {key: value}, "finish_reason": None}]}
+
+
+def added_usage(current: dict[str, Any] | None, usage: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's usage from Anthropic's counts so far (``message_start``, then each
+    ``message_delta``): the prompt includes the tokens read from and written to the prompt
+    cache, told apart as ``cached_tokens`` and ``cache_write_tokens``, each where Anthropic
+    reported it."""
+    if not usage:
+        return current
+    current = current or {"prompt_tokens": 0, "completion_tokens": 0}
+    read = usage.get("cache_read_input_tokens")
+    written = usage.get("cache_creation_input_tokens")
+    if usage.get("input_tokens") is not None or read is not None or written is not None:
+        prompt = (usage.get("input_tokens") or 0) + (read or 0) + (written or 0)
+        current["prompt_tokens"] = max(prompt, current["prompt_tokens"])
+        details = current.get("prompt_tokens_details") or {}
+        if read is not None:
+            details["cached_tokens"] = read
+        if written is not None:
+            details["cache_write_tokens"] = written
+        if details:
+            current["prompt_tokens_details"] = details
+    if usage.get("output_tokens") is not None:
+        current["completion_tokens"] = usage["output_tokens"]
+    current["total_tokens"] = current["prompt_tokens"] + current["completion_tokens"]
+    return current
+
+
+# The reply relayed as it came, to a client of the Messages API.
+
+
+class Relayed(Relay):
+    """A streamed reply's events, passed on unchanged; the usage read from ``message_start``
+    and ``message_delta``. ``message_stop``, or an ``error`` event (relayed as Anthropic sent
+    it), ends it."""
+
+    __slots__ = ()
+    prefix = b"data:"
+    marks = (b'"message_start"', b'"message_delta"', b'"message_stop"', b'"error"')
+
+    def __init__(self) -> None:
+        super().__init__(ANY_JSON)
+
+    def item(self, item: dict[str, Any]) -> None:
+        kind = item.get("type")
+        if kind == "message_start":
+            self.usage = added_usage(self.usage, (item.get("message") or {}).get("usage") or {})
+        elif kind == "message_delta":
+            self.usage = added_usage(self.usage, item.get("usage") or {})
+        elif kind in ("message_stop", "error"):
+            self.finished = True
+
+
+MAX_ANSWER = 16 * 1024 * 1024
+
+
+class RelayedAnswer(Relay):
+    """A whole JSON answer (a ``message``, or ``count_tokens``' count), passed on unchanged
+    once complete (up to 16 MiB); a message's usage read from it."""
+
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self) -> None:
+        super().__init__(ANY_JSON)
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, block: bytes) -> bytes:
+        self._size += len(block)
+        if self._size > MAX_ANSWER:
+            raise StreamFailed(f"an answer larger than {MAX_ANSWER} bytes")
+        self._parts.append(block)
+        return b""
+
+    def close(self) -> bytes:
+        body = b"".join(self._parts)
+        self._parts = []
+        try:
+            answer = ANY_JSON.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+            raise StreamFailed("an answer that is not JSON") from None
+        usage = answer.get("usage")
+        if isinstance(usage, dict):
+            self.usage = added_usage(None, usage)
+        self.finished = True
+        return body
 
 
 ANTHROPIC_FAMILY = AnthropicFamily()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     import aiohttp
 
     from chatwire.catalogue import ModelEntry
+    from chatwire.dialects.base import Native
     from chatwire.gateway.call import ChatCall
-    from chatwire.gateway.lines import DeltaReader, TextReader
+    from chatwire.gateway.lines import DeltaReader, Relay, TextReader
     from chatwire.gateway.upstream import Target, UpstreamCall
     from chatwire.providers.declaration import Provider, Rules
 
@@ -66,6 +67,22 @@ class Family(Protocol):
     ) -> list[tuple[str, ModelEntry]] | None:
         """The models the provider's server has, for one whose models are its own (a local
         Ollama); None for a provider whose models the catalogue lists."""
+        ...
+
+
+@runtime_checkable
+class Forwarding(Protocol):
+    """A family that takes a body already in its own wire format (a ``Native`` request) and
+    relays its reply's bytes as they came."""
+
+    name: str
+
+    def forward(self, provider: Provider, target: Target, native: Native) -> UpstreamCall:
+        """The upstream request for the body as sent: only its model the target's."""
+        ...
+
+    def relay_reader(self, provider: Provider, native: Native) -> Relay:
+        """A fresh reader passing the reply on unchanged, reading its usage."""
         ...
 
 

@@ -9,6 +9,13 @@ per-request Request/Response objects, no per-chunk allocations beyond the bytes 
 (see ../shared/bench for what the framework layers cost). Every failure, wherever it
 happens, is mapped once (``upstream.failure``) and rendered by the dialect: as an error
 response before the reply started, after it as the dialect says (cut, or an error event).
+
+A request in a family's own format (a ``NativeDialect``'s, Anthropic's Messages API) takes
+the same steps, but when its provider's family speaks that format (``Forwarding``) its body
+goes as sent (``family.forward``) and the reply's bytes come back unchanged
+(``family.relay_reader``); for any other provider the dialect translates it into the
+canonical call first, and a request it can answer itself (a token count's estimate) asks no
+upstream at all.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from starlette.datastructures import State
 from chatwire.api.asgi import ClientGone, Receive, Scope, Send, closing, read_body, read_heads
 from chatwire.catalogue import ModelEntry
 from chatwire.core.config import Settings
-from chatwire.dialects.base import Dialect, Output, Request
+from chatwire.dialects.base import Dialect, NativeDialect, Output, Request
 from chatwire.errors import (
     MethodNotAllowed,
     NotFound,
@@ -31,7 +38,7 @@ from chatwire.errors import (
     ReplyTooLong,
     ShuttingDown,
 )
-from chatwire.families.base import clamp_temperature
+from chatwire.families.base import Forwarding, clamp_temperature
 from chatwire.gateway.call import ChatCall
 from chatwire.gateway.failures import failure, first_byte_timeout
 from chatwire.gateway.resolve import ProfileView, model_named, target_for
@@ -66,10 +73,13 @@ class ChatPipeline:
     def __init__(self, state: State, dialect: Dialect) -> None:
         self._state = state
         self.dialect = dialect
+        # The dialect again when its bodies are a family's own format, else None.
+        self._native = dialect if isinstance(dialect, NativeDialect) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = self._state.services
         dialect = self.dialect
+        native = self._native
         heads = read_heads(scope)
         rid = heads.request_id
         timing = Timing()
@@ -82,7 +92,9 @@ class ChatPipeline:
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
             # Before any work: a request that loops back through chatwire costs nothing more.
             hops = check_hops(heads.via)
-            authorization = heads.authorization
+            authorization = (
+                heads.authorization if native is None else native.authorization(scope, heads)
+            )
             client = scope.get("client")
             user = await services.auth.user_for_authorization(
                 authorization.decode("latin-1") if authorization is not None else None,
@@ -99,7 +111,11 @@ class ChatPipeline:
                 )
                 body_read = True
                 place.charge_parsing(body)
-                request = dialect.decode(scope["path"], body)
+                request = (
+                    dialect.decode(scope["path"], body)
+                    if native is None
+                    else native.decode_native(scope, body)
+                )
                 del body  # the call holds what it needs
                 call = request.call
                 provider, call.model = self._provider(services, request)
@@ -107,11 +123,21 @@ class ChatPipeline:
                     # Named by the model: answers name it in full, as /v1/models lists it.
                     request.name = f"{provider.name}/{call.model}"
                 profile = ProfileView(services.overrides, await services.profile(user.id))
-                custom = await self._custom(services, user.id, provider, request)
-                entry = services.catalogue.entry(provider.name, call.model)
-                drop = services.settings.drop_params
-                target = target_for(provider, profile, call, custom)
-                upstream = build_call(provider, target, call, entry, drop)
+                reader: Any = None
+                if request.native is None:
+                    custom = await self._custom(services, user.id, provider, request)
+                    entry = services.catalogue.entry(provider.name, call.model)
+                    drop = services.settings.drop_params
+                    target = target_for(provider, profile, call, custom)
+                    upstream = build_call(provider, target, call, entry, drop)
+                else:
+                    built = await self._native_call(services, user.id, provider, profile, request)
+                    if built is None:
+                        out = dialect.output(send, rid, timing, request, None, [])
+                        await out.end()
+                        return
+                    target, upstream, reader = built
+                    call = request.call
                 # From here on the chat keeps only its upstream request: the decoded messages
                 # go, and so does their share of the body budget.
                 call.drop_messages()
@@ -126,11 +152,12 @@ class ChatPipeline:
                 else:
                     ex = Exchange(services.http, provider, upstream, services.policy, timing)
                 ex.hops = hops
-                reader: Any = (
-                    family.text_reader(provider)
-                    if dialect.reads_text
-                    else family.reader(provider, call)
-                )
+                if reader is None:
+                    reader = (
+                        family.text_reader(provider)
+                        if dialect.reads_text
+                        else family.reader(provider, call)
+                    )
                 headers = family.response_headers(provider, call)
                 out = dialect.output(send, rid, timing, request, reader, headers)
                 # A client that goes away cancels the upstream request at once, in any phase.
@@ -166,10 +193,43 @@ class ChatPipeline:
             )
             await out.fail(error)
 
+    async def _native_call(
+        self,
+        services: Services,
+        user_id: int,
+        provider: Provider,
+        profile: ProfileView,
+        request: Request,
+    ) -> tuple[Target, UpstreamCall, Any] | None:
+        """A native request's upstream call and, when it is relayed as sent, its reader;
+        None when the dialect answers it itself."""
+        native, family = request.native, provider.family
+        assert native is not None
+        assert self._native is not None
+        if isinstance(family, Forwarding) and family.name == native.family:
+            target = target_for(provider, profile, request.call, None)
+            upstream = family.forward(provider, target, native)
+            reader: Any = family.relay_reader(provider, native)
+        else:
+            drop = services.settings.drop_params
+            if self._native.translate(request, drop):
+                return None
+            call = request.call
+            custom = await self._custom(services, user_id, provider, request)
+            entry = services.catalogue.entry(provider.name, call.model)
+            target = target_for(provider, profile, call, custom)
+            upstream = build_call(provider, target, call, entry, drop)
+            reader = None
+        # The chat keeps only its upstream request from here on.
+        native.body, native.raw = {}, b""
+        return target, upstream, reader
+
     def _provider(self, services: Services, request: Request) -> tuple[Provider, str]:
         name = request.provider
         if name is None:
-            return model_named(services.providers, services.catalogue, request.name)
+            return model_named(
+                services.providers, services.catalogue, request.name, services.aliases
+            )
         provider = services.providers.get(name)
         if provider is None:
             known = ", ".join(sorted(services.providers))
