@@ -4,7 +4,9 @@
 ``GET /v1/models`` (base URL ``http://127.0.0.1:PORT/v1``). Every request is recorded
 (``requests``: headers, body, query), and every answer echoes the request's
 ``anthropic-version`` and ``anthropic-beta`` as ``x-fake-anthropic-version`` and
-``x-fake-anthropic-beta``, so a test sees what reached the upstream. A message request is checked in this order, and the first
+``x-fake-anthropic-beta``, so a test sees what reached the upstream; ``replies`` keeps the
+bytes of each message reply's body as sent (a stream's events, or the one JSON body), so a
+test can compare what a client received with them. A message request is checked in this order, and the first
 failure answers, always as ``{"type":"error","error":{"type","message"},"request_id"}``:
 
 1. ``x-api-key``: missing, 401 ``authentication_error`` "x-api-key header is required";
@@ -86,7 +88,8 @@ ANTHROPIC_MODELS: Final = (
 )
 ANTHROPIC_FAULT_MODELS: Final = (*FAULT_MODELS, FAULT_ERROR_MID)
 DEFAULT_MODELS: Final = (*ANTHROPIC_MODELS, *ANTHROPIC_FAULT_MODELS)
-API_VERSIONS: Final = frozenset({"2023-06-01", "2023-01-01"})
+# 2026-10-21: the version the anthropic SDK (2.x) sends.
+API_VERSIONS: Final = frozenset({"2023-06-01", "2023-01-01", "2026-10-21"})
 
 
 class FakeAnthropicOptions(TypedDict, total=False):
@@ -117,6 +120,7 @@ class FakeAnthropic(FakeServer):
     ) -> None:
         self.cache_read_tokens = cache_read_tokens
         self.cache_write_tokens = cache_write_tokens
+        self.replies: list[bytes] = []
         super().__init__(
             api_key=api_key,
             models=models,
@@ -300,10 +304,12 @@ class FakeAnthropic(FakeServer):
                 thinking=thinking,
                 usage=usage,
             )
+            sent: list[bytes] = []
+            self.replies.append(b"")
             await _send.stream(
                 request,
                 resp,
-                framing,
+                _Recorded(framing, sent, self.replies),
                 plan.pieces,
                 plan.pace,
                 halt=plan.halt,
@@ -322,13 +328,42 @@ class FakeAnthropic(FakeServer):
             tool_use=block,
             thinking=thinking,
         )
+        payload = compact(message).encode()
+        self.replies.append(payload)
         return await _send.complete(
             request,
-            compact(message).encode(),
+            payload,
             headers,
             delay=plan.pace.generation_time(len(plan.pieces)),
             halt=plan.halt,
         )
+
+
+class _Recorded:
+    """A framing whose bytes are also kept, the reply so far as the last of ``replies``."""
+
+    def __init__(self, framing: wire.AnthropicFraming, sent: list[bytes], replies: list[bytes]):
+        self._framing = framing
+        self._sent = sent
+        self._replies = replies
+        self._index = len(replies) - 1
+
+    def _kept(self, data: bytes) -> bytes:
+        self._sent.append(data)
+        self._replies[self._index] = b"".join(self._sent)
+        return data
+
+    def opening(self) -> bytes:
+        return self._kept(self._framing.opening())
+
+    def piece(self, text: str, *, last: bool) -> bytes:
+        return self._kept(self._framing.piece(text, last=last))
+
+    def closing(self) -> bytes:
+        return self._kept(self._framing.closing())
+
+    def error(self) -> bytes:
+        return self._kept(self._framing.error())
 
 
 _NOT_JSON: Final = "There was an error parsing the body of your request as JSON."
