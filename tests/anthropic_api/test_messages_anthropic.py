@@ -138,7 +138,11 @@ async def test_thinking_blocks_and_their_signatures_arrive_as_sent(wired: Wired)
         assert (block.thinking, block.signature) == (expected.text, expected.signature)
         assert message.content[1].type == "text"
     found = kinds(events(wired.fake.replies[-2]))
-    assert found[:3] == ["message_start", "content_block_start", "content_block_delta:thinking_delta"]
+    assert found[:3] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta:thinking_delta",
+    ]
     assert "content_block_delta:signature_delta" in found
 
 

@@ -1,7 +1,8 @@
 """Extended thinking in the fake Anthropic Messages API.
 
 A request with ``thinking: {"type": "enabled", "budget_tokens": N}`` (N at least 1024 and
-below ``max_tokens``, as Anthropic wants) is answered with a thinking block before its text:
+below ``max_tokens``, as Anthropic wants; ``{"type": "adaptive"}`` is taken, and thinks
+nothing) is answered with a thinking block before its text:
 ``"Considering: <last user text>"``, in word pieces, then its signature. Streamed, as
 Anthropic documents it: ``content_block_start`` with ``{"type": "thinking", "thinking": "",
 "signature": ""}``, one ``thinking_delta`` per piece, one ``signature_delta``, then
@@ -53,12 +54,13 @@ def thinking_problem(body: Mapping[str, Any]) -> str | None:
     thinking = body.get("thinking")
     if thinking is None:
         return None
-    if not isinstance(thinking, Mapping) or thinking.get("type") not in ("enabled", "disabled"):
+    kinds = ("enabled", "disabled", "adaptive")
+    if not isinstance(thinking, Mapping) or thinking.get("type") not in kinds:
         return (
             "thinking: Input tag found using 'type' does not match any of the expected tags:"
-            " 'enabled', 'disabled'"
+            " 'enabled', 'disabled', 'adaptive'"
         )
-    if thinking["type"] == "disabled":
+    if thinking["type"] != "enabled":
         return None
     budget = thinking.get("budget_tokens")
     if isinstance(budget, bool) or not isinstance(budget, int):

@@ -5,15 +5,17 @@ OpenAI's: text and images (base64 as a data URL, a URL as it is) as content part
 assistant's ``tool_use`` blocks as its ``tool_calls``, a user's ``tool_result`` blocks as
 ``tool`` messages (before the user's own words, as Anthropic orders them). Thinking blocks
 of earlier turns are Anthropic's own signed reasoning: no other provider can take them, and
-they are left out. ``cache_control`` marks and ``metadata`` say nothing about the answer and
-are left out too.
+they are left out. What says nothing about the answer is left out too (``HINTS``:
+``cache_control`` marks, ``metadata``, ``service_tier``, and ``context_management``, which
+asks Anthropic to trim old turns: the provider gets them all).
 
 Parameters: ``max_tokens``, ``temperature``, ``top_p`` and ``top_k`` keep their names,
 ``stop_sequences`` is ``stop``; ``tools`` (custom tools) become function tools, ``tool_choice``
 ``auto`` / ``any`` / ``tool`` / ``none`` is ``auto`` / ``required`` / the named function /
 ``none``, and ``disable_parallel_tool_use`` is ``parallel_tool_calls: false``; ``thinking``
-becomes ``reasoning_effort`` by its budget (``REASONING``), which each family maps to its
-provider's own control or refuses by name. What only Anthropic has (server tools, documents,
+becomes ``reasoning_effort`` by its budget (``REASONING``), or ``output_config.effort`` as it
+is (``max`` is ``high``), which each family maps to its provider's own control or refuses by
+name; ``output_config.format`` (a JSON schema) is ``response_format``. What only Anthropic has (server tools, documents,
 ``service_tier``, ``container``, ``mcp_servers``...) is refused with a 400 naming it, or
 dropped with ``CHATWIRE_DROP_PARAMS``.
 """
@@ -44,8 +46,11 @@ KNOWN = frozenset(
         "tools",
         "tool_choice",
         "thinking",
+        "output_config",
     }
 )
+# Fields that change nothing of the answer, left out for other providers.
+HINTS = frozenset({"metadata", "service_tier", "context_management"})
 # A thinking budget below each bound is that effort; at or past the last, "high".
 REASONING = ((4096, "low"), (16384, "medium"))
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
@@ -59,7 +64,7 @@ _encode = msgspec.json.Encoder().encode
 def translate(call: ChatCall, body: dict[str, Any], drop: bool, counting: bool = False) -> None:
     """Fill ``call`` (its model already resolved) from the Messages API ``body``."""
     for name in body:
-        if name not in KNOWN and body[name] is not None:
+        if name not in KNOWN and name not in HINTS and body[name] is not None:
             _anthropic_only(f"'{name}'", drop)
     messages: list[dict[str, Any]] = []
     system = body.get("system")
@@ -96,6 +101,11 @@ def translate(call: ChatCall, body: dict[str, Any], drop: bool, counting: bool =
             params["tools"] = functions
     params.update(_choice(body.get("tool_choice"), "tools" in params))
     effort = _effort(body.get("thinking"))
+    config = body.get("output_config")
+    if config is not None:
+        effort, answer_format = _output_config(config, effort, drop)
+        if answer_format is not None:
+            params["response_format"] = answer_format
     if effort is not None:
         params["reasoning_effort"] = effort
     call.messages = messages
@@ -298,6 +308,32 @@ def _effort(thinking: Any) -> str | None:
             "{'type': 'disabled'}"
         )
     return next((effort for bound, effort in REASONING if budget < bound), "high")
+
+
+def _output_config(
+    config: Any, effort: str | None, drop: bool
+) -> tuple[str | None, dict[str, Any] | None]:
+    if not isinstance(config, dict):
+        raise RequestInvalid("output_config: Input should be an object")
+    answer_format = None
+    for name, value in config.items():
+        if name == "effort" and value is not None:
+            if value not in ("low", "medium", "high", "max"):
+                raise RequestInvalid("output_config.effort: Input should be low, medium or high")
+            effort = "high" if value == "max" else value
+        elif name == "format" and value is not None:
+            schema = value.get("schema") if isinstance(value, dict) else None
+            if not isinstance(value, dict) or value.get("type") != "json_schema" or not schema:
+                raise RequestInvalid(
+                    "output_config.format: Input should be {'type': 'json_schema', 'schema': ...}"
+                )
+            answer_format = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": True},
+            }
+        elif value is not None:
+            _anthropic_only(f"'output_config.{name}'", drop)
+    return effort, answer_format
 
 
 def estimate(body: dict[str, Any]) -> int:
