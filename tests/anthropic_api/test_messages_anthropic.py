@@ -88,10 +88,12 @@ async def test_an_auth_token_works_as_well_as_an_api_key(wired: Wired) -> None:
 
 
 async def test_messages_stream_text(wired: Wired) -> None:
-    async with wired.client() as client:
-        async with client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream:
-            text = "".join([piece async for piece in stream.text_stream])
-            final = await stream.get_final_message()
+    async with (
+        wired.client() as client,
+        client.messages.stream(model=MODEL, max_tokens=64, messages=USER) as stream,
+    ):
+        text = "".join([piece async for piece in stream.text_stream])
+        final = await stream.get_final_message()
     assert text == wired.fake.expected_reply(USER)
     assert final.usage.output_tokens == len(wired.fake.expected_pieces(USER))
     assert final.usage.cache_read_input_tokens == 3
@@ -225,9 +227,13 @@ async def test_an_upstream_error_event_is_relayed_as_sent(wired: Wired) -> None:
     assert events(resp.content)[-1][0] == "error"
     async with wired.client() as client:
         with pytest.raises(anthropic.APIStatusError, match="Overloaded"):
-            async with client.messages.stream(**body) as stream:
-                async for _ in stream:
-                    pass
+            await drained(client, body)
+
+
+async def drained(client: anthropic.AsyncAnthropic, body: dict[str, Any]) -> None:
+    async with client.messages.stream(**body) as stream:
+        async for _ in stream:
+            pass
 
 
 async def test_a_stream_cut_by_the_upstream_ends_with_an_error_event(wired: Wired) -> None:

@@ -15,9 +15,9 @@ Parameters: ``max_tokens``, ``temperature``, ``top_p`` and ``top_k`` keep their 
 ``none``, and ``disable_parallel_tool_use`` is ``parallel_tool_calls: false``; ``thinking``
 becomes ``reasoning_effort`` by its budget (``REASONING``), or ``output_config.effort`` as it
 is (``max`` is ``high``), which each family maps to its provider's own control or refuses by
-name; ``output_config.format`` (a JSON schema) is ``response_format``. What only Anthropic has (server tools, documents,
-``service_tier``, ``container``, ``mcp_servers``...) is refused with a 400 naming it, or
-dropped with ``CHATWIRE_DROP_PARAMS``.
+name; ``output_config.format`` (a JSON schema) is ``response_format``. What only Anthropic
+has (server tools, documents, ``container``, ``mcp_servers``...) is refused with a 400 naming
+it, or dropped with ``CHATWIRE_DROP_PARAMS``.
 """
 
 from __future__ import annotations
