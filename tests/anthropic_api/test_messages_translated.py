@@ -452,9 +452,31 @@ async def test_thinking_to_gemini_is_its_thinking_budget(gemini: Wired) -> None:
     assert config["maxOutputTokens"] == 4096
 
 
-async def test_thinking_to_ollama_is_think(ollama: Wired) -> None:
-    thinking = {"type": "enabled", "budget_tokens": 2048}
-    body = {"model": "ollama/llama3.2", "max_tokens": 4096, "messages": USER}
-    resp = await ollama.post({**body, "thinking": thinking})
-    assert resp.status_code == 200, resp.text
+async def test_thinking_to_ollama_is_think_and_its_thoughts_a_thinking_block(
+    ollama: Wired,
+) -> None:
+    thinking: Any = {"type": "enabled", "budget_tokens": 2048}
+    body: Any = {"model": OLLAMA, "max_tokens": 4096, "messages": USER, "thinking": thinking}
+    found = await stream_body(ollama, body)
     assert ollama.sent["think"] is True
+    thought = split_pieces("Considering: Lyon")
+    reply = split_pieces("Hello! You said: Lyon")
+    assert kinds(found) == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta:thinking_delta"] * len(thought),
+        "content_block_stop",
+        "content_block_start",
+        *["content_block_delta:text_delta"] * len(reply),
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert found[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert found[len(thought) + 3][1]["index"] == 1
+    async with ollama.client() as client:
+        message = await client.messages.create(**body)
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    assert message.content[0].type == "thinking"
+    assert message.content[0].thinking == "Considering: Lyon"
+    assert message.usage.output_tokens == len(thought) + len(reply)

@@ -7,7 +7,9 @@ become ``tool_use`` blocks after its text (arguments parsed into the ``input`` o
 ``tool`` message becomes a ``tool_result`` block. Images become base64 (or URL) image blocks.
 ``max_tokens`` is required: the client's, else the catalogue's, else 4096. ``tools``,
 ``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
-direct equivalents; any other parameter is refused by name (or dropped).
+direct equivalents; ``reasoning_effort`` is extended thinking with the budget of
+``THINKING_BUDGETS`` (the reply's budget then on top of it, and no temperature or top_k, which
+thinking refuses); any other parameter is refused by name (or dropped).
 
 The reply: text deltas as content; thinking as ``reasoning_content`` and a thinking block's
 signature, once it ends, as ``reasoning_signature``; each ``tool_use`` block as one OpenAI tool
@@ -64,6 +66,7 @@ FINISH = {
     "refusal": "content_filter",
 }
 ACCEPTED = BASE_FIELDS | {
+    "reasoning_effort",
     "tools",
     "tool_choice",
     "parallel_tool_calls",
@@ -73,6 +76,8 @@ ACCEPTED = BASE_FIELDS | {
     "user",
 }
 _CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+# reasoning_effort as a thinking budget (1024 is the least Anthropic takes); "none": no thinking.
+THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _ROLES = "system, developer, user, assistant or tool"
 _encode = msgspec.json.Encoder().encode
 
@@ -101,6 +106,7 @@ class AnthropicFamily(CatalogueModels):
             payload["system"] = system
         payload.update(_sampling(provider, params, entry))
         payload.update(_tooling(params))
+        _thinking(params.get("reasoning_effort"), payload)
         return UpstreamCall(
             url=f"{target.base_url}/messages",
             headers={
@@ -281,6 +287,24 @@ def _sampling(
             raise RequestInvalid("'user' must be a string.")
         out["metadata"] = {"user_id": user}
     return out
+
+
+def _thinking(effort: Any, payload: dict[str, Any]) -> None:
+    if effort is None:
+        return
+    if effort not in THINKING_BUDGETS:
+        raise RequestInvalid(
+            f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}, not {effort!r:.50}."
+        )
+    budget = THINKING_BUDGETS[effort]
+    if not budget:
+        return
+    payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    payload["max_tokens"] += budget
+    payload.pop("temperature", None)
+    payload.pop("top_k", None)
+    if payload.get("top_p", 1) < 0.95:
+        del payload["top_p"]
 
 
 def _tooling(params: Mapping[str, Any]) -> dict[str, Any]:
