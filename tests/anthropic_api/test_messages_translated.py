@@ -480,3 +480,52 @@ async def test_thinking_to_ollama_is_think_and_its_thoughts_a_thinking_block(
     assert message.content[0].type == "thinking"
     assert message.content[0].thinking == "Considering: Lyon"
     assert message.usage.output_tokens == len(thought) + len(reply)
+
+
+MALFORMED: list[dict[str, Any]] = [
+    {"model": MISTRAL, "max_tokens": 8},
+    {"model": MISTRAL, "max_tokens": 8, "messages": "hi"},
+    {"model": MISTRAL, "max_tokens": 8, "messages": []},
+    {"model": MISTRAL, "max_tokens": 8, "messages": [7]},
+    {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "system", "content": "x"}]},
+    {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "user", "content": 5}]},
+    {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "user", "content": [5]}]},
+    {"model": MISTRAL, "max_tokens": "8", "messages": USER},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "system": 3},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "system": [{"type": "image"}]},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "tools": {}},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "tools": [{"name": "x"}]},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "tool_choice": {"type": "any"}},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "tool_choice": "auto"},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "thinking": {"type": "on"}},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "stop_sequences": "x"},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "output_config": {"effort": 1}},
+    {"model": MISTRAL, "max_tokens": 8, "messages": USER, "stream": "yes"},
+    {"model": 5, "max_tokens": 8, "messages": USER},
+    {
+        "model": MISTRAL,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}],
+    },
+    {
+        "model": MISTRAL,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": 1}]}],
+    },
+    {
+        "model": MISTRAL,
+        "max_tokens": 8,
+        "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "x"}]}],
+    },
+]
+
+
+async def test_a_malformed_body_is_a_400_in_anthropic_s_shape(mistral: Wired) -> None:
+    for body in MALFORMED:
+        resp = await mistral.post(body)
+        assert resp.status_code == 400, (body, resp.text)
+        error = resp.json()
+        assert error["type"] == "error"
+        assert error["error"]["type"] == "invalid_request_error"
+        assert error["error"]["message"]
+    assert mistral.fake.requests == []
