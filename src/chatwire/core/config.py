@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     body_memory: int = Field(default=256 * 2**20, ge=0)
     # /v1: drop parameters a provider cannot take instead of answering 400.
     drop_params: bool = False
-    # Model names that stand for another, on every front door: a JSON object
+    # Model names that stand for another wherever a model is named alone: a JSON object
     # ({"claude-sonnet-4-5": "mistral/mistral-large-latest"}) or name=provider/model pairs
     # separated by commas. For clients that insist on a model name of their own.
     model_aliases: str = ""

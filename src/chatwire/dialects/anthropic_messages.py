@@ -11,10 +11,9 @@ id, with the client's ``anthropic-version`` and ``anthropic-beta`` headers and q
 the reply's bytes come back unchanged (thinking and its signatures, tool use, caching, beta
 features all as Anthropic sends them). To any other provider the body is translated into the
 canonical call (``anthropic_call``) and the canonical reply into Anthropic's events
-(``anthropic_blocks``):
-``message_start``, then per content block ``content_block_start``, its deltas
-(``text_delta``, ``thinking_delta`` and ``signature_delta``, ``input_json_delta``) and
-``content_block_stop``, then ``message_delta`` (the stop reason and usage) and
+(``anthropic_blocks``): ``message_start``, then per content block ``content_block_start``,
+its deltas (``text_delta``, ``thinking_delta`` and ``signature_delta``, ``input_json_delta``)
+and ``content_block_stop``, then ``message_delta`` (the stop reason and usage) and
 ``message_stop``; not streamed, one ``message``. A token count to another provider is
 chatwire's estimate (``anthropic_call.estimate``), said so by ``chatwire-estimate: true``.
 
