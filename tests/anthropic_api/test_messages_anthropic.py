@@ -168,6 +168,14 @@ async def test_models_in_anthropic_s_shape(wired: Wired) -> None:
     assert all(model.type == "model" for model in page.data)
     resp = await wired.server.client.get("/v1/models", headers=wired.server.auth)
     assert resp.json()["object"] == "list"  # OpenAI's shape without anthropic-version
+    async with wired.client() as client:
+        model = await client.models.retrieve(MODEL)
+    assert (model.type, model.id) == ("model", MODEL)
+    async with wired.client(token="not-a-token") as client:
+        with pytest.raises(anthropic.AuthenticationError) as raised:
+            await client.models.list()
+    body: Any = raised.value.body
+    assert (body["type"], body["error"]["type"]) == ("error", "authentication_error")
 
 
 @pytest.mark.parametrize(
