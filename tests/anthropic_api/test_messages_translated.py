@@ -137,9 +137,9 @@ async def test_a_tool_use_round_trip(mistral: Wired) -> None:
     assert sent[2]["content"] == "12 C"
 
 
-async def test_a_tool_result_before_the_user_s_words(mistral: Wired) -> None:
-    """Anthropic puts the results first in the user's turn; OpenAI's order is the tool
-    messages, then the user's message."""
+async def test_words_after_tool_results_go_with_the_last_result(mistral: Wired) -> None:
+    """Anthropic's turn of results may go on with the user's words (Claude Code adds its
+    reminders so); Mistral takes no user message after tool messages."""
     call_id = "toolu_01abcdefghijklmnopqrstuv"
     use = {"type": "tool_use", "id": call_id, "name": "get_weather", "input": INPUT}
     result = {"type": "tool_result", "tool_use_id": call_id, "content": "12 C"}
@@ -149,11 +149,28 @@ async def test_a_tool_result_before_the_user_s_words(mistral: Wired) -> None:
         {"role": "user", "content": [result, {"type": "text", "text": "And tomorrow?"}]},
     ]
     body = {"model": MISTRAL, "max_tokens": 64, "messages": turns, "tools": [WEATHER]}
-    await mistral.post(body)
-    sent = mistral.fake.requests[-1].json["messages"]
-    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    resp = await mistral.post(body)
+    assert resp.status_code == 200, resp.text
+    sent = mistral.sent["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
     assert sent[1]["content"] == "Checking."
-    assert sent[3] == {"role": "user", "content": "And tomorrow?"}
+    assert sent[2]["content"] == "12 C\n\nAnd tomorrow?"
+    assert resp.json()["content"][0]["text"] == "The tool said: 12 C\n\nAnd tomorrow?"
+
+
+async def test_system_messages_among_the_turns(mistral: Wired) -> None:
+    turns: Any = [
+        {"role": "system", "content": "First."},
+        *USER,
+        {"role": "system", "content": [{"type": "text", "text": "Later."}]},
+    ]
+    resp = await mistral.post({"model": MISTRAL, "max_tokens": 64, "messages": turns})
+    assert resp.status_code == 200, resp.text
+    assert mistral.sent["messages"] == [
+        {"role": "system", "content": "First."},
+        {"role": "user", "content": "Lyon"},
+        {"role": "user", "content": "Later."},
+    ]
 
 
 async def test_a_tool_result_last_is_answered(mistral: Wired) -> None:

@@ -3,11 +3,15 @@
 ``system`` (a string or text blocks) becomes a system message; each message's blocks become
 OpenAI's: text and images (base64 as a data URL, a URL as it is) as content parts, an
 assistant's ``tool_use`` blocks as its ``tool_calls``, a user's ``tool_result`` blocks as
-``tool`` messages (before the user's own words, as Anthropic orders them). Thinking blocks
-of earlier turns are Anthropic's own signed reasoning: no other provider can take them, and
-they are left out. What says nothing about the answer is left out too (``HINTS``:
-``cache_control`` marks, ``metadata``, ``service_tier``, and ``context_management``, which
-asks Anthropic to trim old turns: the provider gets them all).
+``tool`` messages (the text after them in the same turn, which Claude Code sends, goes with
+the last one: Mistral takes no user message right after tool results). A ``system``
+message among them (Claude Code sends some) is a system message before the first turn, the
+user's words after it, where it was said: providers such as Mistral refuse a system message
+later in a conversation. Thinking blocks of earlier turns are Anthropic's own signed
+reasoning: no other provider can take them, and they are left out. What says nothing about
+the answer is left out too (``HINTS``: ``cache_control`` marks, ``metadata``,
+``service_tier``, and ``context_management``, which asks Anthropic to trim old turns: the
+provider gets them all).
 
 Parameters: ``max_tokens``, ``temperature``, ``top_p`` and ``top_k`` keep their names,
 ``stop_sequences`` is ``stop``; ``tools`` (custom tools) become function tools, ``tool_choice``
@@ -76,7 +80,10 @@ def translate(call: ChatCall, body: dict[str, Any], drop: bool, counting: bool =
     if not isinstance(given, list) or not given:
         raise RequestInvalid("messages: a non-empty list of messages is required.")
     for index, message in enumerate(given):
-        messages += _message(index, message, drop)
+        turns = _message(index, message, drop)
+        if turns and turns[0]["role"] == "system" and any(m["role"] != "system" for m in messages):
+            turns = [{"role": "user", "content": turns[0]["content"]}]
+        messages += turns
     params: dict[str, Any] = {}
     budget = body.get("max_tokens")
     if budget is not None or not counting:
@@ -144,8 +151,10 @@ def _message(index: int, message: Any, drop: bool) -> list[dict[str, Any]]:
     if not isinstance(message, dict):
         raise RequestInvalid(f"{where}: Input should be an object with a role and content")
     role = message.get("role")
+    if role == "system":
+        return [{"role": "system", "content": _system(message.get("content"))}]
     if role not in ("user", "assistant"):
-        raise RequestInvalid(f"{where}.role: Input should be 'user' or 'assistant'")
+        raise RequestInvalid(f"{where}.role: Input should be 'user', 'assistant' or 'system'")
     content = message.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
@@ -172,7 +181,14 @@ def _message(index: int, message: Any, drop: bool) -> list[dict[str, Any]]:
         else:
             _anthropic_only(f"{at}: a block of type {kind!r}", drop)
     if parts:
-        out.append({"role": "user", "content": _content(parts)})
+        text = _content(parts)
+        last = out[-1] if out else None
+        if last is not None and last["role"] == "tool" and isinstance(text, str):
+            # Words after the results of one turn go with the last result: Mistral takes no
+            # user message right after tool results.
+            last["content"] = f"{last['content']}\n\n{text}" if last["content"] else text
+        else:
+            out.append({"role": "user", "content": text})
     return out
 
 
