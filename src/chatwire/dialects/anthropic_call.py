@@ -80,10 +80,8 @@ def translate(call: ChatCall, body: dict[str, Any], drop: bool, counting: bool =
     if not isinstance(given, list) or not given:
         raise RequestInvalid("messages: a non-empty list of messages is required.")
     for index, message in enumerate(given):
-        turns = _message(index, message, drop)
-        if turns and turns[0]["role"] == "system" and any(m["role"] != "system" for m in messages):
-            turns = [{"role": "user", "content": turns[0]["content"]}]
-        messages += turns
+        for turn in _message(index, message, drop):
+            _add(messages, turn)
     params: dict[str, Any] = {}
     budget = body.get("max_tokens")
     if budget is not None or not counting:
@@ -121,6 +119,25 @@ def translate(call: ChatCall, body: dict[str, Any], drop: bool, counting: bool =
     # same deltas, with the usage.
     call.stream = True
     call.include_usage = True
+
+
+def _add(messages: list[dict[str, Any]], turn: dict[str, Any]) -> None:
+    """A turn added where the conversation is: a system turn after the first words is the
+    user's; words right after tool results go with the last result (Mistral takes no user
+    message after tool messages)."""
+    if turn["role"] == "system" and any(m["role"] != "system" for m in messages):
+        turn = {"role": "user", "content": turn["content"]}
+    last = messages[-1] if messages else None
+    if (
+        last is not None
+        and last["role"] == "tool"
+        and turn["role"] == "user"
+        and isinstance(turn["content"], str)
+    ):
+        said = turn["content"]
+        last["content"] = f"{last['content']}\n\n{said}" if last["content"] else said
+        return
+    messages.append(turn)
 
 
 def _anthropic_only(what: str, drop: bool) -> None:
@@ -181,14 +198,7 @@ def _message(index: int, message: Any, drop: bool) -> list[dict[str, Any]]:
         else:
             _anthropic_only(f"{at}: a block of type {kind!r}", drop)
     if parts:
-        text = _content(parts)
-        last = out[-1] if out else None
-        if last is not None and last["role"] == "tool" and isinstance(text, str):
-            # Words after the results of one turn go with the last result: Mistral takes no
-            # user message right after tool results.
-            last["content"] = f"{last['content']}\n\n{text}" if last["content"] else text
-        else:
-            out.append({"role": "user", "content": text})
+        out.append({"role": "user", "content": _content(parts)})
     return out
 
 
