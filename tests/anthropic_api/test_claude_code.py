@@ -39,9 +39,15 @@ PROMPT = "Say hello to chatwire"
 
 
 async def claude(
-    wired: Wired, tmp_path: Path, model: str, *, key_as: str = "ANTHROPIC_AUTH_TOKEN"
+    wired: Wired,
+    tmp_path: Path,
+    model: str,
+    *,
+    key_as: str = "ANTHROPIC_AUTH_TOKEN",
+    tools: bool = False,
 ) -> tuple[int, str, str]:
-    """``claude -p PROMPT`` at chatwire, built-in tools off: its status, output and errors."""
+    """``claude -p PROMPT`` at chatwire (built-in tools off unless ``tools``, then at most
+    three turns): its status, output and errors."""
     assert CLAUDE is not None
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
@@ -57,12 +63,12 @@ async def claude(
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
     }
+    options = ["--max-turns", "3"] if tools else ["--tools", ""]
     process = await asyncio.create_subprocess_exec(
         CLAUDE,
         "-p",
         PROMPT,
-        "--tools",
-        "",
+        *options,
         cwd=tmp_path,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -127,3 +133,19 @@ async def test_claude_code_through_chatwire_to_mistral(
     assert sent
     assert all(body["model"] == "mistral-small-latest" for body in sent)
     assert sent[-1]["messages"][0]["role"] == "system"
+
+
+async def test_claude_code_s_tool_turns_through_chatwire_to_mistral(
+    make_server: ServerFactory, fake: FakeMistral, tmp_path: Path
+) -> None:
+    """With its tools, Claude Code's turns of tool results (with its reminders after them,
+    and system turns among the messages) reach Mistral in a shape Mistral takes."""
+    server = await make_server(
+        stored_key=FAKE_KEY, model_aliases="claude-code-model=mistral/mistral-small-latest"
+    )
+    status, out, err = await claude(Wired(fake, server), tmp_path, "claude-code-model", tools=True)
+    assert status == 0, out + err
+    assert "API Error" not in out
+    assert "The tool said:" in out
+    sent = [r.json for r in fake.requests if r.path == "/v1/chat/completions"]
+    assert any(m["role"] == "tool" for body in sent for m in body["messages"])
