@@ -17,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from chatwire.families.anthropic import Relayed, RelayedAnswer
+from chatwire.families.anthropic_relay import Relayed, RelayedAnswer
 from tests.anthropic_api._wired import USER, Wired, events
 from tests.conftest import ServerFactory
 from tests.fakes.fake_anthropic import FakeAnthropic
