@@ -264,3 +264,16 @@ async def test_the_body_s_json_is_refused_in_anthropic_s_shape(wired: Wired) -> 
     resp = await wired.server.client.get("/v1/messages", headers=heads)
     assert resp.status_code == 405
     assert json.loads(resp.content)["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_beta_header_sent_twice_goes_as_one_list(wired: Wired) -> None:
+    body = {"model": MODEL, "max_tokens": 8, "messages": USER}
+    headers = [
+        ("x-api-key", wired.server.token),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "a-2025-01-01"),
+        ("anthropic-beta", "b-2025-02-02"),
+    ]
+    resp = await wired.server.client.post("/v1/messages", json=body, headers=headers)
+    assert resp.status_code == 200
+    assert wired.fake.requests[-1].headers["anthropic-beta"] == "a-2025-01-01,b-2025-02-02"

@@ -85,11 +85,12 @@ class AnthropicMessages:
         stream = fields.get("stream", False)
         if not isinstance(stream, bool):
             raise RequestInvalid("stream: Input should be a valid boolean")
-        headers = {
-            name.decode(): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in FORWARDED
-        }
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in FORWARDED:
+                # A header sent twice is one list of values, as HTTP reads it.
+                given, key = value.decode("latin-1"), name.decode()
+                headers[key] = f"{headers[key]},{given}" if key in headers else given
         native = Native(
             family="anthropic",
             endpoint="/messages/count_tokens" if counting else "/messages",
