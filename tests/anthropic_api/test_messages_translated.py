@@ -546,3 +546,17 @@ async def test_a_malformed_body_is_a_400_in_anthropic_s_shape(mistral: Wired) ->
         assert error["error"]["type"] == "invalid_request_error"
         assert error["error"]["message"]
     assert mistral.fake.requests == []
+
+
+async def test_a_body_too_large_is_request_too_large(
+    make_server: ServerFactory, fake: FakeMistral
+) -> None:
+    wired = Wired(fake, await make_server(stored_key=FAKE_KEY, max_body_bytes=2048))
+    words: Any = [{"role": "user", "content": "x" * 4096}]
+    async with wired.client() as client:
+        with pytest.raises(anthropic.APIStatusError) as raised:
+            await client.messages.create(model=MISTRAL, max_tokens=8, messages=words)
+    assert raised.value.status_code == 413
+    body: Any = raised.value.body
+    assert (body["type"], body["error"]["type"]) == ("error", "request_too_large")
+    assert fake.requests == []
