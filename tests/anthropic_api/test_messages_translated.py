@@ -280,6 +280,22 @@ async def test_thinking_is_the_provider_s_reasoning_control(mistral: Wired) -> N
     assert "reasoning_effort" not in mistral.sent
 
 
+async def test_messages_stream_with_thinking(mistral: Wired) -> None:
+    thinking: Any = {"type": "enabled", "budget_tokens": 2048}
+    async with (
+        mistral.client() as client,
+        client.messages.stream(
+            model=MISTRAL, max_tokens=4096, messages=USER, thinking=thinking
+        ) as stream,
+    ):
+        text = "".join([piece async for piece in stream.text_stream])
+        final = await stream.get_final_message()
+    assert mistral.sent["reasoning_effort"] == "low"
+    # Mistral said no reasoning text of its own: no thinking block, only the answer.
+    assert [block.type for block in final.content] == ["text"]
+    assert text == "Hello! You said: Lyon"
+
+
 async def test_what_only_anthropic_takes_is_refused_or_dropped(
     make_server: ServerFactory, fake: FakeMistral
 ) -> None:
