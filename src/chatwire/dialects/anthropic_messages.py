@@ -59,6 +59,25 @@ ERROR_TYPES = {
 _encode = msgspec.json.Encoder().encode
 
 
+class MessagesRequest(msgspec.Struct, forbid_unknown_fields=False):
+    """The request's fields chatwire reads itself (for the OpenAPI description; the rest go
+    to Anthropic as sent, or are translated for another provider)."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    system: str | list[dict[str, Any]] | None = None
+    stream: bool = False
+
+
+class CountTokensRequest(msgspec.Struct, forbid_unknown_fields=False):
+    """A token count's fields chatwire reads itself (for the OpenAPI description)."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    system: str | list[dict[str, Any]] | None = None
+
+
 class AnthropicMessages:
     route = PATH
     reads_text = False
