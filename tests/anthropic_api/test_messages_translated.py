@@ -520,7 +520,7 @@ MALFORMED: list[dict[str, Any]] = [
     {"model": MISTRAL, "max_tokens": 8, "messages": "hi"},
     {"model": MISTRAL, "max_tokens": 8, "messages": []},
     {"model": MISTRAL, "max_tokens": 8, "messages": [7]},
-    {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "system", "content": "x"}]},
+    {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "system", "content": 3}]},
     {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "user", "content": 5}]},
     {"model": MISTRAL, "max_tokens": 8, "messages": [{"role": "user", "content": [5]}]},
     {"model": MISTRAL, "max_tokens": "8", "messages": USER},
