@@ -277,3 +277,20 @@ async def test_a_beta_header_sent_twice_goes_as_one_list(wired: Wired) -> None:
     resp = await wired.server.client.post("/v1/messages", json=body, headers=headers)
     assert resp.status_code == 200
     assert wired.fake.requests[-1].headers["anthropic-beta"] == "a-2025-01-01,b-2025-02-02"
+
+
+async def test_the_user_s_stored_key_goes_to_anthropic(make_server: ServerFactory) -> None:
+    async with FakeAnthropic(api_key="sk-ant-users-own-key-0123") as fake:
+        server = await make_server(stored_key=None, anthropic_base_url=fake.base_url)
+        wired = Wired(fake, server)
+        async with wired.client() as client:
+            with pytest.raises(anthropic.BadRequestError, match="Anthropic API Key not found"):
+                await client.messages.create(model=MODEL, max_tokens=8, messages=USER)
+        resp = await server.client.patch(
+            "/api/profile", json={"anthropic_api_key": fake.api_key}, headers=server.auth
+        )
+        assert resp.status_code == 200
+        async with wired.client() as client:
+            message = await client.messages.create(model=MODEL, max_tokens=8, messages=USER)
+    assert message.content[0].type == "text"
+    assert fake.requests[-1].headers["x-api-key"] == "sk-ant-users-own-key-0123"
