@@ -21,6 +21,9 @@ from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
 from chatwire.core.config import Settings
+from chatwire.dialects.anthropic_messages import COUNT_PATH as COUNT_TOKENS
+from chatwire.dialects.anthropic_messages import PATH as MESSAGES
+from chatwire.dialects.anthropic_messages import AnthropicMessages, anthropic_error
 from chatwire.dialects.chatbot_ui import PREFIX, ChatbotUI
 from chatwire.dialects.openai_chat import PATH as COMPLETIONS
 from chatwire.dialects.openai_chat import OpenAIChat
@@ -49,6 +52,7 @@ class Chatwire:
         self.chat = ChatPipeline(api.state, ChatbotUI())
         self.completions = ChatPipeline(api.state, OpenAIChat())
         self.embeddings = EmbeddingsPipeline(api.state)
+        self.messages = ChatPipeline(api.state, AnthropicMessages())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -61,6 +65,9 @@ class Chatwire:
                 return
             if path == EMBEDDINGS:
                 await self.embeddings(scope, receive, send)
+                return
+            if path in (MESSAGES, COUNT_TOKENS):
+                await self.messages(scope, receive, send)
                 return
         await self.api(scope, receive, send)
 
@@ -82,7 +89,14 @@ def create_app(
             app,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-ID",
+                "X-API-Key",
+                "anthropic-version",
+                "anthropic-beta",
+            ],
             expose_headers=["X-Request-ID", "Server-Timing", "Retry-After"],
             max_age=600,
         )
@@ -156,8 +170,12 @@ def create_api(
 
 
 def _error_response(request: Request, error: ChatwireError) -> JSONResponse:
-    """``{"message"}`` for chatwire's own API, OpenAI's error shape under /v1."""
+    """``{"message"}`` for chatwire's own API, OpenAI's error shape under /v1 (Anthropic's
+    for a request of an Anthropic client: it sends ``anthropic-version``)."""
     headers = {k.decode(): v.decode() for k, v in error.headers()}
+    if request.url.path.startswith("/v1/") and "anthropic-version" in request.headers:
+        status, body = anthropic_error(error)
+        return JSONResponse(body, status_code=status, headers=headers)
     if request.url.path.startswith("/v1/"):
         return JSONResponse(openai_error(error), status_code=error.status, headers=headers)
     return JSONResponse({"message": error.message}, status_code=error.status, headers=headers)

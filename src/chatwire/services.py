@@ -56,6 +56,8 @@ class Services:
     upstream_rules: AddressRules
     user_resolver: GuardedResolver = field(repr=False)
     admission: Admission
+    # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
+    aliases: dict[str, str] = field(default_factory=dict)
     # Returns the heap's free memory to the system after a burst (chatwire.memory).
     trimmer: asyncio.Task[None] | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
@@ -105,6 +107,7 @@ class Services:
         trimmer = asyncio.create_task(HeapTrimmer().run(), name="chatwire heap trimmer")
         return cls(
             trimmer=trimmer,
+            aliases=settings.alias_map,
             settings=settings,
             engine=engine,
             store=store,

@@ -42,3 +42,33 @@ def test_a_worker_without_a_parent_says_how_to_start_it(monkeypatch: pytest.Monk
     monkeypatch.delenv("_CHATWIRE_WORKER_SETTINGS", raising=False)
     with pytest.raises(RuntimeError, match="chatwire serve"):
         Settings.from_parent()
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        '{"claude-sonnet-4-5": "mistral/mistral-large-latest", "fast": "google/gemini-2.5-flash"}',
+        "claude-sonnet-4-5=mistral/mistral-large-latest, fast = google/gemini-2.5-flash,",
+    ],
+)
+def test_model_aliases_as_json_or_pairs(monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    monkeypatch.setenv("CHATWIRE_MODEL_ALIASES", given)
+    assert Settings(_env_file=None).alias_map == {
+        "claude-sonnet-4-5": "mistral/mistral-large-latest",
+        "fast": "google/gemini-2.5-flash",
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ('{"a": 1}', "must map names to model names"),
+        ("[1]", "is not name=provider/model"),
+        ("{not json", "not valid JSON"),
+        ("claude-sonnet-4-5", "is not name=provider/model"),
+        ("=mistral/x", "must both be named"),
+    ],
+)
+def test_unreadable_model_aliases_are_refused_at_start(given: str, said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        Settings(_env_file=None, model_aliases=given)

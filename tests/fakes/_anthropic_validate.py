@@ -60,6 +60,7 @@ ACCEPTED_FIELDS: Final = frozenset(
         "tools",
         "tool_choice",
         "thinking",
+        "output_config",
         "service_tier",
         "container",
         "mcp_servers",

@@ -7,6 +7,10 @@ A stream (``text/event-stream; charset=utf-8``) is named events, each ``event: <
 output_tokens) and ``message_stop``. The ping's JSON has a space after its colon, as Anthropic
 sends it; every other event is compact JSON.
 
+A reply with thinking (``_anthropic_thinking``) starts with its thinking block, whole, in the
+opening: ``content_block_start`` (``{"type": "thinking", "thinking": "", "signature": ""}``),
+a ``thinking_delta`` per piece, a ``signature_delta``, ``content_block_stop``.
+
 A reply that uses a tool has one more block, after the text (or first, when there is no
 text): ``content_block_start`` with ``{"type": "tool_use", "id", "name", "input": {}}``, an
 ``input_json_delta`` with an empty ``partial_json``, one ``input_json_delta`` per piece of the
@@ -21,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from tests.fakes._anthropic_thinking import Thinking
 from tests.fakes._text import compact, count_tokens, message_text, random_id
 
 PING_EVENT: Final = b'event: ping\ndata: {"type": "ping"}\n\n'
@@ -69,11 +74,11 @@ def input_tokens(body: Mapping[str, Any]) -> int:
     return total + sum(count_tokens(message_text(m.get("content"))) for m in body["messages"])
 
 
-def start_usage(prompt_tokens: int) -> dict[str, int]:
+def start_usage(prompt_tokens: int, cache_write: int = 0, cache_read: int = 0) -> dict[str, int]:
     return {
         "input_tokens": prompt_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": cache_write,
+        "cache_read_input_tokens": cache_read,
         "output_tokens": 1,
     }
 
@@ -86,10 +91,16 @@ def message_body(
     stop_reason: str | None,
     usage: dict[str, int],
     tool_use: Mapping[str, Any] | None = None,
+    thinking: Thinking | None = None,
 ) -> dict[str, Any]:
     """A ``message`` object: empty content and no stop reason in ``message_start``; with
-    ``tool_use``, its text block (when there is text) and the ``tool_use`` block."""
+    ``thinking``, its block first; with ``tool_use``, its text block (when there is text) and
+    the ``tool_use`` block."""
     content: list[Mapping[str, Any]] = []
+    if stop_reason is not None and thinking is not None:
+        content.append(
+            {"type": "thinking", "thinking": thinking.text, "signature": thinking.signature}
+        )
     if stop_reason is not None:
         if text or tool_use is None:
             content.append({"type": "text", "text": text})
@@ -122,10 +133,14 @@ class AnthropicFraming:
         truncated: bool,
         tool_use: Mapping[str, Any] | None = None,
         input_pieces: int = 0,
+        thinking: Thinking | None = None,
+        usage: Mapping[str, int] | None = None,
     ):
         self._model = model
         self._prompt_tokens = prompt_tokens
-        self._output_tokens = len(pieces)
+        self._usage = usage
+        self._thinking = thinking
+        self._output_tokens = len(pieces) + (len(thinking.pieces()) if thinking else 0)
         self._text_pieces = len(pieces) - input_pieces
         self._tool_use = tool_use
         self._block = -1
@@ -142,12 +157,27 @@ class AnthropicFraming:
             model=self._model,
             text="",
             stop_reason=None,
-            usage=start_usage(self._prompt_tokens),
+            usage=dict(self._usage) if self._usage else start_usage(self._prompt_tokens),
         )
+        thought = self._think() if self._thinking is not None else b""
         first = (
             self._start_text() if self._text_pieces or not self._tool_use else self._start_tool()
         )
-        return event("message_start", {"message": start}) + first + PING_EVENT
+        return event("message_start", {"message": start}) + thought + first + PING_EVENT
+
+    def _think(self) -> bytes:
+        assert self._thinking is not None
+        self._block += 1
+        index = self._block
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        out = [event("content_block_start", {"index": index, "content_block": block})]
+        for piece in self._thinking.pieces():
+            change = {"type": "thinking_delta", "thinking": piece}
+            out.append(event("content_block_delta", {"index": index, "delta": change}))
+        change = {"type": "signature_delta", "signature": self._thinking.signature}
+        out.append(event("content_block_delta", {"index": index, "delta": change}))
+        out.append(event("content_block_stop", {"index": index}))
+        return b"".join(out)
 
     def piece(self, text: str, *, last: bool) -> bytes:
         self._sent += 1

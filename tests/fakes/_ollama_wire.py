@@ -11,6 +11,11 @@ since Ollama 0.8), or in the one object's message: ``{"id": "call_<8 letters and
 "function": {"index": 0, "name": ..., "arguments": {...}}}``, the arguments a JSON object.
 The ``id`` and ``index`` came with 0.12.10; before, a call was ``{"function": {"name",
 "arguments"}}`` only. The reply still ends with ``done_reason: "stop"``.
+
+A request with ``think: true`` is thought about first: ``"Considering: <last user text>"``,
+in ``done: false`` lines of ``message.thinking`` pieces with empty content, before the reply
+(not streamed: the one object's ``message.thinking``), as Ollama sends a thinking model's
+thoughts.
 """
 
 from __future__ import annotations
@@ -50,6 +55,18 @@ def timestamp(ns: int | None = None) -> str:
     return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
+def thinking_of(body: Mapping[str, Any]) -> str | None:
+    """What a request with ``think: true`` thinks before its reply, else None."""
+    if body.get("think") is not True:
+        return None
+    said = ""
+    for message in reversed(body.get("messages") or ()):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            said = message_text(message.get("content"))
+            break
+    return f"Considering: {said}" if said else "Considering the request."
+
+
 def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     return sum(count_tokens(message_text(message.get("content"))) for message in messages)
 
@@ -59,9 +76,16 @@ def line(body: Mapping[str, Any]) -> bytes:
 
 
 def chat_object(
-    model: str, content: str, *, done: bool, tool_calls: list[dict[str, Any]] | None = None
+    model: str,
+    content: str,
+    *,
+    done: bool,
+    tool_calls: list[dict[str, Any]] | None = None,
+    thinking: str | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking is not None:
+        message["thinking"] = thinking
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {"model": model, "created_at": timestamp(), "message": message, "done": done}
@@ -90,10 +114,11 @@ def final_object(
     prompt: int,
     output: int,
     tool_calls: list[dict[str, Any]] | None = None,
+    thinking: str | None = None,
 ) -> dict[str, Any]:
     """The ``done: true`` object, with the counts and durations of the whole request."""
     total = max(time.monotonic_ns() - started_ns, LOAD_DURATION_NS + MIN_GENERATION_NS)
-    final = chat_object(model, content, done=True, tool_calls=tool_calls)
+    final = chat_object(model, content, done=True, tool_calls=tool_calls, thinking=thinking)
     del final["done"]  # Go writes done_reason first
     return {
         **final,
@@ -126,7 +151,9 @@ class NdjsonFraming:
         reason: str,
         started_ns: int,
         tool_calls: list[dict[str, Any]] | None = None,
+        thinking: Sequence[str] = (),
     ):
+        self._thinking = thinking
         self._model = model
         self._prompt = prompt
         self._pieces = pieces
@@ -135,7 +162,10 @@ class NdjsonFraming:
         self._tool_calls = tool_calls
 
     def opening(self) -> bytes:
-        return b""
+        return b"".join(
+            line(chat_object(self._model, "", done=False, thinking=piece))
+            for piece in self._thinking
+        )
 
     def piece(self, text: str, *, last: bool) -> bytes:
         if self._tool_calls:

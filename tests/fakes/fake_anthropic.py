@@ -1,7 +1,12 @@
 """A fake Anthropic Messages API on real TCP, for tests and local runs.
 
-``FakeAnthropic`` serves ``POST /v1/messages`` and ``GET /v1/models`` (base URL
-``http://127.0.0.1:PORT/v1``). A message request is checked in this order, and the first
+``FakeAnthropic`` serves ``POST /v1/messages``, ``POST /v1/messages/count_tokens`` and
+``GET /v1/models`` (base URL ``http://127.0.0.1:PORT/v1``). Every request is recorded
+(``requests``: headers, body, query), and every answer echoes the request's
+``anthropic-version`` and ``anthropic-beta`` as ``x-fake-anthropic-version`` and
+``x-fake-anthropic-beta``, so a test sees what reached the upstream; ``replies`` keeps the
+bytes of each message reply's body as sent (a stream's events, or the one JSON body), so a
+test can compare what a client received with them. A message request is checked in this order, and the first
 failure answers, always as ``{"type":"error","error":{"type","message"},"request_id"}``:
 
 1. ``x-api-key``: missing, 401 ``authentication_error`` "x-api-key header is required";
@@ -20,6 +25,12 @@ failure answers, always as ``{"type":"error","error":{"type","message"},"request
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``max_tokens`` pieces with ``stop_reason: "max_tokens"`` (else ``"end_turn"``);
 ``expected_reply(messages)`` and ``expected_pieces`` take the request's ``messages``.
+
+The usage's ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` are the fake's
+``cache_read_tokens`` and ``cache_write_tokens`` (0 by default). A request with ``thinking``
+gets a signed thinking block before its text (``_anthropic_thinking``: ``thinking_of(body)``
+tells which). ``count_tokens`` takes a message request's fields but ``max_tokens`` and
+``stream``, and answers ``{"input_tokens": N}``, N as the message's usage would say.
 
 Tool use (``_anthropic_tools``): a request with ``tools``, a ``tool_choice`` other than
 ``none`` and the user's words last gets one ``tool_use`` block, with input derived from the
@@ -40,6 +51,7 @@ from aiohttp import web
 
 from tests.fakes import _anthropic_wire as wire
 from tests.fakes import _send
+from tests.fakes._anthropic_thinking import Thinking, thinking_of, thinking_problem
 from tests.fakes._anthropic_tools import (
     ToolUse,
     planned_use,
@@ -60,6 +72,8 @@ from tests.fakes._run import serve
 from tests.fakes._server import FakeServer
 from tests.fakes._text import compact, split_pieces
 
+# The request's anthropic-* headers, echoed on its answer.
+_ECHO: Final = web.RequestKey("echo", dict[str, str])
 ANTHROPIC_MODELS: Final = (
     "claude-3-haiku-20240307",
     "claude-3-sonnet-20240229",
@@ -74,7 +88,8 @@ ANTHROPIC_MODELS: Final = (
 )
 ANTHROPIC_FAULT_MODELS: Final = (*FAULT_MODELS, FAULT_ERROR_MID)
 DEFAULT_MODELS: Final = (*ANTHROPIC_MODELS, *ANTHROPIC_FAULT_MODELS)
-API_VERSIONS: Final = frozenset({"2023-06-01", "2023-01-01"})
+# 2026-10-21: the version the anthropic SDK (2.x) sends.
+API_VERSIONS: Final = frozenset({"2023-06-01", "2023-01-01", "2026-10-21"})
 
 
 class FakeAnthropicOptions(TypedDict, total=False):
@@ -83,6 +98,8 @@ class FakeAnthropicOptions(TypedDict, total=False):
     reply: str | None
     first_token_delay: float
     token_delay: float
+    cache_read_tokens: int
+    cache_write_tokens: int
 
 
 class FakeAnthropic(FakeServer):
@@ -98,7 +115,12 @@ class FakeAnthropic(FakeServer):
         reply: str | None = None,
         first_token_delay: float = 0.0,
         token_delay: float = 0.0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
     ) -> None:
+        self.cache_read_tokens = cache_read_tokens
+        self.cache_write_tokens = cache_write_tokens
+        self.replies: list[bytes] = []
         super().__init__(
             api_key=api_key,
             models=models,
@@ -106,7 +128,9 @@ class FakeAnthropic(FakeServer):
             first_token_delay=first_token_delay,
             token_delay=token_delay,
         )
+        self.app.middlewares.append(self._echo)
         self.app.router.add_post("/v1/messages", self._messages)
+        self.app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
 
@@ -132,6 +156,10 @@ class FakeAnthropic(FakeServer):
         use = self.expected_tool_use(body)
         return use.name, use.input
 
+    def thinking_of(self, body: Mapping[str, Any]) -> Thinking | None:
+        """The thinking block this Messages API body gets, or None."""
+        return thinking_of(body)
+
     def _reply_text(self, messages: Sequence[Mapping[str, Any]]) -> str:
         said = tool_result_reply(messages)
         return said if said is not None else super()._reply_text(messages)
@@ -146,6 +174,19 @@ class FakeAnthropic(FakeServer):
             headers={"x-should-retry": str(retry).lower(), **(headers or {})},
             dumps=compact,
         )
+
+    @web.middleware
+    async def _echo(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # Set before the handler runs: a streamed answer sends its headers from inside it.
+        request[_ECHO] = {
+            f"x-fake-{name}": request.headers[name]
+            for name in ("anthropic-version", "anthropic-beta")
+            if name in request.headers
+        }
+        response: web.StreamResponse = await handler(request)
+        if not response.prepared:
+            response.headers.update(request[_ECHO])
+        return response
 
     def _gate(self, request: web.Request) -> web.Response | None:
         """The checks every route makes first: the key, then the API version."""
@@ -187,9 +228,9 @@ class FakeAnthropic(FakeServer):
         refusal = self._gate(request)
         if refusal is not None:
             return refusal
-        invalid: str | None = "There was an error parsing the body of your request as JSON."
+        invalid: str | None = _NOT_JSON
         if problem is None:
-            invalid = validate_messages_body(body)
+            invalid = validate_messages_body(body) or thinking_problem(body)
         if invalid is not None:
             return self._error(400, "invalid_request_error", invalid)
         model: str = body["model"]
@@ -200,6 +241,20 @@ class FakeAnthropic(FakeServer):
         if model == FAULT_STALL:
             await _send.forever()
         return await self._answer(request, body, streamed)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, problem = await self._record(request)
+        refusal = self._gate(request)
+        if refusal is not None:
+            return refusal
+        invalid = _count_problem(body) if problem is None else _NOT_JSON
+        if invalid is not None:
+            return self._error(400, "invalid_request_error", invalid)
+        refusal = self._refusal(body["model"], False)
+        if refusal is not None:
+            return refusal
+        counted = {"input_tokens": wire.input_tokens(body)}
+        return web.json_response(counted, headers=request[_ECHO], dumps=compact)
 
     def _refusal(self, model: str, streamed: bool) -> web.Response | None:
         if model == FAULT_429:
@@ -231,18 +286,30 @@ class FakeAnthropic(FakeServer):
             text = use.preamble
             plan = replace(plan, pieces=[*split_pieces(text), *input_pieces])
         prompt_tokens = wire.input_tokens(body)
-        headers = {"request-id": wire.request_id(), **wire.rate_limit_headers()}
+        usage = wire.start_usage(prompt_tokens, self.cache_write_tokens, self.cache_read_tokens)
+        thinking = thinking_of(body)
+        echo: dict[str, str] = request[_ECHO]
+        headers = {"request-id": wire.request_id(), **wire.rate_limit_headers(), **echo}
         if streamed:
             resp = await _send.prepare(
                 request, {"Cache-Control": "no-cache", **headers}, "text/event-stream", "utf-8"
             )
             framing = wire.AnthropicFraming(
-                model, prompt_tokens, plan.pieces, plan.truncated, block, len(input_pieces)
+                model,
+                prompt_tokens,
+                plan.pieces,
+                plan.truncated,
+                block,
+                len(input_pieces),
+                thinking=thinking,
+                usage=usage,
             )
+            sent: list[bytes] = []
+            self.replies.append(b"")
             await _send.stream(
                 request,
                 resp,
-                framing,
+                _Recorded(framing, sent, self.replies),
                 plan.pieces,
                 plan.pace,
                 halt=plan.halt,
@@ -251,8 +318,7 @@ class FakeAnthropic(FakeServer):
             if plan.halt is None:
                 self.streams_completed += 1
             return resp
-        usage = wire.start_usage(prompt_tokens)
-        usage["output_tokens"] = len(plan.pieces)
+        usage["output_tokens"] = len(plan.pieces) + (len(thinking.pieces()) if thinking else 0)
         message = wire.message_body(
             msg_id=wire.message_id(),
             model=model,
@@ -260,14 +326,59 @@ class FakeAnthropic(FakeServer):
             stop_reason="tool_use" if block else "max_tokens" if plan.truncated else "end_turn",
             usage=usage,
             tool_use=block,
+            thinking=thinking,
         )
+        payload = compact(message).encode()
+        self.replies.append(payload)
         return await _send.complete(
             request,
-            compact(message).encode(),
+            payload,
             headers,
             delay=plan.pace.generation_time(len(plan.pieces)),
             halt=plan.halt,
         )
+
+
+class _Recorded:
+    """A framing whose bytes are also kept, the reply so far as the last of ``replies``."""
+
+    def __init__(self, framing: wire.AnthropicFraming, sent: list[bytes], replies: list[bytes]):
+        self._framing = framing
+        self._sent = sent
+        self._replies = replies
+        self._index = len(replies) - 1
+
+    def _kept(self, data: bytes) -> bytes:
+        self._sent.append(data)
+        self._replies[self._index] = b"".join(self._sent)
+        return data
+
+    def opening(self) -> bytes:
+        return self._kept(self._framing.opening())
+
+    def piece(self, text: str, *, last: bool) -> bytes:
+        return self._kept(self._framing.piece(text, last=last))
+
+    def closing(self) -> bytes:
+        return self._kept(self._framing.closing())
+
+    def error(self) -> bytes:
+        return self._kept(self._framing.error())
+
+
+_NOT_JSON: Final = "There was an error parsing the body of your request as JSON."
+# count_tokens takes a message request without these; a budget no thinking reaches stands in.
+_NOT_COUNTED: Final = ("max_tokens", "stream")
+
+
+def _count_problem(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return validate_messages_body(body)
+    extra = next((name for name in _NOT_COUNTED if name in body), None)
+    if extra is not None:
+        return f"{extra}: Extra inputs are not permitted"
+    counted = {**body, "max_tokens": 2**20}
+    return validate_messages_body(counted) or thinking_problem(counted)
 
 
 def run(host: str, port: int, **options: Unpack[FakeAnthropicOptions]) -> None:

@@ -32,7 +32,9 @@ content, then the ``done: true`` line with ``done_reason: "stop"`` and the argum
 count; not streamed, ``message.tool_calls`` in the one object. Each call has an id
 (``call_`` and 8 letters and digits, listed in ``call_ids`` as sent) and an index, as since
 Ollama 0.12.10; ``tool_call_ids=False`` sends them as earlier versions did, without either.
-A tool message last gets the text ``"The tool said: <its content>"``. Ollama does not check
+A request with ``think: true`` gets its thinking first, in lines of ``message.thinking``
+(``_ollama_wire.thinking_of`` tells which). A tool message last gets the text ``"The tool
+said: <its content>"``. Ollama does not check
 that tool results answer earlier calls, and neither does the fake (``_ollama_validate``).
 
 Embeddings (``POST /api/embed``) are served as ``_ollama_embeddings`` says.
@@ -60,7 +62,7 @@ from tests.fakes._faults import (
     FAULT_STALL,
 )
 from tests.fakes._run import serve
-from tests.fakes._text import count_tokens
+from tests.fakes._text import count_tokens, split_pieces
 from tests.fakes._tool_calls import ToolCall, ToolCallingServer, planned_call
 
 OLLAMA_MODELS: Final = (
@@ -220,6 +222,9 @@ class FakeOllama(ToolCallingServer):
         if call is not None:
             pieces, tool_calls = self._tool_call(call)
             output = count_tokens(pieces[0])
+        thinking = wire.thinking_of(body)
+        if thinking is not None:
+            output += count_tokens(thinking)
         if not streamed:
             if plan.halt is None:
                 await asyncio.sleep(plan.pace.generation_time(len(pieces)))
@@ -231,11 +236,20 @@ class FakeOllama(ToolCallingServer):
                 prompt=prompt,
                 output=output,
                 tool_calls=tool_calls,
+                thinking=thinking,
             )
             payload = wire.go_json(final).encode()
             return await _send.complete(request, payload, {}, charset="utf-8", halt=plan.halt)
         resp = await _send.prepare(request, {}, "application/x-ndjson")
-        framing = wire.NdjsonFraming(model, prompt, output, reason, started_ns, tool_calls)
+        framing = wire.NdjsonFraming(
+            model,
+            prompt,
+            output,
+            reason,
+            started_ns,
+            tool_calls,
+            split_pieces(thinking) if thinking is not None else (),
+        )
         await _send.stream(
             request,
             resp,

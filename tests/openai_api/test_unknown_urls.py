@@ -9,7 +9,10 @@ import pytest
 
 from tests.conftest import Running
 
-V1_ROUTES = "GET /v1/models, GET /v1/models/{name}, POST /v1/chat/completions, POST /v1/embeddings"
+V1_ROUTES = (
+    "GET /v1/models, GET /v1/models/{name}, POST /v1/chat/completions, POST /v1/embeddings, "
+    "POST /v1/messages, POST /v1/messages/count_tokens"
+)
 
 
 async def test_an_unknown_v1_url_is_the_sdks_not_found_error(server: Running) -> None:

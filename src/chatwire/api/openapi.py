@@ -1,4 +1,4 @@
-"""The OpenAPI description, with the chat routes and /v1/embeddings in it.
+"""The OpenAPI description, with the chat routes, /v1/embeddings and /v1/messages in it.
 
 The chat routes and /v1/embeddings are bare ASGI endpoints reached before FastAPI (see
 ``app.Chatwire``), so FastAPI does not know them; they are described here from the same
@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from chatwire.api.schemas import ChatRequest
+from chatwire.dialects.anthropic_messages import CountTokensRequest, MessagesRequest
 from chatwire.dialects.openai_chat import ChatCompletionRequest
 from chatwire.dialects.openai_embeddings import EmbeddingRequest
 from chatwire.errors import UnknownURL
@@ -40,6 +41,17 @@ _OPENAI_ERROR = {
         }
     },
     "required": ["error"],
+}
+_ANTHROPIC_ERROR = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": ["error"]},
+        "error": {
+            "type": "object",
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+    "required": ["type", "error"],
 }
 _METHODS = frozenset(("get", "put", "post", "delete", "options", "head", "patch", "trace"))
 _FAILURES = {
@@ -98,15 +110,16 @@ def _builder(app: FastAPI, providers: list[str]) -> Callable[[], dict[str, Any]]
 
 
 def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
-    (chat, completion, embedding), components = msgspec.json.schema_components(
-        [ChatRequest, ChatCompletionRequest, EmbeddingRequest], ref_template=_REF
+    (chat, completion, embedding, messages, count), components = msgspec.json.schema_components(
+        [ChatRequest, ChatCompletionRequest, EmbeddingRequest, MessagesRequest, CountTokensRequest],
+        ref_template=_REF,
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    schema["components"].setdefault("securitySchemes", {})["bearer"] = {
-        "type": "http",
-        "scheme": "bearer",
-    }
+    schemes = schema["components"].setdefault("securitySchemes", {})
+    schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+    schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    either: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     schema["paths"]["/api/chat/{provider}"] = {
         "post": {
             "summary": "Chat (chatbot-ui's route): the reply streamed as plain text",
@@ -170,6 +183,44 @@ def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 **_errors(_OPENAI_ERROR),
+            },
+        }
+    }
+    schema["paths"]["/v1/messages"] = {
+        "post": {
+            "summary": "Anthropic's Messages API: passed through to Anthropic, else translated",
+            "operationId": "messages",
+            "tags": ["anthropic"],
+            "security": either,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": messages}},
+            },
+            "responses": {
+                "200": {
+                    "description": "A message, or its server-sent events",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(_ANTHROPIC_ERROR),
+            },
+        }
+    }
+    schema["paths"]["/v1/messages/count_tokens"] = {
+        "post": {
+            "summary": "Count a message's input tokens (Anthropic's count, else an estimate)",
+            "operationId": "count_tokens",
+            "tags": ["anthropic"],
+            "security": either,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": count}}},
+            "responses": {
+                "200": {
+                    "description": '{"input_tokens": N}; chatwire-estimate: true when estimated',
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(_ANTHROPIC_ERROR),
             },
         }
     }

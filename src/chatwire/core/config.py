@@ -17,7 +17,7 @@ from typing import Any
 
 import pydantic_core
 from dotenv import dotenv_values
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where a ``chatwire serve --workers N`` process leaves its settings for its workers.
@@ -113,12 +113,27 @@ class Settings(BaseSettings):
     body_memory: int = Field(default=256 * 2**20, ge=0)
     # /v1: drop parameters a provider cannot take instead of answering 400.
     drop_params: bool = False
+    # Model names that stand for another wherever a model is named alone: a JSON object
+    # ({"claude-sonnet-4-5": "mistral/mistral-large-latest"}) or name=provider/model pairs
+    # separated by commas. For clients that insist on a model name of their own.
+    model_aliases: str = ""
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.
     cors_origins: str = ""
     # A bearer token of the operator's own for /metrics and the API docs (/docs, /redoc,
     # /openapi.json); unset or empty, they are open to anyone who can reach the port.
     metrics_token: SecretStr | None = None
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases_readable(cls, value: str) -> str:
+        parse_aliases(value)
+        return value
+
+    @property
+    def alias_map(self) -> dict[str, str]:
+        """``model_aliases`` read: alias -> the model name it stands for."""
+        return parse_aliases(self.model_aliases)
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -194,6 +209,39 @@ class Settings(BaseSettings):
             )
         values = pydantic_core.from_json(passed)
         return cls(**values)
+
+
+def parse_aliases(value: str) -> dict[str, str]:
+    """``CHATWIRE_MODEL_ALIASES``: a JSON object of names, or ``name=model`` pairs separated
+    by commas; a ValueError saying what is wrong."""
+    text = value.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            parsed = pydantic_core.from_json(text)
+        except ValueError as exc:
+            raise ValueError(f"CHATWIRE_MODEL_ALIASES is not valid JSON: {exc}") from None
+        pairs = list(parsed.items()) if isinstance(parsed, dict) else []
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in pairs
+        ):
+            raise ValueError("CHATWIRE_MODEL_ALIASES must map names to model names (strings)")
+    else:
+        pairs = []
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            alias, equals, target = item.partition("=")
+            if not equals:
+                raise ValueError(
+                    f"CHATWIRE_MODEL_ALIASES: {item.strip()!r} is not name=provider/model"
+                )
+            pairs.append((alias, target))
+    aliases = {alias.strip(): target.strip() for alias, target in pairs}
+    if any(not alias or not target for alias, target in aliases.items()):
+        raise ValueError("CHATWIRE_MODEL_ALIASES: an alias and its model must both be named")
+    return aliases
 
 
 def _plain(value: object) -> str:

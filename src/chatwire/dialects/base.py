@@ -5,15 +5,20 @@ reply as it arrives (an ``Output``: text pieces, or canonical deltas, as ``reads
 renders every error in its own shape (``send_error``), and says what a failure after the
 reply started does (``Output.fail``). It knows no provider and no family: the pipeline
 (``gateway.pipeline``) resolves, builds and relays for every dialect alike.
+
+A ``NativeDialect``'s bodies are one family's own wire format (Anthropic's Messages API): its
+request carries a ``Native`` body, which the pipeline relays as sent when the chat goes to a
+provider of that family (``family.forward``; the reply's bytes relayed unchanged too), and
+has the dialect translate into the canonical call (``translate``) for any other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from chatwire.api.asgi import Send
+    from chatwire.api.asgi import Heads, Scope, Send
     from chatwire.errors import ChatwireError
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.lines import DeltaReader
@@ -31,6 +36,26 @@ class Request:
     name: str
     # chatbot-ui's customModelId (the record's id); on other doors the model's name is used.
     custom_id: str | None = None
+    # A body in a family's own wire format (a ``NativeDialect``'s), else None.
+    native: Native | None = None
+
+
+@dataclass(slots=True)
+class Native:
+    """A request body in one family's own wire format, as the client sent it."""
+
+    # The family that speaks the format (``Family.name``).
+    family: str
+    # The family's endpoint the body is for, below the provider's base URL ("/messages").
+    endpoint: str
+    body: dict[str, Any]
+    # The body's bytes as they came (sent as they are when the model's name needs no change).
+    raw: bytes
+    # The client's headers that the family's API reads, passed on unchanged.
+    headers: dict[str, str]
+    # The client's query string, passed on unchanged.
+    query: str = ""
+    stream: bool = False
 
 
 class Output(Protocol):
@@ -78,6 +103,26 @@ class Dialect(Protocol):
     async def send_error(
         self, send: Send, error: ChatwireError, rid: bytes, timing: Timing
     ) -> None: ...
+
+
+@runtime_checkable
+class NativeDialect(Dialect, Protocol):
+    """A dialect whose requests are a family's own format (see the module docstring)."""
+
+    def authorization(self, scope: Scope, heads: Heads) -> bytes | None:
+        """The credentials the request carries, as an ``Authorization`` value (``Bearer
+        <token>``), however the front door's clients send them."""
+        ...
+
+    def decode_native(self, scope: Scope, body: bytes) -> Request:
+        """``decode``, with the request's headers at hand; the request carries ``native``."""
+        ...
+
+    def translate(self, request: Request, drop: bool) -> bool:
+        """The native body as the canonical call (into ``request.call``), for a provider of
+        another family; True when the dialect answers it itself, with no upstream (its
+        output's ``end`` gives the answer)."""
+        ...
 
 
 def completion_of(reader: DeltaReader) -> Any:

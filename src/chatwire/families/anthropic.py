@@ -7,10 +7,19 @@ become ``tool_use`` blocks after its text (arguments parsed into the ``input`` o
 ``tool`` message becomes a ``tool_result`` block. Images become base64 (or URL) image blocks.
 ``max_tokens`` is required: the client's, else the catalogue's, else 4096. ``tools``,
 ``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
-direct equivalents; any other parameter is refused by name (or dropped).
+direct equivalents; ``reasoning_effort`` is extended thinking with the budget of
+``THINKING_BUDGETS`` (the reply's budget then on top of it, and no temperature or top_k, which
+thinking refuses); any other parameter is refused by name (or dropped).
 
-The reply: text deltas as content; each ``tool_use`` block as one OpenAI tool call, numbered
-from 0 in the order the blocks start, delivered whole once its arguments are complete.
+The reply: text deltas as content; thinking as ``reasoning_content`` and a thinking block's
+signature, once it ends, as ``reasoning_signature``; each ``tool_use`` block as one OpenAI tool
+call, numbered from 0 in the order the blocks start, delivered whole once its arguments are
+complete.
+
+A body already in the Messages API's own shape (chatwire's ``/v1/messages``) is forwarded as
+sent (``forward``): only its model is the provider's id, and the client's
+``anthropic-version`` and ``anthropic-beta`` go with it; its reply's bytes are relayed
+unchanged (``Relayed``), the usage read on the way.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from chatwire.errors import RequestInvalid
+from chatwire.families.anthropic_relay import Relayed, RelayedAnswer, added_usage
 from chatwire.families.base import (
     BASE_FIELDS,
     CatalogueModels,
@@ -36,11 +46,12 @@ from chatwire.families.base import (
 from chatwire.families.base import Image as ImagePiece
 from chatwire.families.openai import mid_stream
 from chatwire.gateway.call import delta
-from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
+from chatwire.gateway.lines import ANY_JSON, DeltaReader, Relay, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     from chatwire.catalogue import ModelEntry
+    from chatwire.dialects.base import Native
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
@@ -56,6 +67,7 @@ FINISH = {
     "refusal": "content_filter",
 }
 ACCEPTED = BASE_FIELDS | {
+    "reasoning_effort",
     "tools",
     "tool_choice",
     "parallel_tool_calls",
@@ -65,6 +77,8 @@ ACCEPTED = BASE_FIELDS | {
     "user",
 }
 _CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+# reasoning_effort as a thinking budget (1024 is the least Anthropic takes); "none": no thinking.
+THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _ROLES = "system, developer, user, assistant or tool"
 _encode = msgspec.json.Encoder().encode
 
@@ -93,6 +107,7 @@ class AnthropicFamily(CatalogueModels):
             payload["system"] = system
         payload.update(_sampling(provider, params, entry))
         payload.update(_tooling(params))
+        _thinking(params.get("reasoning_effort"), payload)
         return UpstreamCall(
             url=f"{target.base_url}/messages",
             headers={
@@ -103,6 +118,30 @@ class AnthropicFamily(CatalogueModels):
             },
             body=_encode(payload),
         )
+
+    def forward(self, provider: Provider, target: Target, native: Native) -> UpstreamCall:
+        """A Messages API body as the client sent it, to the provider's own endpoint."""
+        raw = native.raw
+        if native.body.get("model") != target.model:
+            raw = _encode({**native.body, "model": target.model})
+        headers = {
+            **provider.auth_headers(target.key),
+            "anthropic-version": native.headers.get("anthropic-version")
+            or provider.options.get("version", "2023-06-01"),
+            "Content-Type": "application/json",
+        }
+        beta = native.headers.get("anthropic-beta")
+        if beta is not None:
+            headers["anthropic-beta"] = beta
+        if native.stream:
+            headers["Accept"] = "text/event-stream"
+        query = f"?{native.query}" if native.query else ""
+        return UpstreamCall(
+            url=f"{target.base_url}{native.endpoint}{query}", headers=headers, body=raw
+        )
+
+    def relay_reader(self, provider: Provider, native: Native) -> Relay:
+        return Relayed() if native.stream else RelayedAnswer()
 
     def text_reader(self, provider: Provider) -> TextReader:
         return _TextEvents(_EVENT)
@@ -251,6 +290,24 @@ def _sampling(
     return out
 
 
+def _thinking(effort: Any, payload: dict[str, Any]) -> None:
+    if effort is None:
+        return
+    if effort not in THINKING_BUDGETS:
+        raise RequestInvalid(
+            f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}, not {effort!r:.50}."
+        )
+    budget = THINKING_BUDGETS[effort]
+    if not budget:
+        return
+    payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    payload["max_tokens"] += budget
+    payload.pop("temperature", None)
+    payload.pop("top_k", None)
+    if payload.get("top_p", 1) < 0.95:
+        del payload["top_p"]
+
+
 def _tooling(params: Mapping[str, Any]) -> dict[str, Any]:
     """``tools`` and ``tool_choice`` in Anthropic's shapes."""
     given = params.get("tools")
@@ -362,12 +419,14 @@ class _TextEvents(TextReader):
 
 
 class Events(DeltaReader):
-    __slots__ = ("_calls", "_open")
+    __slots__ = ("_calls", "_open", "_signature")
     prefix = b"data:"
 
     def __init__(self) -> None:
         super().__init__(ANY_JSON)
         self._calls: dict[Any, int] = {}  # content block index -> tool call index
+        # The signature of the thinking block being read, given once the block ends.
+        self._signature: Any = None
         # Tool calls whose arguments are still arriving: the call, its pieces.
         self._open: dict[int, tuple[dict[str, Any], list[str]]] = {}
 
@@ -375,20 +434,25 @@ class Events(DeltaReader):
         kind = item.get("type")
         if kind == "content_block_delta":
             change = item.get("delta") or {}
-            if change.get("type") == "text_delta":
+            kind = change.get("type")
+            if kind == "text_delta":
                 return [delta(change.get("text", ""))]
-            if change.get("type") == "input_json_delta":
+            if kind == "input_json_delta":
                 self._arguments(item.get("index"), change.get("partial_json"))
+            elif kind == "thinking_delta":
+                return [_reasoning("reasoning_content", change.get("thinking", ""))]
+            elif kind == "signature_delta":
+                self._signature = change.get("signature")
         elif kind == "content_block_start":
             return self._start(item.get("index"), item.get("content_block") or {})
         elif kind == "content_block_stop":
             return self._stop(item.get("index"))
         elif kind == "message_start":
             usage = (item.get("message") or {}).get("usage") or {}
-            self._usage(usage)
+            self.usage = added_usage(self.usage, usage)
             return [delta("", role="assistant")]
         elif kind == "message_delta":
-            self._usage(item.get("usage") or {})
+            self.usage = added_usage(self.usage, item.get("usage") or {})
             reason = (item.get("delta") or {}).get("stop_reason")
             if reason:
                 return [delta(finish=FINISH.get(reason, "stop"))]
@@ -412,6 +476,8 @@ class Events(DeltaReader):
             return []
         if block.get("type") == "text" and block.get("text"):
             return [delta(block["text"])]
+        if block.get("type") == "thinking" and block.get("thinking"):
+            return [_reasoning("reasoning_content", block["thinking"])]
         return []
 
     def _arguments(self, index: Any, piece: Any) -> None:
@@ -425,29 +491,18 @@ class Events(DeltaReader):
         call = self._calls.get(index)
         opened = self._open.pop(call, None) if call is not None else None
         if opened is None:
+            signature, self._signature = self._signature, None
+            if isinstance(signature, str) and signature:
+                return [_reasoning("reasoning_signature", signature)]
             return []
         first, pieces = opened
         # A call without arguments streams no JSON at all; OpenAI's clients parse "{}".
         first["function"]["arguments"] = "".join(pieces) or "{}"
         return [delta(tool_calls=[first])]
 
-    def _usage(self, usage: dict[str, Any]) -> None:
-        """OpenAI's usage from Anthropic's counts; the prompt includes the tokens read from
-        and written to the prompt cache, told apart as ``cached_tokens``."""
-        if not usage:
-            return
-        current = self.usage or {"prompt_tokens": 0, "completion_tokens": 0}
-        read = usage.get("cache_read_input_tokens")
-        written = usage.get("cache_creation_input_tokens")
-        if usage.get("input_tokens") is not None or read or written:
-            prompt = (usage.get("input_tokens") or 0) + (read or 0) + (written or 0)
-            current["prompt_tokens"] = max(prompt, current["prompt_tokens"])
-            if read:
-                current["prompt_tokens_details"] = {"cached_tokens": read}
-        if usage.get("output_tokens") is not None:
-            current["completion_tokens"] = usage["output_tokens"]
-        current["total_tokens"] = current["prompt_tokens"] + current["completion_tokens"]
-        self.usage = current
+
+def _reasoning(key: str, value: Any) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {key: value}, "finish_reason": None}]}
 
 
 ANTHROPIC_FAMILY = AnthropicFamily()

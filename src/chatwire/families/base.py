@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     import aiohttp
 
     from chatwire.catalogue import ModelEntry
+    from chatwire.dialects.base import Native
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.embedding_call import EmbeddingCall
-    from chatwire.gateway.lines import DeltaReader, TextReader
+    from chatwire.gateway.lines import DeltaReader, Relay, TextReader
     from chatwire.gateway.upstream import Target, UpstreamCall
     from chatwire.providers.declaration import Provider, Rules
 
@@ -86,6 +87,21 @@ class Embeddings(Protocol):
     def parse(self, answer: Any) -> tuple[list[Any], dict[str, int] | None]:
         """The vectors of a decoded answer, in input order, and the usage it reported
         (None: none); a shape error (KeyError, TypeError...) when it is not an answer."""
+
+
+@runtime_checkable
+class Forwarding(Protocol):
+    """A family that takes a body already in its own wire format (a ``Native`` request) and
+    relays its reply's bytes as they came."""
+
+    name: str
+
+    def forward(self, provider: Provider, target: Target, native: Native) -> UpstreamCall:
+        """The upstream request for the body as sent: only its model the target's."""
+        ...
+
+    def relay_reader(self, provider: Provider, native: Native) -> Relay:
+        """A fresh reader passing the reply on unchanged, reading its usage."""
         ...
 
 

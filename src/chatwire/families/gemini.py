@@ -9,9 +9,12 @@ many parts. ``tools`` become one tool of ``functionDeclarations``, each function
 sent as ``parametersJsonSchema``: Gemini's older ``parameters`` field is an OpenAPI subset
 that refuses common JSON-schema keywords. ``tool_choice`` becomes
 ``toolConfig.functionCallingConfig`` (auto AUTO, none NONE, required ANY, a named function ANY
-with ``allowedFunctionNames``). The parameters with an equivalent go into ``generationConfig``
-(``PARAMETERS``; ``response_format`` as ``responseMimeType`` and ``responseJsonSchema``); the
-rest are refused by name. A refused key is a 400 whose details carry API_KEY_INVALID.
+with ``allowedFunctionNames``). ``reasoning_effort`` becomes ``thinkingConfig``: the budget
+Google gives each effort in its OpenAI compatibility (``THINKING_BUDGETS``), with the thoughts
+included, which the reply then carries as ``reasoning_content``. The parameters with an
+equivalent go into ``generationConfig`` (``PARAMETERS``; ``response_format`` as
+``responseMimeType`` and ``responseJsonSchema``); the rest are refused by name. A refused key
+is a 400 whose details carry API_KEY_INVALID.
 
 Gemini's calls carry no id, and a tool message no function name, which Gemini wants: the name
 is found from the earlier assistant tool call with the tool message's ``tool_call_id``, so any
@@ -69,8 +72,18 @@ PARAMETERS: Final = {
     "frequency_penalty": "frequencyPenalty",
 }
 ACCEPTED: Final = (
-    BASE_FIELDS | set(PARAMETERS) | {"tools", "tool_choice", "stop", "response_format"}
+    BASE_FIELDS
+    | set(PARAMETERS)
+    | {
+        "tools",
+        "tool_choice",
+        "stop",
+        "response_format",
+        "reasoning_effort",
+    }
 )
+# ai.google.dev/gemini-api/docs/openai: reasoning_effort as a thinking budget.
+THINKING_BUDGETS: Final = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 FINISH: Final = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -357,6 +370,15 @@ def _generation_config(
     if stop is not None:
         config["stopSequences"] = stop
     config.update(_response_format(params.get("response_format")))
+    effort = params.get("reasoning_effort")
+    if effort is not None:
+        if effort not in THINKING_BUDGETS:
+            raise RequestInvalid(
+                f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}, "
+                f"not {effort!r:.50}."
+            )
+        budget = THINKING_BUDGETS[effort]
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
     return config
 
 
@@ -484,8 +506,16 @@ class Chunks(DeltaReader):
         out: list[dict[str, Any]] = []
         text: list[str] = []
         for part in parts:
-            if not isinstance(part, dict) or part.get("thought"):
-                continue  # thought summaries are not the reply
+            if not isinstance(part, dict):
+                continue
+            if part.get("thought"):
+                # Thought summaries (asked for with reasoning_effort) are not the reply.
+                if isinstance(part.get("text"), str) and part["text"]:
+                    if text:
+                        out.append(delta("".join(text)))
+                        text = []
+                    out.append(_thought(part["text"]))
+                continue
             call = part.get("functionCall")
             if isinstance(call, dict):
                 if text:
@@ -510,6 +540,10 @@ class Chunks(DeltaReader):
         }
         self._calls += 1
         return delta(tool_calls=[piece])
+
+
+def _thought(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}]}
 
 
 def _usage(meta: dict[str, Any]) -> dict[str, Any]:

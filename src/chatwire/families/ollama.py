@@ -5,7 +5,8 @@ inline (``images``, base64; Ollama cannot fetch a link). An assistant's tool cal
 their arguments parsed; a tool result carries the name of the function it answers
 (``tool_name``), found by its ``tool_call_id`` among the earlier calls. The sampling
 parameters go into ``options`` (``num_predict`` the budget), ``response_format`` becomes
-``format``, function tools pass in their own shape.
+``format``, function tools pass in their own shape. ``reasoning_effort`` is ``think`` (false
+for ``none``, else true); the thinking a reply then carries is ``reasoning_content``.
 
 Ollama has no ``tool_choice``: ``auto`` is what it does, ``none`` sends no tools. A choice it
 cannot honour (``required``, a named function, ``parallel_tool_calls: false``) is passed
@@ -63,6 +64,7 @@ ACCEPTED = BASE_FIELDS | {
     "parallel_tool_calls",
     "stop",
     "response_format",
+    "reasoning_effort",
     *_OPTIONS,
 }
 # A local server answers its model list at once, or is not running.
@@ -96,6 +98,9 @@ class OllamaFamily:
         tools = _tools(label, params, drop or not strict(provider))
         if tools:
             payload["tools"] = tools
+        effort = params.get("reasoning_effort")
+        if effort is not None:
+            payload["think"] = effort != "none"
         answer_format = _format(label, params.get("response_format"), drop)
         if answer_format is not None:
             payload["format"] = answer_format
@@ -377,7 +382,11 @@ class Lines(DeltaReader):
             raise mid_stream(item["error"])
         message = item.get("message") or {}
         text = message.get("content") or ""
+        thinking = message.get("thinking")
         out = [delta(text)] if text else []
+        if isinstance(thinking, str) and thinking:
+            change = {"reasoning_content": thinking}
+            out.insert(0, {"choices": [{"index": 0, "delta": change, "finish_reason": None}]})
         calls = message.get("tool_calls")
         if calls:
             out.append(self._call_deltas(calls))

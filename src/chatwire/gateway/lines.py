@@ -173,4 +173,32 @@ class DeltaReader(Lines[list[Chunk]]):
         return out
 
 
+class Relay(Lines[None]):
+    """An upstream's body passed on as it came, to a client of the provider's own API
+    (``feed`` gives each block back unchanged); the format reads what it needs on the way
+    (``item`` for the lines holding one of its ``marks``: the usage, the end), never changing
+    a byte."""
+
+    __slots__ = ("usage",)
+    marks: ClassVar[tuple[bytes, ...]] = ()
+
+    def __init__(self, decoder: msgspec.json.Decoder[Any]) -> None:
+        super().__init__(decoder)
+        self.usage: dict[str, Any] | None = None
+
+    def feed(self, block: bytes) -> bytes:
+        marks = self.marks
+        for line in self.lines(block):
+            if any(mark in line for mark in marks):
+                self.value(line)
+        return block
+
+    def close(self) -> bytes:
+        rest = self.rest()
+        if rest.strip():
+            self.value(rest)
+        self.check_end()
+        return b""
+
+
 ANY_JSON: msgspec.json.Decoder[dict[str, Any]] = msgspec.json.Decoder(dict[str, Any])

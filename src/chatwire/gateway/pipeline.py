@@ -12,6 +12,13 @@ response before the reply started, after it as the dialect says (cut, or an erro
 The steps written as functions below (``caller``, ``custom_named``, ``exchange``, ``relay``,
 ``stopped``, ``failed``, ``expired``) are shared with the embeddings pipeline
 (``gateway.embeddings``).
+
+A request in a family's own format (a ``NativeDialect``'s, Anthropic's Messages API) takes
+the same steps, but when its provider's family speaks that format (``Forwarding``) its body
+goes as sent (``family.forward``) and the reply's bytes come back unchanged
+(``family.relay_reader``); for any other provider the dialect translates it into the
+canonical call first, and a request it can answer itself (a token count's estimate) asks no
+upstream at all.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from chatwire.api.asgi import (
 )
 from chatwire.catalogue import ModelEntry
 from chatwire.core.config import Settings
-from chatwire.dialects.base import Dialect, Output, Request
+from chatwire.dialects.base import Dialect, NativeDialect, Output, Request
 from chatwire.errors import (
     BodyTimeout,
     ChatwireError,
@@ -46,7 +53,7 @@ from chatwire.errors import (
     RequestInvalid,
     ShuttingDown,
 )
-from chatwire.families.base import clamp_temperature
+from chatwire.families.base import Forwarding, clamp_temperature
 from chatwire.gateway.call import ChatCall
 from chatwire.gateway.deadline import BODY, CHAT, FIRST_BYTE, Deadline
 from chatwire.gateway.failures import failure, first_byte_timeout
@@ -82,10 +89,13 @@ class ChatPipeline:
     def __init__(self, state: State, dialect: Dialect) -> None:
         self._state = state
         self.dialect = dialect
+        # The dialect again when its bodies are a family's own format, else None.
+        self._native = dialect if isinstance(dialect, NativeDialect) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = self._state.services
         dialect = self.dialect
+        native = self._native
         heads = read_heads(scope)
         rid = heads.request_id
         timing = Timing()
@@ -99,7 +109,7 @@ class ChatPipeline:
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
             # Before any work: a request that loops back through chatwire costs nothing more.
             hops = 0 if heads.via is None else check_hops(heads.via)
-            user = await caller(services, scope, heads)
+            user = await caller(services, scope, heads, native)
             with services.admission.admit(user.id) as place:
                 settings = services.settings
                 # The chat's one timer, for its body, its first byte and its whole time.
@@ -109,7 +119,11 @@ class ChatPipeline:
                 )
                 body_read = True
                 place.charge_parsing(body)
-                request = dialect.decode(scope["path"], body)
+                request = (
+                    dialect.decode(scope["path"], body)
+                    if native is None
+                    else native.decode_native(scope, body)
+                )
                 del body  # the call holds what it needs
                 call = request.call
                 provider, call.model = self._provider(services, request)
@@ -117,31 +131,41 @@ class ChatPipeline:
                     # Named by the model: answers name it in full, as /v1/models lists it.
                     request.name = f"{provider.name}/{call.model}"
                 profile = ProfileView(services.overrides, await services.profile(user.id))
-                custom = (
-                    await self._custom(services, user.id, request)
-                    if provider.uses_custom_models
-                    else None
-                )
-                entry = services.catalogue.entry(provider.name, call.model)
-                if entry is not None and entry.kind != "chat":
-                    raise RequestInvalid(
-                        f"'{request.name[:200]}' is an embedding model: it answers "
-                        "POST /v1/embeddings, not chats."
+                reader: Any = None
+                forwarded = request.native is not None and self._forwards(provider, request)
+                if forwarded:
+                    # The family speaks the dialect's own format: the body goes as sent.
+                    target, upstream, reader = self._forward(provider, profile, request)
+                else:
+                    drop = services.settings.drop_params
+                    if request.native is not None and self._translate(request, drop):
+                        # Answered by the dialect itself (a token count's estimate).
+                        out = dialect.output(send, rid, timing, request, None, [])
+                        await out.end()
+                        return
+                    custom = (
+                        await self._custom(services, user.id, request)
+                        if provider.uses_custom_models
+                        else None
                     )
-                drop = services.settings.drop_params
-                target = target_for(provider, profile, call, custom)
-                upstream = build_call(provider, target, call, entry, drop)
-                # From here on the chat keeps only its upstream request: the decoded messages
-                # go, and so does their share of the body budget.
+                    entry = services.catalogue.entry(provider.name, call.model)
+                    if entry is not None and entry.kind != "chat":
+                        raise RequestInvalid(
+                            f"'{request.name[:200]}' is an embedding model: it answers "
+                            "POST /v1/embeddings, not chats."
+                        )
+                    target = target_for(provider, profile, call, custom)
+                    upstream = build_call(provider, target, call, entry, drop)
                 call.drop_messages()
                 place.hold_only(len(upstream.body))
                 family = provider.family
                 ex = exchange(services, provider, target, upstream, timing, hops)
-                reader: Any = (
-                    family.text_reader(provider)
-                    if dialect.reads_text
-                    else family.reader(provider, call)
-                )
+                if reader is None:
+                    reader = (
+                        family.text_reader(provider)
+                        if dialect.reads_text
+                        else family.reader(provider, call)
+                    )
                 headers = family.response_headers(provider, call)
                 out = dialect.output(send, rid, timing, request, reader, headers)
                 # A client that goes away cancels the upstream request at once, in any phase.
@@ -164,10 +188,41 @@ class ChatPipeline:
                 deadline.close()
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
 
+    def _forwards(self, provider: Provider, request: Request) -> bool:
+        native, family = request.native, provider.family
+        return (
+            native is not None and isinstance(family, Forwarding) and family.name == native.family
+        )
+
+    def _forward(
+        self, provider: Provider, profile: ProfileView, request: Request
+    ) -> tuple[Target, UpstreamCall, Any]:
+        """A native request's upstream call as sent, and the reader relaying its reply."""
+        native, family = request.native, provider.family
+        assert native is not None
+        assert isinstance(family, Forwarding)
+        target = target_for(provider, profile, request.call, None)
+        upstream = family.forward(provider, target, native)
+        reader = family.relay_reader(provider, native)
+        native.body, native.raw = {}, b""  # the chat keeps only its upstream request
+        return target, upstream, reader
+
+    def _translate(self, request: Request, drop: bool) -> bool:
+        """A native request in the canonical call for a family that does not speak its
+        format; True when the dialect answers it itself."""
+        assert self._native is not None
+        assert request.native is not None
+        if self._native.translate(request, drop):
+            return True  # its answer is made from the body
+        request.native.body, request.native.raw = {}, b""  # the call holds what it needs
+        return False
+
     def _provider(self, services: Services, request: Request) -> tuple[Provider, str]:
         name = request.provider
         if name is None:
-            return model_named(services.providers, services.catalogue, request.name)
+            return model_named(
+                services.providers, services.catalogue, request.name, services.aliases
+            )
         provider = services.providers.get(name)
         if provider is None:
             known = ", ".join(sorted(services.providers))
@@ -194,9 +249,12 @@ class ErrorShape(Protocol):
     ) -> None: ...
 
 
-async def caller(services: Services, scope: Scope, heads: Heads) -> UserRecord:
-    """The user whose bearer token the request carries (a 401 without a known one)."""
-    authorization = heads.authorization
+async def caller(
+    services: Services, scope: Scope, heads: Heads, native: NativeDialect | None = None
+) -> UserRecord:
+    """The user whose bearer token the request carries (a 401 without a known one); a native
+    dialect says where its clients put it (Anthropic's: ``x-api-key`` too)."""
+    authorization = heads.authorization if native is None else native.authorization(scope, heads)
     client = scope.get("client")
     return await services.auth.user_for_authorization(
         authorization.decode("latin-1") if authorization is not None else None,

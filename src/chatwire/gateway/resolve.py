@@ -41,9 +41,15 @@ class ProfileView:
 
 
 def model_named(
-    providers: Mapping[str, Provider], catalogue: Catalogue, name: str
+    providers: Mapping[str, Provider],
+    catalogue: Catalogue,
+    name: str,
+    aliases: Mapping[str, str] | None = None,
 ) -> tuple[Provider, str]:
-    """``provider/model``, or a bare model id the catalogue gives to exactly one provider."""
+    """``provider/model``, or a bare model id the catalogue gives to exactly one provider;
+    an operator's alias (``CHATWIRE_MODEL_ALIASES``) first stands for the name it maps to."""
+    if aliases:
+        name = aliases.get(name, name)
     prefix, _, rest = name.partition("/")
     if rest and prefix in providers:
         return providers[prefix], rest

@@ -1,18 +1,51 @@
-"""GET /v1/models: the caller's usable models, named ``provider/model``, in OpenAI's shape:
-chat models and embedding models alike (these say they do not chat)."""
+"""GET /v1/models: the caller's usable models, named ``provider/model``, in OpenAI's shape
+(chat models and embedding models alike; these say they do not chat), or in Anthropic's for a
+request that carries ``anthropic-version`` (Claude Code finds its models so); such a client's
+token may come in ``x-api-key``, as its API key."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 
-from chatwire.api.deps import CurrentUser, ServicesDep
+from chatwire.api.bodies import USER_KEY
+from chatwire.api.deps import ServicesDep
 from chatwire.availability import usable_models
 from chatwire.errors import NotFound
 from chatwire.gateway.resolve import ProfileView, model_named
+from chatwire.store.records import UserRecord
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
+
+
+async def _caller(request: Request, services: ServicesDep) -> UserRecord:
+    known: UserRecord | None = request.scope.get(USER_KEY)
+    if known is not None:
+        return known
+    authorization = request.headers.get("authorization")
+    key = request.headers.get("x-api-key", "").strip()
+    if authorization is None and key:
+        authorization = f"Bearer {key}"
+    client = request.client.host if request.client is not None else ""
+    return await services.auth.user_for_authorization(authorization, client)
+
+
+Caller = Annotated[UserRecord, Depends(_caller)]
+
+
+def _anthropic(request: Request) -> bool:
+    return "anthropic-version" in request.headers
+
+
+def _card(name: str, label: str | None) -> dict[str, Any]:
+    """An entry as Anthropic lists models."""
+    return {
+        "type": "model",
+        "id": name,
+        "display_name": label or name,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
 
 
 def _model(
@@ -43,8 +76,24 @@ def _model(
 
 
 @router.get("/models")
-async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+async def list_models(request: Request, user: Caller, services: ServicesDep) -> dict[str, Any]:
     profile = ProfileView(services.overrides, await services.store.get_profile(user.id))
+    if _anthropic(request):
+        cards = [
+            _card(f"{item.provider}/{item.model}", item.entry.label)
+            for item in await usable_models(services, profile)
+        ]
+        cards += [
+            _card(f"custom/{r.model_id}", r.name)
+            for r in await services.store.list_custom_models(user.id)
+        ]
+        cards += [_card(alias, None) for alias in services.aliases]
+        return {
+            "data": cards,
+            "has_more": False,
+            "first_id": cards[0]["id"] if cards else None,
+            "last_id": cards[-1]["id"] if cards else None,
+        }
     data = [
         _model(
             item.provider,
@@ -63,13 +112,17 @@ async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any
 
 
 @router.get("/models/{name:path}")
-async def read_model(name: str, user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    provider, model = model_named(services.providers, services.catalogue, name)
+async def read_model(
+    name: str, request: Request, user: Caller, services: ServicesDep
+) -> dict[str, Any]:
+    provider, model = model_named(services.providers, services.catalogue, name, services.aliases)
     if provider.uses_custom_models:
         raise NotFound(
             f"The model '{name[:200]}' does not exist: custom models are listed by /v1/models."
         )
     entry = services.catalogue.entry(provider.name, model)
+    if _anthropic(request):
+        return _card(name, entry.label if entry is not None else None)
     if entry is None:
         return _model(provider.name, model)
     return _model(provider.name, model, entry.context, entry.image_input, entry.kind == "chat")

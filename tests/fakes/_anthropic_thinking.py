@@ -1,0 +1,75 @@
+"""Extended thinking in the fake Anthropic Messages API.
+
+A request with ``thinking: {"type": "enabled", "budget_tokens": N}`` (N at least 1024 and
+below ``max_tokens``, as Anthropic wants; ``{"type": "adaptive"}`` is taken, and thinks
+nothing) is answered with a thinking block before its text:
+``"Considering: <last user text>"``, in word pieces, then its signature. Streamed, as
+Anthropic documents it: ``content_block_start`` with ``{"type": "thinking", "thinking": "",
+"signature": ""}``, one ``thinking_delta`` per piece, one ``signature_delta``, then
+``content_block_stop``; the text block follows at the next index. Not streamed, the message's
+content starts with ``{"type": "thinking", "thinking", "signature"}``. The signature is the
+base64 of the thinking's SHA-256, so a test can tell it (``thinking_of(body)``). Thinking
+pieces count as output tokens, as Anthropic bills them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes._text import message_text, split_pieces
+
+MIN_BUDGET = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    text: str
+    signature: str
+
+    def pieces(self) -> list[str]:
+        return split_pieces(self.text)
+
+
+def thinking_of(body: Mapping[str, Any]) -> Thinking | None:
+    """The thinking a (valid) Messages API body gets, or None without ``thinking``."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, Mapping) or thinking.get("type") != "enabled":
+        return None
+    said = ""
+    for message in reversed(body.get("messages") or ()):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            said = message_text(message.get("content"))
+            break
+    text = f"Considering: {said}" if said else "Considering the request."
+    signature = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    return Thinking(text, signature)
+
+
+def thinking_problem(body: Mapping[str, Any]) -> str | None:
+    """Anthropic's refusal of a ``thinking`` parameter, or None when it is fine."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return None
+    kinds = ("enabled", "disabled", "adaptive")
+    if not isinstance(thinking, Mapping) or thinking.get("type") not in kinds:
+        return (
+            "thinking: Input tag found using 'type' does not match any of the expected tags:"
+            " 'enabled', 'disabled', 'adaptive'"
+        )
+    if thinking["type"] != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        return "thinking.enabled.budget_tokens: Field required"
+    if budget < MIN_BUDGET:
+        return (
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_BUDGET}"
+        )
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and max_tokens <= budget:
+        return "`max_tokens` must be greater than `thinking.budget_tokens`."
+    return None
