@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     body_memory: int = Field(default=256 * 2**20, ge=0)
     # /v1: drop parameters a provider cannot take instead of answering 400.
     drop_params: bool = False
+    # Days a stored Responses API reply is kept for previous_response_id and its GET routes
+    # (0: until deleted); older ones are deleted in the background.
+    responses_retention_days: float = Field(default=30, ge=0)
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.
     cors_origins: str = ""

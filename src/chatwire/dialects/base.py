@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     from chatwire.errors import ChatwireError
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.lines import DeltaReader
+    from chatwire.services import Services
     from chatwire.timing import Timing
+
+
+class Stateful(Protocol):
+    """A dialect's own state of one request, with a step that needs the caller (stored
+    replies to continue from), run once the caller is known and before anything is built."""
+
+    async def prepare(self, services: Services, user_id: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -31,6 +39,8 @@ class Request:
     name: str
     # chatbot-ui's customModelId (the record's id); on other doors the model's name is used.
     custom_id: str | None = None
+    # The dialect's own state, for a dialect that needs one (``Stateful.prepare``).
+    state: Stateful | None = None
 
 
 class Output(Protocol):

@@ -101,6 +101,8 @@ class ChatPipeline:
                 place.charge_parsing(body)
                 request = dialect.decode(scope["path"], body)
                 del body  # the call holds what it needs
+                if request.state is not None:
+                    await request.state.prepare(services, user.id)
                 call = request.call
                 provider, call.model = self._provider(services, request)
                 if request.provider is None:
