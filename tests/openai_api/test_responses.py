@@ -1,0 +1,358 @@
+"""POST /v1/responses through the official openai SDK, over TCP, against the fake Mistral:
+plain and streamed replies, tools and their results, structured output, reasoning effort,
+usage, stored responses and their routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
+
+MODEL = "mistral/mistral-small-latest"
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city", "unit"],
+    },
+}
+
+
+def sdk(server: Running, token: str | None = None) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key=token or server.token, max_retries=0
+    )
+
+
+def sent(fake: FakeMistral) -> dict[str, Any]:
+    body: dict[str, Any] = fake.requests[-1].json
+    return body
+
+
+async def test_a_plain_reply(server: Running, fake: FakeMistral) -> None:
+    async with sdk(server) as client:
+        response = await client.responses.create(
+            model=MODEL, input="Say hello", instructions="You are terse."
+        )
+    expected = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say hello"},
+    ]
+    assert sent(fake)["messages"] == expected
+    assert response.id.startswith("resp_")
+    assert response.object == "response"
+    assert response.status == "completed"
+    assert response.model == MODEL
+    assert response.instructions == "You are terse."
+    assert response.output_text == fake.expected_reply(expected)
+    [message] = response.output
+    assert message.type == "message"
+    assert message.status == "completed"
+    assert message.id.startswith("msg_")
+    assert response.usage is not None
+    assert response.usage.input_tokens == 5  # the fake's count: a piece per word
+    assert response.usage.output_tokens == len(fake.expected_pieces(expected))
+    assert response.usage.total_tokens == 5 + response.usage.output_tokens
+
+
+async def test_a_streamed_reply_in_openais_event_order(server: Running, fake: FakeMistral) -> None:
+    async with sdk(server) as client:
+        stream = await client.responses.create(model=MODEL, input="Say hello", stream=True)
+        events = [event async for event in stream]
+    pieces = fake.expected_pieces([{"role": "user", "content": "Say hello"}])
+    kinds = [event.type for event in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * len(pieces),
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    assert deltas == pieces
+    done = events[-1]
+    assert done.type == "response.completed"
+    assert done.response.output_text == "".join(pieces)
+    assert done.response.usage is not None
+    assert len({event.response.id for event in events if hasattr(event, "response")}) == 1
+
+
+async def test_the_sdks_stream_helper_gathers_the_reply(server: Running, fake: FakeMistral) -> None:
+    async with (
+        sdk(server) as client,
+        client.responses.stream(model=MODEL, input="Say hello") as stream,
+    ):
+        texts = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert "".join(texts) == final.output_text
+    assert final.output_text == fake.expected_reply([{"role": "user", "content": "Say hello"}])
+
+
+async def test_a_tool_call_and_its_result(server: Running, fake: FakeMistral) -> None:
+    async with sdk(server) as client:
+        first = await client.responses.create(
+            model=MODEL, input="Lyon", tools=[WEATHER], tool_choice="auto", store=False
+        )
+        [call] = first.output
+        assert call.type == "function_call"
+        name, arguments = fake.expected_tool_call(sent(fake))
+        assert call.name == name == "get_weather"
+        assert json.loads(call.arguments) == arguments
+        assert sent(fake)["tools"] == [
+            {
+                "type": "function",
+                "function": {k: v for k, v in WEATHER.items() if k != "type"},
+            }
+        ]
+        second = await client.responses.create(
+            model=MODEL,
+            input=[
+                {"role": "user", "content": "Lyon"},
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
+                {"type": "function_call_output", "call_id": call.call_id, "output": "12 C"},
+            ],
+            tools=[WEATHER],
+        )
+    messages = sent(fake)["messages"]
+    assert messages[1]["role"] == "assistant"
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert messages[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "12 C"}
+    assert second.output_text == "The tool said: 12 C"
+
+
+async def test_a_streamed_tool_call(server: Running, fake: FakeMistral) -> None:
+    async with (
+        sdk(server) as client,
+        client.responses.stream(
+            model=MODEL, input="Lyon", tools=[WEATHER], tool_choice="required"
+        ) as stream,
+    ):
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+    kinds = [event.type for event in events]
+    assert kinds == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    [call] = final.output
+    assert call.type == "function_call"
+    assert json.loads(call.arguments) == fake.expected_tool_call(sent(fake))[1]
+    assert sent(fake)["tool_choice"] == "required"
+
+
+async def test_previous_response_id_continues_the_conversation(
+    server: Running, fake: FakeMistral
+) -> None:
+    async with sdk(server) as client:
+        first = await client.responses.create(model=MODEL, input="My name is Ada")
+        second = await client.responses.create(
+            model=MODEL, input="What is my name?", previous_response_id=first.id
+        )
+    assert sent(fake)["messages"] == [
+        {"role": "user", "content": "My name is Ada"},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    assert second.previous_response_id == first.id
+
+
+async def test_structured_output(server: Running, fake: FakeMistral) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    async with sdk(server) as client:
+        await client.responses.create(
+            model=MODEL,
+            input="Lyon",
+            text={"format": {"type": "json_schema", "name": "place", "schema": schema}},
+        )
+    assert sent(fake)["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "place", "schema": schema},
+    }
+
+
+async def test_reasoning_effort_and_the_budget(server: Running, fake: FakeMistral) -> None:
+    async with sdk(server) as client:
+        response = await client.responses.create(
+            model=MODEL, input="Say hello", reasoning={"effort": "high"}, max_output_tokens=2
+        )
+    assert sent(fake)["reasoning_effort"] == "high"
+    assert sent(fake)["max_tokens"] == 2
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.reasoning is not None
+    assert response.reasoning.effort == "high"
+
+
+async def test_stored_responses_get_delete_and_input_items(server: Running) -> None:
+    async with sdk(server) as client:
+        first = await client.responses.create(model=MODEL, input="My name is Ada")
+        second = await client.responses.create(
+            model=MODEL, input="What is my name?", previous_response_id=first.id
+        )
+        got = await client.responses.retrieve(second.id)
+        assert got.id == second.id
+        assert got.output_text == second.output_text
+        assert got.status == "completed"
+        items = await client.responses.input_items.list(second.id, order="asc")
+        texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
+        assert texts == ["My name is Ada", first.output_text, "What is my name?"]
+        newest = await client.responses.input_items.list(second.id, limit=1)
+        assert [item.id for item in newest.data] == [items.data[-1].id]
+        assert newest.has_more is True
+        await client.responses.delete(second.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(second.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.delete(second.id)
+
+
+async def test_store_false_keeps_nothing(server: Running) -> None:
+    async with sdk(server) as client:
+        response = await client.responses.create(model=MODEL, input="Hi", store=False)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(response.id)
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.responses.create(model=MODEL, input="Hi", previous_response_id=response.id)
+    assert caught.value.body == {
+        "message": f"Previous response with id '{response.id}' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "response_not_found",
+    }
+
+
+async def test_another_users_response_is_not_found(server: Running, fake: FakeMistral) -> None:
+    from chatwire.cli import open_store
+
+    async with open_store(server.settings) as store:
+        bob, bob_token = await store.create_user("bob")
+        await store.update_profile(bob.id, {"mistral_api_key": fake.api_key})
+    async with sdk(server) as client:
+        alices = await client.responses.create(model=MODEL, input="A secret")
+    asked = len(fake.requests)
+    async with sdk(server, bob_token) as client:
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(alices.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.input_items.list(alices.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.delete(alices.id)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.create(
+                model=MODEL, input="Go on", previous_response_id=alices.id
+            )
+    assert len(fake.requests) == asked  # refused before any upstream request
+    async with sdk(server) as client:
+        assert (await client.responses.retrieve(alices.id)).id == alices.id
+
+
+async def test_a_parameter_the_provider_refuses_is_named(
+    server: Running, fake: FakeMistral
+) -> None:
+    async with sdk(server) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.create(model=MODEL, input="Hi", user="alice")
+        assert "Mistral does not accept the parameter 'user'" in str(caught.value)
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.responses.create(model=MODEL, input="Hi", tools=[{"type": "web_search"}])
+        assert "tools[0] (type 'web_search')" in str(caught.value)
+    assert fake.requests == []
+
+
+async def test_drop_params_drops_what_cannot_be_taken(
+    make_server: ServerFactory, fake: FakeMistral
+) -> None:
+    server = await make_server(drop_params=True)
+    async with sdk(server) as client:
+        response = await client.responses.create(
+            model=MODEL, input="Hi", user="alice", tools=[{"type": "web_search"}], background=False
+        )
+    assert response.status == "completed"
+    assert "user" not in sent(fake)
+    assert "tools" not in sent(fake)
+
+
+async def test_bad_requests_are_openai_shaped_400s(server: Running) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"input": "Hi"}, "model"),
+        ({"model": MODEL, "input": 3}, "'input' must be a string or a list"),
+        ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "item_reference"),
+        ({"model": MODEL, "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+        ({"model": MODEL, "input": []}, "'input' is empty"),
+        ({"model": MODEL, "input": "Hi", "max_output_tokens": 0}, "max_output_tokens"),
+        ({"model": MODEL, "input": "Hi", "text": {"format": {"type": "xml"}}}, "text.format"),
+    ]
+    for body, said in cases:
+        resp = await server.client.post("/v1/responses", json=body, headers=server.auth)
+        assert resp.status_code == 400, body
+        error = resp.json()["error"]
+        assert said in error["message"], (body, error)
+        assert error["type"] == "invalid_request_error"
+
+
+async def test_unknown_provider_errors_arrive_as_the_sdks_classes(server: Running) -> None:
+    async with sdk(server) as client:
+        with pytest.raises(openai.RateLimitError):
+            await client.responses.create(model="mistral/fake-429", input="Hi", stream=True)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.create(model="no-such-model", input="Hi")
+    resp = await server.client.get("/v1/responses", headers=server.auth)
+    assert resp.status_code == 405
+
+
+async def test_a_failure_mid_stream_is_a_failed_response_stored_as_such(server: Running) -> None:
+    async with server.client.stream(
+        "POST",
+        "/v1/responses",
+        json={"model": "mistral/fake-drop", "input": "Say hello", "stream": True},
+        headers=server.auth,
+    ) as resp:
+        assert resp.status_code == 200
+        body = (await resp.aread()).decode()
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in body.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+    assert "event: response.failed\n" in body
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed"
+    assert failed["error"]["message"] == events[-2]["message"]
+    stored = await server.client.get(f"/v1/responses/{failed['id']}", headers=server.auth)
+    assert stored.json()["status"] == "failed"
+
+
+async def test_without_a_token_401(server: Running) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        resp = await client.post("/v1/responses", json={"model": MODEL, "input": "Hi"})
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "invalid_api_key"
