@@ -184,7 +184,7 @@ async def test_previous_response_id_continues_the_conversation(
 
 
 async def test_structured_output(server: Running, fake: FakeMistral) -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    schema: dict[str, Any] = {"type": "object", "properties": {"city": {"type": "string"}}}
     async with sdk(server) as client:
         await client.responses.create(
             model=MODEL,
@@ -222,7 +222,7 @@ async def test_stored_responses_get_delete_and_input_items(server: Running) -> N
         assert got.output_text == second.output_text
         assert got.status == "completed"
         items = await client.responses.input_items.list(second.id, order="asc")
-        texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr]
+        texts = [item.content[0].text for item in items.data]  # type: ignore[union-attr,index]
         assert texts == ["My name is Ada", first.output_text, "What is my name?"]
         newest = await client.responses.input_items.list(second.id, limit=1)
         assert [item.id for item in newest.data] == [items.data[-1].id]
