@@ -65,7 +65,7 @@ def test_text_then_parallel_calls_in_one_reply() -> None:
     ]
 
 
-def test_thoughts_are_not_the_reply_but_count_as_completion_tokens() -> None:
+def test_thoughts_are_reasoning_not_the_reply_and_count_as_completion_tokens() -> None:
     usage = {
         "promptTokenCount": 4,
         "candidatesTokenCount": 2,
@@ -78,7 +78,8 @@ def test_thoughts_are_not_the_reply_but_count_as_completion_tokens() -> None:
         event({"text": "Hi."}, finish="STOP", usageMetadata=usage),
         reader=reader,
     )
-    assert [d.get("content") for d in deltas(chunks)] == ["Hi.", None]
+    assert [d.get("content") for d in deltas(chunks)] == [None, "Hi.", None]
+    assert [d.get("reasoning_content") for d in deltas(chunks)] == ["Pondering...", None, None]
     assert reader.usage == {
         "prompt_tokens": 4,
         "completion_tokens": 12,

@@ -5,7 +5,9 @@ turns alternate user / assistant, turns of one side in a row merged, as the API 
 user turn, tool results come first, as it also wants. An assistant message's ``tool_calls``
 become ``tool_use`` blocks after its text (arguments parsed into the ``input`` object); a
 ``tool`` message becomes a ``tool_result`` block. Images become base64 (or URL) image blocks.
-``max_tokens`` is required: the client's, else the catalogue's, else 4096. ``tools``,
+``max_tokens`` is required: the client's, else the catalogue's, else 4096.
+``reasoning_effort`` becomes extended ``thinking`` with a budget by the effort, within
+``max_tokens``. ``tools``,
 ``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
 direct equivalents; any other parameter is refused by name (or dropped).
 
@@ -63,7 +65,11 @@ ACCEPTED = BASE_FIELDS | {
     "top_p",
     "top_k",
     "user",
+    "reasoning_effort",
 }
+# reasoning_effort as extended thinking's budget, in tokens; "none" is no thinking.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+MIN_THINKING = 1024
 _CHOICES = {"auto": "auto", "required": "any", "none": "none"}
 _ROLES = "system, developer, user, assistant or tool"
 _encode = msgspec.json.Encoder().encode
@@ -91,6 +97,9 @@ class AnthropicFamily(CatalogueModels):
         }
         if system:
             payload["system"] = system
+        thinking = _thinking(params.get("reasoning_effort"), payload["max_tokens"])
+        if thinking is not None:
+            payload["thinking"] = thinking
         payload.update(_sampling(provider, params, entry))
         payload.update(_tooling(params))
         return UpstreamCall(
@@ -249,6 +258,25 @@ def _sampling(
             raise RequestInvalid("'user' must be a string.")
         out["metadata"] = {"user_id": user}
     return out
+
+
+def _thinking(effort: Any, max_tokens: int) -> dict[str, Any] | None:
+    """Extended thinking for a reasoning effort; its budget within the reply's, which
+    Anthropic counts it in."""
+    if effort is None or effort == "none":
+        return None
+    budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        raise RequestInvalid(
+            f"reasoning_effort must be none, {', '.join(THINKING_BUDGETS)}, not {effort!r:.50}."
+        )
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_THINKING:
+        raise RequestInvalid(
+            f"reasoning_effort needs a reply budget above {MIN_THINKING} tokens (Anthropic's "
+            f"least thinking budget), not {max_tokens}: raise max_tokens or leave it out."
+        )
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 def _tooling(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ sent as ``parametersJsonSchema``: Gemini's older ``parameters`` field is an Open
 that refuses common JSON-schema keywords. ``tool_choice`` becomes
 ``toolConfig.functionCallingConfig`` (auto AUTO, none NONE, required ANY, a named function ANY
 with ``allowedFunctionNames``). The parameters with an equivalent go into ``generationConfig``
-(``PARAMETERS``; ``response_format`` as ``responseMimeType`` and ``responseJsonSchema``); the
-rest are refused by name. A refused key is a 400 whose details carry API_KEY_INVALID.
+(``PARAMETERS``; ``response_format`` as ``responseMimeType`` and ``responseJsonSchema``;
+``reasoning_effort`` as ``thinkingConfig``, its thought summaries read back as
+``reasoning_content``); the rest are refused by name. A refused key is a 400 whose details carry API_KEY_INVALID.
 
 Gemini's calls carry no id, and a tool message no function name, which Gemini wants: the name
 is found from the earlier assistant tool call with the tool message's ``tool_call_id``, so any
@@ -68,7 +69,15 @@ PARAMETERS: Final = {
     "frequency_penalty": "frequencyPenalty",
 }
 ACCEPTED: Final = (
-    BASE_FIELDS | set(PARAMETERS) | {"tools", "tool_choice", "stop", "response_format"}
+    BASE_FIELDS
+    | set(PARAMETERS)
+    | {
+        "tools",
+        "tool_choice",
+        "stop",
+        "response_format",
+        "reasoning_effort",
+    }
 )
 FINISH: Final = {
     "STOP": "stop",
@@ -114,7 +123,7 @@ class GeminiFamily(CatalogueModels):
             choice = _calling_config(label, params.get("tool_choice"), declarations)
             if choice is not None:
                 payload["toolConfig"] = {"functionCallingConfig": choice}
-        config = _generation_config(provider, params, entry)
+        config = _generation_config(provider, target.model, params, entry)
         if config:
             payload["generationConfig"] = config
         return UpstreamCall(
@@ -340,7 +349,7 @@ def _calling_config(
 
 
 def _generation_config(
-    provider: Provider, params: Mapping[str, Any], entry: ModelEntry | None
+    provider: Provider, model: str, params: Mapping[str, Any], entry: ModelEntry | None
 ) -> dict[str, Any]:
     config: dict[str, Any] = {}
     value = clamp_temperature(provider.rules, number(params, "temperature"), entry)
@@ -356,6 +365,34 @@ def _generation_config(
     if stop is not None:
         config["stopSequences"] = stop
     config.update(_response_format(params.get("response_format")))
+    thinking = _thinking(model, params.get("reasoning_effort"))
+    if thinking:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+# reasoning_effort as Gemini's thinking, as Google maps it for its OpenAI-compatible API: a
+# budget before Gemini 3, a level from it (low and high only: Gemini 3 Pro takes no other).
+_BUDGETS: Final = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+_LEVELS: Final = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high"}
+
+
+def _thinking(model: str, effort: object) -> dict[str, Any] | None:
+    """The thinking config for a reasoning effort, its thought summaries included (the
+    reply's ``reasoning_content``)."""
+    if effort is None:
+        return None
+    if not isinstance(effort, str) or effort not in _BUDGETS:
+        raise RequestInvalid(
+            f"reasoning_effort must be one of {', '.join(_BUDGETS)}, not {effort!r:.50}."
+        )
+    config: dict[str, Any] = (
+        {"thinkingLevel": _LEVELS[effort]}
+        if signatures_required(model)
+        else {"thinkingBudget": _BUDGETS[effort]}
+    )
+    if effort != "none":
+        config["includeThoughts"] = True
     return config
 
 
@@ -483,8 +520,16 @@ class Chunks(DeltaReader):
         out: list[dict[str, Any]] = []
         text: list[str] = []
         for part in parts:
-            if not isinstance(part, dict) or part.get("thought"):
-                continue  # thought summaries are not the reply
+            if not isinstance(part, dict):
+                continue
+            if part.get("thought"):
+                # A thought summary (asked for with reasoning_effort): reasoning, not the reply.
+                if part.get("text"):
+                    if text:
+                        out.append(delta("".join(text)))
+                        text = []
+                    out.append(_reasoning(part["text"]))
+                continue
             call = part.get("functionCall")
             if isinstance(call, dict):
                 if text:
@@ -509,6 +554,10 @@ class Chunks(DeltaReader):
         }
         self._calls += 1
         return delta(tool_calls=[piece])
+
+
+def _reasoning(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}]}
 
 
 def _usage(meta: dict[str, Any]) -> dict[str, Any]:
