@@ -5,6 +5,7 @@ usage, stored responses and their routes."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_mistral import FakeMistral
+from tests.scripted import END, SSE_HEAD, ScriptedUpstream, Step, event
 
 MODEL = "mistral/mistral-small-latest"
 WEATHER: Any = {
@@ -356,3 +358,103 @@ async def test_without_a_token_401(server: Running) -> None:
         resp = await client.post("/v1/responses", json={"model": MODEL, "input": "Hi"})
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "invalid_api_key"
+
+
+def _chunk(change: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    choice = {"index": 0, "delta": change, "finish_reason": finish}
+    return event(json.dumps({**body, "choices": [choice]}).encode())
+
+
+REPORTED = {
+    "prompt_tokens": 37,
+    "completion_tokens": 11,
+    "total_tokens": 48,
+    "prompt_tokens_details": {"cached_tokens": 5},
+    "completion_tokens_details": {"reasoning_tokens": 3},
+}
+REASONING_SCRIPT: list[Step] = [
+    SSE_HEAD,
+    _chunk({"role": "assistant", "reasoning_content": "Thinking"}),
+    _chunk({"reasoning_content": " hard"}),
+    _chunk({"content": "Hi"}),
+    _chunk({"content": " there"}, finish="stop"),
+    event(json.dumps({"id": "x", "choices": [], "usage": REPORTED}).encode()),
+    event(b"[DONE]"),
+    END,
+]
+
+
+@pytest.fixture
+async def reasoning(make_server: ServerFactory) -> AsyncIterator[Running]:
+    scripted = ScriptedUpstream(REASONING_SCRIPT)
+    await scripted.start()
+    try:
+        yield await make_server(openai_base_url=scripted.base_url, openai_api_key="k")
+    finally:
+        await scripted.stop()
+
+
+async def test_reasoning_becomes_a_summary_and_usage_arrives_unchanged(
+    reasoning: Running,
+) -> None:
+    async with sdk(reasoning) as client:
+        stream = await client.responses.create(
+            model="openai/gpt-5-mini", input="Hi", reasoning={"effort": "low"}, stream=True
+        )
+        events = [e async for e in stream]
+        whole = await client.responses.create(model="openai/gpt-5-mini", input="Hi")
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    for response in (events[-1].response, whole):  # type: ignore[union-attr]
+        thought, message = response.output
+        assert thought.type == "reasoning"
+        assert [s.text for s in thought.summary] == ["Thinking hard"]
+        assert response.output_text == "Hi there"
+        assert response.usage is not None
+        assert response.usage.model_dump(exclude_none=True) == {
+            "input_tokens": 37,
+            "input_tokens_details": {"cached_tokens": 5},
+            "output_tokens": 11,
+            "output_tokens_details": {"reasoning_tokens": 3},
+            "total_tokens": 48,
+        }
+
+
+async def test_reasoning_items_given_back_are_dropped(server: Running, fake: FakeMistral) -> None:
+    async with sdk(server) as client:
+        await client.responses.create(
+            model=MODEL,
+            input=[
+                {"role": "user", "content": "Hi"},
+                {
+                    "type": "reasoning",
+                    "id": "rs_1",
+                    "summary": [{"type": "summary_text", "text": "x"}],
+                },
+                {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": [{"type": "input_text", "text": "Again"}]},
+            ],
+        )
+    assert sent(fake)["messages"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Again"},
+    ]

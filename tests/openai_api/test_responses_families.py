@@ -54,7 +54,9 @@ class Family:
 
 
 @pytest.fixture(params=["anthropic", "gemini", "ollama"])
-async def family(request: pytest.FixtureRequest, make_server: ServerFactory) -> AsyncIterator[Family]:
+async def family(
+    request: pytest.FixtureRequest, make_server: ServerFactory
+) -> AsyncIterator[Family]:
     if request.param == "anthropic":
         anthropic = FakeAnthropic()
         base = await anthropic.start()
