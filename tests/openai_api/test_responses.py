@@ -426,6 +426,7 @@ async def test_reasoning_becomes_a_summary_and_usage_arrives_unchanged(
     for response in (events[-1].response, whole):  # type: ignore[union-attr]
         thought, message = response.output
         assert thought.type == "reasoning"
+        assert message.type == "message"
         assert [s.text for s in thought.summary] == ["Thinking hard"]
         assert response.output_text == "Hi there"
         assert response.usage is not None

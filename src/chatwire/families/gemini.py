@@ -12,7 +12,8 @@ that refuses common JSON-schema keywords. ``tool_choice`` becomes
 with ``allowedFunctionNames``). The parameters with an equivalent go into ``generationConfig``
 (``PARAMETERS``; ``response_format`` as ``responseMimeType`` and ``responseJsonSchema``;
 ``reasoning_effort`` as ``thinkingConfig``, its thought summaries read back as
-``reasoning_content``); the rest are refused by name. A refused key is a 400 whose details carry API_KEY_INVALID.
+``reasoning_content``); the rest are refused by name. A refused key is a 400 whose details
+carry API_KEY_INVALID.
 
 Gemini's calls carry no id, and a tool message no function name, which Gemini wants: the name
 is found from the earlier assistant tool call with the tool message's ``tool_call_id``, so any
