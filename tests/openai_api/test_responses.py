@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.responses import ResponseReasoningItem
 
 from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_mistral import FakeMistral
@@ -425,7 +426,7 @@ async def test_reasoning_becomes_a_summary_and_usage_arrives_unchanged(
     ]
     for response in (events[-1].response, whole):  # type: ignore[union-attr]
         thought, message = response.output
-        assert thought.type == "reasoning"
+        assert isinstance(thought, ResponseReasoningItem)
         assert message.type == "message"
         assert [s.text for s in thought.summary] == ["Thinking hard"]
         assert response.output_text == "Hi there"

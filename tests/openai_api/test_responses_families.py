@@ -12,6 +12,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.responses import Response
 
 from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_anthropic import FakeAnthropic
@@ -114,6 +115,7 @@ async def test_text(family: Family) -> None:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_a_tool_call_and_its_result(family: Family, stream: bool) -> None:
+    first: Response
     async with family.openai() as client:
         if stream:
             async with client.responses.stream(
