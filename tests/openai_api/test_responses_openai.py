@@ -92,7 +92,7 @@ async def test_the_same_events_as_openais_own(
     assert [item.type for item in final.output] == [item.type for item in expected.output]
     if request_.get("tools"):
         [call], [their_call] = final.output, expected.output
-        assert json.loads(call.arguments) == json.loads(their_call.arguments)  # type: ignore[union-attr]
+        assert json.loads(call.arguments) == json.loads(their_call.arguments)
 
 
 async def test_openais_usage_arrives_unchanged(served: Running, upstream: FakeOpenAI) -> None:
