@@ -9,7 +9,11 @@ import pytest
 
 from tests.conftest import Running
 
-V1_ROUTES = "GET /v1/models, GET /v1/models/{name}, POST /v1/chat/completions"
+V1_ROUTES = (
+    "GET /v1/models, GET /v1/models/{name}, GET /v1/responses/{response_id}, "
+    "DELETE /v1/responses/{response_id}, GET /v1/responses/{response_id}/input_items, "
+    "POST /v1/chat/completions, POST /v1/responses"
+)
 
 
 async def test_an_unknown_v1_url_is_the_sdks_not_found_error(server: Running) -> None:

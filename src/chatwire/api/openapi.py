@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from chatwire.api.schemas import ChatRequest
 from chatwire.dialects.openai_chat import ChatCompletionRequest
+from chatwire.dialects.openai_responses import ResponsesRequest
 from chatwire.errors import UnknownURL
 
 _REF = "#/components/schemas/{name}"
@@ -96,8 +97,8 @@ def _builder(app: FastAPI, providers: list[str]) -> Callable[[], dict[str, Any]]
 
 
 def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
-    (chat, completion), components = msgspec.json.schema_components(
-        [ChatRequest, ChatCompletionRequest], ref_template=_REF
+    (chat, completion, responses), components = msgspec.json.schema_components(
+        [ChatRequest, ChatCompletionRequest, ResponsesRequest], ref_template=_REF
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -142,6 +143,28 @@ def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
             "responses": {
                 "200": {
                     "description": "A chat.completion, or chat.completion.chunk events",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
+                },
+                **_errors(_OPENAI_ERROR),
+            },
+        }
+    }
+    schema["paths"]["/v1/responses"] = {
+        "post": {
+            "summary": "OpenAI's Responses API, streamed (typed SSE events) or not",
+            "operationId": "responses",
+            "tags": ["openai"],
+            "security": bearer,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": responses}},
+            },
+            "responses": {
+                "200": {
+                    "description": "A response object, or its events",
                     "content": {
                         "application/json": {"schema": {"type": "object"}},
                         "text/event-stream": {"schema": {"type": "string"}},
