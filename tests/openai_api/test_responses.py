@@ -307,7 +307,7 @@ async def test_bad_requests_are_openai_shaped_400s(server: Running) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"input": "Hi"}, "model"),
         ({"model": MODEL, "input": 3}, "'input' must be a string or a list"),
-        ({"model": MODEL, "input": [{"type": "item_reference", "id": "x"}]}, "item_reference"),
+        ({"model": MODEL, "input": [{"type": "web_search_call", "id": "x"}]}, "web_search_call"),
         ({"model": MODEL, "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
         ({"model": MODEL, "input": []}, "'input' is empty"),
         ({"model": MODEL, "input": "Hi", "max_output_tokens": 0}, "max_output_tokens"),
@@ -460,3 +460,35 @@ async def test_reasoning_items_given_back_are_dropped(server: Running, fake: Fak
         {"role": "assistant", "content": "Hello"},
         {"role": "user", "content": "Again"},
     ]
+
+
+async def test_item_references_stand_for_stored_output_items(
+    server: Running, fake: FakeMistral
+) -> None:
+    """As the Vercel AI SDK sends an earlier reply of a stored conversation: by its id."""
+    async with sdk(server) as client:
+        first = await client.responses.create(model=MODEL, input="My name is Ada")
+        [message] = first.output
+        assert message.id is not None
+        reference: Any = {"type": "item_reference", "id": message.id}
+        second = await client.responses.create(
+            model=MODEL,
+            input=[
+                {"role": "user", "content": [{"type": "input_text", "text": "My name is Ada"}]},
+                reference,
+                {"role": "user", "content": [{"type": "input_text", "text": "My name?"}]},
+            ],
+        )
+        items = await client.responses.input_items.list(second.id, order="asc")
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.responses.create(
+                model=MODEL, input=[{"type": "item_reference", "id": "msg_nothing"}]
+            )
+    assert sent(fake)["messages"][1] == {"role": "assistant", "content": first.output_text}
+    assert items.data[1].id == message.id
+    assert caught.value.body == {
+        "message": "Item with id 'msg_nothing' not found.",
+        "type": "invalid_request_error",
+        "param": "input",
+        "code": "response_not_found",
+    }

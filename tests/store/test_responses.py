@@ -92,3 +92,17 @@ async def test_the_services_prune_at_start(tmp_path: Path) -> None:
         await services.close()
     assert services.pruner is not None
     assert services.pruner.cancelled()
+
+
+async def test_output_items_by_id_per_user_and_gone_with_their_response(
+    engine: AsyncEngine, store: Store
+) -> None:
+    alice, _ = await store.create_user("alice")
+    bob, _ = await store.create_user("bob")
+    responses = ResponseStore(engine)
+    item = {"id": "msg_a", "type": "message", "role": "assistant", "content": []}
+    await responses.save(alice.id, {**body("resp_a"), "output": [item]}, [])
+    assert await responses.items(alice.id, ["msg_a", "msg_b"]) == {"msg_a": item}
+    assert await responses.items(bob.id, ["msg_a"]) == {}
+    assert await responses.delete(alice.id, "resp_a")
+    assert await responses.items(alice.id, ["msg_a"]) == {}

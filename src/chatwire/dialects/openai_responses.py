@@ -84,6 +84,8 @@ class Turn:
                     param="previous_response_id",
                 )
             self.items = [*stored.input, *stored.body.get("output", ()), *decoded.items]
+        if any(item["type"] == "item_reference" for item in self.items):
+            self.items = await _referenced(services, user_id, self.items)
         self.call.messages = chat_messages(decoded.instructions, self.items)
         self.user_id = user_id
         if decoded.store:
@@ -92,6 +94,18 @@ class Turn:
     async def keep(self, response: dict[str, Any]) -> None:
         if self.responses is not None:
             await self.responses.save(self.user_id, response, self.items)
+
+
+async def _referenced(
+    services: Services, user_id: int, items: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The items with each ``item_reference`` replaced by the stored item it names."""
+    wanted = [item["id"] for item in items if item["type"] == "item_reference"]
+    found = await services.responses.items(user_id, wanted)
+    for name in wanted:
+        if name not in found:
+            raise ResponseNotFound(f"Item with id '{name[:100]}' not found.", param="input")
+    return [found[item["id"]] if item["type"] == "item_reference" else item for item in items]
 
 
 class OpenAIResponses:

@@ -6,7 +6,8 @@ its role; its ``input_text`` / ``output_text`` parts become text (a string, unle
 carries an image), ``input_image`` an ``image_url`` part. ``function_call`` items become the
 ``tool_calls`` of an assistant message (of the message just before them, when it is the
 assistant's), ``function_call_output`` items ``tool`` messages. ``reasoning`` items given back
-are dropped: no provider takes another's reasoning through the chat shape.
+are dropped: no provider takes another's reasoning through the chat shape. An
+``item_reference`` stands for an output item of one of the caller's stored responses.
 
 Parameters: function ``tools`` from the flat shape to the nested one, ``tool_choice`` likewise,
 ``max_output_tokens`` as ``max_completion_tokens``, ``text.format`` as ``response_format``,
@@ -211,9 +212,13 @@ def _item(index: int, item: Any) -> dict[str, Any]:
         return {"id": item_id("fco"), **item}
     if kind == "reasoning":
         return {"id": item_id("rs"), "summary": [], **item}
+    if kind == "item_reference":
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            raise RequestInvalid(f"{where} (item_reference) needs the 'id' of the item.")
+        return {"type": kind, "id": item["id"]}
     raise RequestInvalid(
         f"{where} is of type {kind!r:.50}; chatwire takes message, function_call, "
-        "function_call_output and reasoning items."
+        "function_call_output, reasoning and item_reference items."
     )
 
 

@@ -170,3 +170,21 @@ class ResponseRow(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, nullable=False, default=utcnow, server_default=func.now(), index=True
     )
+
+
+class ResponseItemRow(Base):
+    """An output item of a stored response, by its id (chatwire's own, unique), for the
+    ``item_reference`` inputs that name it instead of repeating it (the Vercel AI SDK sends
+    its earlier replies so). Deleted with its response."""
+
+    __tablename__ = "response_items"
+
+    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    response_id: Mapped[str] = mapped_column(
+        String(RESPONSE_ID_LENGTH),
+        ForeignKey("responses.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+    user_id: Mapped[int] = _owner()
+    item: Mapped[str] = mapped_column(Text, nullable=False)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.store.db import make_sessionmaker
 from chatwire.store.health import guarded
-from chatwire.store.models import RESPONSE_ID_LENGTH, ResponseRow, utcnow
+from chatwire.store.models import RESPONSE_ID_LENGTH, ResponseItemRow, ResponseRow, utcnow
 
 PRUNE_BATCH = 500
 _encode = msgspec.json.Encoder().encode
@@ -40,7 +40,8 @@ class ResponseStore:
         self._sessions = make_sessionmaker(engine)
 
     async def save(self, user_id: int, body: dict[str, Any], items: list[dict[str, Any]]) -> None:
-        """Keep a response (``body``, with its ``id`` and ``status``) and its input items."""
+        """Keep a response (``body``, with its ``id``, ``status`` and ``output``), its input
+        items, and its output items by their ids."""
         row = ResponseRow(
             id=body["id"],
             user_id=user_id,
@@ -48,8 +49,26 @@ class ResponseStore:
             body=_encode(body).decode(),
             input=_encode(items).decode(),
         )
+        outputs = [
+            ResponseItemRow(
+                id=item["id"], response_id=row.id, user_id=user_id, item=_encode(item).decode()
+            )
+            for item in body.get("output") or ()
+        ]
         async with guarded(), self._sessions.begin() as session:
             session.add(row)
+            await session.flush()
+            session.add_all(outputs)
+
+    async def items(self, user_id: int, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The user's stored output items among ``ids``, by id (another user's are not)."""
+        async with guarded(), self._sessions.begin() as session:
+            rows = await session.execute(
+                select(ResponseItemRow.id, ResponseItemRow.item).where(
+                    ResponseItemRow.user_id == user_id, ResponseItemRow.id.in_(ids)
+                )
+            )
+            return {row.id: msgspec.json.decode(row.item) for row in rows}
 
     async def get(self, user_id: int, response_id: str) -> StoredResponse | None:
         """The user's response of that id; None for another user's, or an unknown one."""
