@@ -492,3 +492,15 @@ async def test_item_references_stand_for_stored_output_items(
         "param": "input",
         "code": "response_not_found",
     }
+
+
+async def test_a_conversation_past_the_body_limit_is_a_413(
+    make_server: ServerFactory, fake: FakeMistral
+) -> None:
+    server = await make_server(max_body_bytes=3000)
+    async with sdk(server) as client:
+        first = await client.responses.create(model=MODEL, input="word " * 300)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await client.responses.create(model=MODEL, input="Go on", previous_response_id=first.id)
+    assert caught.value.status_code == 413
+    assert "CHATWIRE_MAX_BODY_BYTES" in caught.value.message

@@ -30,7 +30,7 @@ from chatwire.dialects.base import Request
 from chatwire.dialects.openai_chat import _invalid, decode_body, send_json
 from chatwire.dialects.responses_reply import Reply
 from chatwire.dialects.responses_request import Decoded, chat_messages, decode_fields
-from chatwire.errors import ChatwireError, RequestInvalid, ResponseNotFound
+from chatwire.errors import BodyTooLarge, ChatwireError, RequestInvalid, ResponseNotFound
 from chatwire.families.base import DROP_HINT
 from chatwire.gateway.call import ChatCall
 
@@ -82,6 +82,14 @@ class Turn:
                 raise ResponseNotFound(
                     f"Previous response with id '{decoded.previous[:100]}' not found.",
                     param="previous_response_id",
+                )
+            limit = services.settings.max_body_bytes
+            if stored.size > limit:
+                # A continued conversation is bounded as a body is: it becomes one.
+                raise BodyTooLarge(
+                    f"The conversation of response '{decoded.previous[:100]}' is larger than "
+                    f"{limit} bytes (CHATWIRE_MAX_BODY_BYTES): start a new one, sending the "
+                    "part of it you need as input."
                 )
             self.items = [*stored.input, *stored.body.get("output", ()), *decoded.items]
         if any(item["type"] == "item_reference" for item in self.items):

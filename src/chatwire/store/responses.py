@@ -33,6 +33,8 @@ class StoredResponse:
     # The response object, and every input item of its conversation, as JSON values.
     body: dict[str, Any]
     input: list[dict[str, Any]]
+    # Characters of the two as stored.
+    size: int
 
 
 class ResponseStore:
@@ -89,6 +91,7 @@ class ResponseStore:
                 created_at=row.created_at,
                 body=msgspec.json.decode(row.body),
                 input=msgspec.json.decode(row.input),
+                size=len(row.body) + len(row.input),
             )
 
     async def delete(self, user_id: int, response_id: str) -> bool:
