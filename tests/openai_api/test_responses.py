@@ -504,3 +504,85 @@ async def test_a_conversation_past_the_body_limit_is_a_413(
             await client.responses.create(model=MODEL, input="Go on", previous_response_id=first.id)
     assert caught.value.status_code == 413
     assert "CHATWIRE_MAX_BODY_BYTES" in caught.value.message
+
+
+async def test_a_codex_style_request(server: Running, fake: FakeMistral) -> None:
+    """What Codex CLI sends: developer instructions as input, hints it needs no answer to,
+    its tools with strict off, no storing; the events it reads come as OpenAI sends them."""
+    body = {
+        "model": MODEL,
+        "instructions": "You are a coding agent.",
+        "input": [
+            {
+                "type": "message",
+                "role": "developer",
+                "content": [{"type": "input_text", "text": "Work in /tmp."}],
+            },
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
+        ],
+        "tools": [{**WEATHER, "strict": False}],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0b6f9f1e",
+        "text": {"verbosity": "medium"},
+    }
+    async with server.client.stream(
+        "POST", "/v1/responses", json=body, headers=server.auth
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == "text/event-stream"
+        text = (await resp.aread()).decode()
+    blocks = [block for block in text.split("\n\n") if block]
+    kinds = [block.split("\n")[0].removeprefix("event: ") for block in blocks]
+    datas = [json.loads(block.split("\n")[1].removeprefix("data: ")) for block in blocks]
+    assert [data["type"] for data in datas] == kinds
+    assert kinds[0] == "response.created"
+    assert kinds[-1] == "response.completed"
+    done = datas[-1]["response"]
+    assert done["store"] is False
+    assert done["parallel_tool_calls"] is False
+    assert done["reasoning"] == {"effort": "medium", "summary": "auto"}
+    sent_body = sent(fake)
+    assert sent_body["messages"][:2] == [
+        {"role": "system", "content": "You are a coding agent."},
+        {"role": "system", "content": "Work in /tmp."},
+    ]
+    assert sent_body["parallel_tool_calls"] is False
+    assert sent_body["reasoning_effort"] == "medium"
+    assert sent_body["tools"][0]["function"]["strict"] is False
+    for hint in ("include", "prompt_cache_key", "verbosity", "store"):
+        assert hint not in sent_body
+    got = await server.client.get(f"/v1/responses/{done['id']}", headers=server.auth)
+    assert got.status_code == 404
+
+
+async def test_settings_are_echoed_and_images_pass(server: Running, fake: FakeMistral) -> None:
+    image = "data:image/png;base64,iVBORw0KGgo="
+    async with sdk(server) as client:
+        response = await client.responses.create(
+            model=MODEL,
+            input=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "What is it?"},
+                        {"type": "input_image", "image_url": image, "detail": "low"},
+                    ],
+                }
+            ],
+            metadata={"ticket": "42"},
+            temperature=0.2,
+            top_p=0.9,
+        )
+    assert response.metadata == {"ticket": "42"}
+    assert response.temperature == 0.2
+    assert response.top_p == 0.9
+    assert sent(fake)["messages"][0]["content"] == [
+        {"type": "text", "text": "What is it?"},
+        {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
+    ]
+    assert "metadata" not in sent(fake)
