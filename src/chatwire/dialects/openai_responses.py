@@ -100,8 +100,10 @@ class Turn:
             self.responses = services.responses
 
     async def keep(self, response: dict[str, Any]) -> None:
-        if self.responses is not None:
-            await self.responses.save(self.user_id, response, self.items)
+        """Store the response, once (a failure after it was kept changes nothing)."""
+        responses, self.responses = self.responses, None
+        if responses is not None:
+            await responses.save(self.user_id, response, self.items)
 
 
 async def _referenced(
@@ -227,8 +229,8 @@ class EventsOutput:
         response = self._reply.failed(error, self._reader.usage)
         try:
             await self._turn.keep(response)
-        except ChatwireError as exc:
-            log.warning("a failed response was not stored: %s", exc.message)
+        except Exception:  # the reply has failed already: its client is told that
+            log.warning("a failed response was not stored", exc_info=True)
         await self._events(last=True)
 
 
