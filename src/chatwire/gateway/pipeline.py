@@ -102,6 +102,7 @@ class ChatPipeline:
                 request = dialect.decode(scope["path"], body)
                 del body  # the call holds what it needs
                 if request.state is not None:
+                    # The dialect's step that needs the caller (a stored conversation).
                     await request.state.prepare(services, user.id)
                 call = request.call
                 provider, call.model = self._provider(services, request)
