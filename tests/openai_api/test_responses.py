@@ -440,3 +440,27 @@ async def test_settings_are_echoed_and_images_pass(server: Running, fake: FakeMi
         {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
     ]
     assert "metadata" not in sent(fake)
+
+
+async def test_the_sdk_reads_a_failure_mid_stream(server: Running) -> None:
+    async with sdk(server) as client:
+        stream = await client.responses.create(model="mistral/fake-drop", input="Hi", stream=True)
+        events = [event async for event in stream]
+    error, failed = events[-2:]
+    assert error.type == "error"
+    assert failed.type == "response.failed"
+    assert failed.response.status == "failed"
+    assert failed.response.error is not None
+    assert failed.response.error.message == error.message
+    assert "Mistral" in error.message
+    texts = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(texts) == 2  # the fault sends two pieces, then drops the connection
+
+
+async def test_too_many_item_references_are_refused(server: Running) -> None:
+    refs = [{"type": "item_reference", "id": f"msg_{n}"} for n in range(1001)]
+    resp = await server.client.post(
+        "/v1/responses", json={"model": MODEL, "input": refs}, headers=server.auth
+    )
+    assert resp.status_code == 400
+    assert "1001 item references" in resp.json()["error"]["message"]

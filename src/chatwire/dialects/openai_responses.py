@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from chatwire.timing import Timing
 
 PATH = "/v1/responses"
+# Item references one request may make (each is looked up in the database).
+MAX_REFERENCES = 1000
 log = logging.getLogger("chatwire.chat")
 
 
@@ -111,6 +113,11 @@ async def _referenced(
 ) -> list[dict[str, Any]]:
     """The items with each ``item_reference`` replaced by the stored item it names."""
     wanted = [item["id"] for item in items if item["type"] == "item_reference"]
+    if len(wanted) > MAX_REFERENCES:
+        raise RequestInvalid(
+            f"'input' has {len(wanted)} item references; chatwire takes {MAX_REFERENCES} at most "
+            "(send earlier turns by previous_response_id, or as items)."
+        )
     found = await services.responses.items(user_id, wanted)
     for name in wanted:
         if name not in found:
