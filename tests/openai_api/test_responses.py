@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 from openai.types.responses import ResponseReasoningItem
 
@@ -464,3 +465,22 @@ async def test_too_many_item_references_are_refused(server: Running) -> None:
     )
     assert resp.status_code == 400
     assert "1001 item references" in resp.json()["error"]["message"]
+
+
+async def test_the_sdks_parse_helper_gets_the_structured_reply(
+    server: Running, fake: FakeMistral
+) -> None:
+    class Place(pydantic.BaseModel):
+        city: str
+
+    fake.reply = '{"city": "Lyon"}'
+    async with sdk(server) as client:
+        parsed = await client.responses.parse(model=MODEL, input="Where?", text_format=Place)
+    assert parsed.output_parsed == Place(city="Lyon")
+    response_format = sent(fake)["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert response_format["json_schema"]["name"] == "Place"
+    assert response_format["json_schema"]["strict"] is True
+    assert response_format["json_schema"]["schema"]["properties"] == {
+        "city": {"title": "City", "type": "string"}
+    }
