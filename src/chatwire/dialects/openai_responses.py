@@ -27,7 +27,7 @@ import msgspec
 from chatwire.api.asgi import Send
 from chatwire.api.openai_errors import openai_error
 from chatwire.dialects.base import Request
-from chatwire.dialects.openai_chat import _invalid, decode_body, send_json
+from chatwire.dialects.openai_chat import decode_body, send_json
 from chatwire.dialects.responses_reply import Reply
 from chatwire.dialects.responses_request import Decoded, chat_messages, decode_fields
 from chatwire.errors import BodyTooLarge, ChatwireError, RequestInvalid, ResponseNotFound
@@ -132,8 +132,10 @@ class OpenAIResponses:
     def decode(self, path: str, body: bytes) -> Request:
         fields = decode_body(body, "a Responses API request")
         model = fields.get("model")
-        if not isinstance(model, str):
-            raise _invalid("str", model, "model")
+        if not isinstance(model, str) or not model:
+            raise RequestInvalid(
+                "'model' is required: the model's name as /v1/models lists it (provider/model)."
+            )
         decoded = decode_fields(fields)
         # Always a stream from the upstream, its usage at its end: one reading of every reply.
         call = ChatCall(
