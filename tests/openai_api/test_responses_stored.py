@@ -158,3 +158,14 @@ async def test_a_conversation_past_the_body_limit_is_a_413(
             await client.responses.create(model=MODEL, input="Go on", previous_response_id=first.id)
     assert caught.value.status_code == 413
     assert "CHATWIRE_MAX_BODY_BYTES" in caught.value.message
+
+
+async def test_an_incomplete_reply_is_stored_as_such(server: Running) -> None:
+    async with sdk(server) as client:
+        cut = await client.responses.create(model=MODEL, input="Say hello", max_output_tokens=2)
+        stored = await client.responses.retrieve(cut.id)
+    assert stored.status == "incomplete"
+    assert stored.incomplete_details is not None
+    assert stored.incomplete_details.reason == "max_output_tokens"
+    assert stored.output_text == cut.output_text
+    assert stored.usage == cut.usage
