@@ -34,6 +34,13 @@ WEATHER: Any = {
 }
 
 
+CLOSE: Any = {
+    "type": "function",
+    "name": "close_agent",
+    "parameters": {"type": "object", "properties": {"target": {"type": "string"}}},
+}
+
+
 def sdk(server: Running, token: str | None = None) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=f"{server.url}/v1", api_key=token or server.token, max_retries=0
@@ -375,8 +382,12 @@ async def test_a_codex_style_request(server: Running, fake: FakeMistral) -> None
             },
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
         ],
-        "tools": [{**WEATHER, "strict": False}],
+        "tools": [
+            {**WEATHER, "strict": False},
+            {"type": "namespace", "name": "agents", "description": "Sub-agents.", "tools": [CLOSE]},
+        ],
         "tool_choice": "auto",
+        "client_metadata": {"session_id": "01a234c8"},
         "parallel_tool_calls": False,
         "reasoning": {"effort": "medium", "summary": "auto"},
         "store": False,
@@ -409,7 +420,8 @@ async def test_a_codex_style_request(server: Running, fake: FakeMistral) -> None
     assert sent_body["parallel_tool_calls"] is False
     assert sent_body["reasoning_effort"] == "medium"
     assert sent_body["tools"][0]["function"]["strict"] is False
-    for hint in ("include", "prompt_cache_key", "verbosity", "store"):
+    assert sent_body["tools"][1]["function"]["name"] == "close_agent"
+    for hint in ("include", "prompt_cache_key", "verbosity", "store", "client_metadata"):
         assert hint not in sent_body
     got = await server.client.get(f"/v1/responses/{done['id']}", headers=server.auth)
     assert got.status_code == 404
@@ -484,3 +496,26 @@ async def test_the_sdks_parse_helper_gets_the_structured_reply(
     assert response_format["json_schema"]["schema"]["properties"] == {
         "city": {"title": "City", "type": "string"}
     }
+
+
+async def test_a_namespaced_functions_call_names_its_namespace(
+    server: Running, fake: FakeMistral
+) -> None:
+    body = {
+        "model": MODEL,
+        "input": "Close it",
+        "tools": [{"type": "namespace", "name": "agents", "tools": [CLOSE]}],
+        "tool_choice": {"type": "function", "name": "close_agent"},
+    }
+    resp = await server.client.post("/v1/responses", json=body, headers=server.auth)
+    assert resp.status_code == 200, resp.text
+    [call] = resp.json()["output"]
+    assert (call["type"], call["name"], call["namespace"]) == (
+        "function_call",
+        "close_agent",
+        "agents",
+    )
+    assert sent(fake)["tools"] == [
+        {"type": "function", "function": {k: v for k, v in CLOSE.items() if k != "type"}}
+    ]
+    assert sent(fake)["tool_choice"] == {"type": "function", "function": {"name": "close_agent"}}

@@ -164,11 +164,12 @@ class OpenAIResponses:
             "incomplete_details": None,
             **turn.decoded.echo,
         }
+        namespaces = turn.decoded.namespaces
         if turn.decoded.stream:
-            return EventsOutput(
-                send, rid, timing, turn, reader, headers, Reply(head, streamed=True)
-            )
-        return AnswerOutput(send, rid, timing, turn, reader, headers, Reply(head, streamed=False))
+            reply = Reply(head, streamed=True, namespaces=namespaces)
+            return EventsOutput(send, rid, timing, turn, reader, headers, reply)
+        reply = Reply(head, streamed=False, namespaces=namespaces)
+        return AnswerOutput(send, rid, timing, turn, reader, headers, reply)
 
     async def send_error(
         self, send: Send, error: ChatwireError, rid: bytes, timing: Timing

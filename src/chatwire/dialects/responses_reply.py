@@ -43,6 +43,7 @@ class Reply:
         "_events",
         "_item",
         "_kind",
+        "_namespaces",
         "_pieces",
         "finish",
         "head",
@@ -50,8 +51,12 @@ class Reply:
         "sequence",
     )
 
-    def __init__(self, head: dict[str, Any], *, streamed: bool) -> None:
+    def __init__(
+        self, head: dict[str, Any], *, streamed: bool, namespaces: dict[str, str] | None = None
+    ) -> None:
         self.head = head
+        # A namespaced function's name -> its namespace (the request's namespace tools).
+        self._namespaces = namespaces or {}
         self.output: list[dict[str, Any]] = []
         self.sequence = 0
         self.finish: str | None = None
@@ -158,6 +163,9 @@ class Reply:
                 "call_id": call_id if isinstance(call_id, str) and call_id else new_call_id(),
                 "name": function.get("name") or "",
             }
+            namespace = self._namespaces.get(item["name"])
+            if namespace is not None:
+                item["namespace"] = namespace
             self._open("function_call", item)
             self._call_index = index
         arguments = function.get("arguments")

@@ -9,13 +9,15 @@ assistant's), ``function_call_output`` items ``tool`` messages. ``reasoning`` it
 are dropped: no provider takes another's reasoning through the chat shape. An
 ``item_reference`` stands for an output item of one of the caller's stored responses.
 
-Parameters: function ``tools`` from the flat shape to the nested one, ``tool_choice`` likewise,
+Parameters: function ``tools`` from the flat shape to the nested one (a ``namespace``'s
+functions too, its name told again on their calls), ``tool_choice`` likewise,
 ``max_output_tokens`` as ``max_completion_tokens``, ``text.format`` as ``response_format``,
 ``reasoning.effort`` as ``reasoning_effort``; ``temperature``, ``top_p``,
 ``parallel_tool_calls`` and ``user`` as they are. What the families cannot take they refuse by
 name (or drop), as on chat completions. ``metadata``, ``store``, ``previous_response_id``,
 ``instructions`` and ``stream`` are chatwire's own; ``include``, ``truncation``,
-``prompt_cache_key``, ``text.verbosity`` and ``reasoning.summary`` are hints with no effect.
+``prompt_cache_key``, ``client_metadata``, ``text.verbosity`` and ``reasoning.summary`` are
+hints with no effect.
 Responses features with no chat equivalent (hosted tools, ``background``, ``conversation``,
 ...) are refused by name, or dropped with CHATWIRE_DROP_PARAMS.
 """
@@ -48,7 +50,9 @@ OWN: Final = frozenset(
     }
 )
 # Hints chatwire has no use for, taken quietly (Codex CLI sends some of them every time).
-IGNORED: Final = frozenset({"include", "truncation", "prompt_cache_key", "service_tier"})
+IGNORED: Final = frozenset(
+    {"include", "truncation", "prompt_cache_key", "service_tier", "client_metadata"}
+)
 # Features without a chat-completions equivalent: refused by name, or dropped.
 UNSUPPORTED: Final = frozenset(
     {"background", "conversation", "prompt", "max_tool_calls", "top_logprobs"}
@@ -76,6 +80,8 @@ class Decoded:
     stream: bool
     # Responses features given that no provider takes through chatwire (named in the 400).
     unsupported: list[str] = field(default_factory=list)
+    # A namespaced function's name -> its namespace, told again on the calls of it.
+    namespaces: dict[str, str] = field(default_factory=dict)
 
 
 def decode_fields(fields: Mapping[str, Any]) -> Decoded:
@@ -97,7 +103,8 @@ def decode_fields(fields: Mapping[str, Any]) -> Decoded:
             continue
         params[name] = value
     given_tools = fields.get("tools")
-    tools = chat_tools(given_tools, unsupported)
+    namespaces: dict[str, str] = {}
+    tools = chat_tools(given_tools, unsupported, namespaces)
     if tools:
         params["tools"] = tools
     choice = fields.get("tool_choice")
@@ -143,6 +150,7 @@ def decode_fields(fields: Mapping[str, Any]) -> Decoded:
         previous=previous,
         stream=stream,
         unsupported=unsupported,
+        namespaces=namespaces,
     )
 
 
@@ -296,8 +304,11 @@ def _text(index: int, parts: list[Any]) -> str:
 # Parameters.
 
 
-def chat_tools(given: Any, unsupported: list[str]) -> list[dict[str, Any]]:
-    """Function tools in the nested chat shape; other kinds are named as unsupported."""
+def chat_tools(
+    given: Any, unsupported: list[str], namespaces: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Function tools in the nested chat shape, a namespace's functions among them (each
+    name's namespace kept in ``namespaces``); other kinds are named as unsupported."""
     if given is None:
         return []
     if not isinstance(given, list):
@@ -307,18 +318,35 @@ def chat_tools(given: Any, unsupported: list[str]) -> list[dict[str, Any]]:
         if not isinstance(tool, dict):
             raise RequestInvalid(f"tools[{index}] must be an object.")
         kind = tool.get("type")
-        if kind != "function":
+        if kind == "namespace" and isinstance(tool.get("name"), str):
+            inner = tool.get("tools")
+            for number, member in enumerate(inner if isinstance(inner, list) else ()):
+                where = f"tools[{index}].tools[{number}]"
+                if not isinstance(member, dict) or member.get("type") != "function":
+                    unsupported.append(f"{where} (type {_kind(member)!r:.50})")
+                    continue
+                tools.append(_function(where, member))
+                namespaces[member["name"]] = tool["name"]
+        elif kind == "function":
+            tools.append(_function(f"tools[{index}]", tool))
+        else:
             unsupported.append(f"tools[{index}] (type {kind!r:.50})")
-            continue
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise RequestInvalid(f"tools[{index}] (function) needs its 'name'.")
-        function: dict[str, Any] = {"name": name}
-        for key in ("description", "parameters", "strict"):
-            if tool.get(key) is not None:
-                function[key] = tool[key]
-        tools.append({"type": "function", "function": function})
     return tools
+
+
+def _kind(value: Any) -> Any:
+    return value.get("type") if isinstance(value, dict) else None
+
+
+def _function(where: str, tool: dict[str, Any]) -> dict[str, Any]:
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise RequestInvalid(f"{where} (function) needs its 'name'.")
+    function: dict[str, Any] = {"name": name}
+    for key in ("description", "parameters", "strict"):
+        if tool.get(key) is not None:
+            function[key] = tool[key]
+    return {"type": "function", "function": function}
 
 
 def chat_tool_choice(choice: Any) -> Any:
