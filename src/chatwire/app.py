@@ -19,7 +19,15 @@ from chatwire.api.auth import guard_operator_routes
 from chatwire.api.bodies import BodyGuard, profile_body_limit
 from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
-from chatwire.api.routes import custom_models, keys, metrics, models, openai_models, profile
+from chatwire.api.routes import (
+    custom_models,
+    keys,
+    metrics,
+    models,
+    openai_models,
+    profile,
+    responses,
+)
 from chatwire.core.config import Settings
 from chatwire.dialects.anthropic_messages import COUNT_PATH as COUNT_TOKENS
 from chatwire.dialects.anthropic_messages import PATH as MESSAGES
@@ -28,6 +36,8 @@ from chatwire.dialects.chatbot_ui import PREFIX, ChatbotUI
 from chatwire.dialects.openai_chat import PATH as COMPLETIONS
 from chatwire.dialects.openai_chat import OpenAIChat
 from chatwire.dialects.openai_embeddings import PATH as EMBEDDINGS
+from chatwire.dialects.openai_responses import PATH as RESPONSES
+from chatwire.dialects.openai_responses import OpenAIResponses
 from chatwire.errors import ChatwireError, RequestInvalid
 from chatwire.gateway.embeddings import EmbeddingsPipeline
 from chatwire.gateway.pipeline import ChatPipeline
@@ -53,6 +63,7 @@ class Chatwire:
         self.completions = ChatPipeline(api.state, OpenAIChat())
         self.embeddings = EmbeddingsPipeline(api.state)
         self.messages = ChatPipeline(api.state, AnthropicMessages())
+        self.responses = ChatPipeline(api.state, OpenAIResponses())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -68,6 +79,9 @@ class Chatwire:
                 return
             if path in (MESSAGES, COUNT_TOKENS):
                 await self.messages(scope, receive, send)
+                return
+            if path == RESPONSES:
+                await self.responses(scope, receive, send)
                 return
         await self.api(scope, receive, send)
 
@@ -130,6 +144,7 @@ def create_api(
     app.include_router(models.router)
     app.include_router(custom_models.router)
     app.include_router(openai_models.router)
+    app.include_router(responses.router)
     app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"])

@@ -7,7 +7,8 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── RequestInvalid          400  body not JSON, a field missing or of the wrong type
     ├── KeyMissing              400  no key for the provider, stored or from the environment
     ├── NotFound                404  a record of the caller's that does not exist
-    │   └── ProviderNotFound    404  /api/chat/<name> for a provider chatwire does not know
+    │   ├── ProviderNotFound    404  /api/chat/<name> for a provider chatwire does not know
+    │   └── ResponseNotFound    404  a stored response that is not the caller's, or expired
     ├── UnknownURL              404  a path no route serves
     ├── MethodNotAllowed        405  anything but POST on a chat route
     ├── BodyTimeout             408  body not whole within CHATWIRE_BODY_TIMEOUT
@@ -67,6 +68,14 @@ class NotFound(ChatwireError):
 
 class ProviderNotFound(NotFound):
     pass
+
+
+class ResponseNotFound(NotFound):
+    """``param``: the request field that named it (``previous_response_id``), if any."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class UnknownURL(ChatwireError):

@@ -28,11 +28,14 @@ from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
 from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
+from chatwire.store.responses import ResponseStore
 
 log = logging.getLogger("chatwire")
 
 # Seconds a provider's own list of models is reused.
 DISCOVERY_TTL = 10.0
+# Seconds between two deletions of expired Responses API replies (the first at start).
+PRUNE_EVERY = 3600.0
 ProfileLookup = Callable[[int], Awaitable[Profile]]
 CustomLookup = Callable[[int, str], Awaitable[CustomModel | None]]
 
@@ -56,10 +59,14 @@ class Services:
     upstream_rules: AddressRules
     user_resolver: GuardedResolver = field(repr=False)
     admission: Admission
+    # The Responses API's stored replies.
+    responses: ResponseStore
     # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
     aliases: dict[str, str] = field(default_factory=dict)
     # Returns the heap's free memory to the system after a burst (chatwire.memory).
     trimmer: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Deletes the stored replies past CHATWIRE_RESPONSES_RETENTION_DAYS.
+    pruner: asyncio.Task[None] | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -105,9 +112,18 @@ class Services:
             ),
         )
         trimmer = asyncio.create_task(HeapTrimmer().run(), name="chatwire heap trimmer")
+        responses = ResponseStore(engine)
+        pruner = None
+        if settings.responses_retention_days:
+            pruner = asyncio.create_task(
+                _prune(responses, settings.responses_retention_days),
+                name="chatwire responses pruner",
+            )
         return cls(
             trimmer=trimmer,
             aliases=settings.alias_map,
+            pruner=pruner,
+            responses=responses,
             settings=settings,
             engine=engine,
             store=store,
@@ -158,14 +174,30 @@ class Services:
         return found
 
     async def close(self) -> None:
-        if self.trimmer is not None:
-            self.trimmer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.trimmer
+        for task in (self.trimmer, self.pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.http.close()
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
         await self.engine.dispose()
+
+
+async def _prune(responses: ResponseStore, days: float) -> None:
+    """Delete the expired stored replies now and every PRUNE_EVERY seconds; a database that
+    does not answer is tried again next time. Every process sharing the database does this:
+    the deletions are idempotent."""
+    while True:
+        try:
+            removed = await responses.prune(days)
+        except Exception:
+            log.warning("deleting expired stored responses failed", exc_info=True)
+        else:
+            if removed:
+                log.info("deleted %d stored responses older than %g days", removed, days)
+        await asyncio.sleep(PRUNE_EVERY)
 
 
 def _session(policy: UpstreamPolicy, connector: aiohttp.TCPConnector) -> aiohttp.ClientSession:

@@ -2,7 +2,8 @@
 
 One fake stands for every provider that speaks OpenAI's format (openai, groq, perplexity,
 openrouter, custom). ``FakeOpenAI`` serves ``POST /v1/chat/completions`` and ``GET /v1/models``
-(base URL ``http://127.0.0.1:PORT/v1``). A chat request is checked in this order:
+(base URL ``http://127.0.0.1:PORT/v1``), and OpenAI's Responses API, ``POST /v1/responses``
+(``_openai_responses``). A chat request is checked in this order:
 
 1. ``Authorization: Bearer <api_key>``: none, 401 "You didn't provide an API key..." (code
    null); wrong, 401 "Incorrect API key provided: sk-****abcd..." (code ``invalid_api_key``);
@@ -42,6 +43,7 @@ each answering a call of the assistant message before it, every call answered (4
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, TypedDict, Unpack
 
@@ -59,6 +61,7 @@ from tests.fakes._faults import (
     FAULT_STALL,
     RETRY_AFTER_SECONDS,
 )
+from tests.fakes._openai_responses import responses
 from tests.fakes._run import serve
 from tests.fakes._text import compact, count_tokens, message_text
 from tests.fakes._tool_calls import ToolCallingServer, argument_fragments, planned_call
@@ -126,6 +129,7 @@ class FakeOpenAI(ToolCallingServer):
         self.deployments_called: list[str] = []
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
+        self.app.router.add_post("/v1/responses", partial(responses, self))
         self.app.router.add_post(
             "/openai/deployments/{deployment}/chat/completions", self._azure_chat
         )

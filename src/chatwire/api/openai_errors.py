@@ -14,6 +14,7 @@ from chatwire.errors import (
     ChatwireError,
     KeyMissing,
     NotFound,
+    ResponseNotFound,
     UnknownURL,
     UpstreamKeyInvalid,
 )
@@ -31,8 +32,13 @@ _TYPES = {
 
 
 def openai_error(error: ChatwireError) -> dict[str, Any]:
-    if isinstance(error, AuthenticationRequired):
-        code: str | None = "invalid_api_key"
+    param: str | None = None
+    code: str | None
+    if isinstance(error, ResponseNotFound):
+        code = "response_not_found"
+        param = error.param
+    elif isinstance(error, AuthenticationRequired):
+        code = "invalid_api_key"
     elif isinstance(error, NotFound):
         code = "model_not_found"
     elif isinstance(error, UnknownURL):
@@ -48,4 +54,4 @@ def openai_error(error: ChatwireError) -> dict[str, Any]:
     else:
         code = None
     kind = _TYPES.get(error.status, "api_error" if error.status < 500 else "server_error")
-    return {"error": {"message": error.message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": error.message, "type": kind, "param": param, "code": code}}

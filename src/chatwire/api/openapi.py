@@ -1,4 +1,5 @@
-"""The OpenAPI description, with the chat routes, /v1/embeddings and /v1/messages in it.
+"""The OpenAPI description, with the chat routes, /v1/embeddings, /v1/responses and
+/v1/messages in it.
 
 The chat routes and /v1/embeddings are bare ASGI endpoints reached before FastAPI (see
 ``app.Chatwire``), so FastAPI does not know them; they are described here from the same
@@ -19,6 +20,7 @@ from chatwire.api.schemas import ChatRequest
 from chatwire.dialects.anthropic_messages import CountTokensRequest, MessagesRequest
 from chatwire.dialects.openai_chat import ChatCompletionRequest
 from chatwire.dialects.openai_embeddings import EmbeddingRequest
+from chatwire.dialects.openai_responses import ResponsesRequest
 from chatwire.errors import UnknownURL
 
 _REF = "#/components/schemas/{name}"
@@ -110,9 +112,18 @@ def _builder(app: FastAPI, providers: list[str]) -> Callable[[], dict[str, Any]]
 
 
 def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
-    (chat, completion, embedding, messages, count), components = msgspec.json.schema_components(
-        [ChatRequest, ChatCompletionRequest, EmbeddingRequest, MessagesRequest, CountTokensRequest],
-        ref_template=_REF,
+    (chat, completion, embedding, messages, count, responses), components = (
+        msgspec.json.schema_components(
+            [
+                ChatRequest,
+                ChatCompletionRequest,
+                EmbeddingRequest,
+                MessagesRequest,
+                CountTokensRequest,
+                ResponsesRequest,
+            ],
+            ref_template=_REF,
+        )
     )
     schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -181,6 +192,28 @@ def _add_chat_routes(schema: dict[str, Any], providers: list[str]) -> None:
                 "200": {
                     "description": "A list of embeddings, as floats or base64",
                     "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(_OPENAI_ERROR),
+            },
+        }
+    }
+    schema["paths"]["/v1/responses"] = {
+        "post": {
+            "summary": "OpenAI's Responses API, streamed (typed SSE events) or not",
+            "operationId": "responses",
+            "tags": ["openai"],
+            "security": bearer,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": responses}},
+            },
+            "responses": {
+                "200": {
+                    "description": "A response object, or its events",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/event-stream": {"schema": {"type": "string"}},
+                    },
                 },
                 **_errors(_OPENAI_ERROR),
             },

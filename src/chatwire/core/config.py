@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     # ({"claude-sonnet-4-5": "mistral/mistral-large-latest"}) or name=provider/model pairs
     # separated by commas. For clients that insist on a model name of their own.
     model_aliases: str = ""
+    # Days a stored Responses API reply is kept for previous_response_id and its GET routes
+    # (0: until deleted); older ones are deleted in the background.
+    responses_retention_days: float = Field(default=30, ge=0)
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.
     cors_origins: str = ""

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from chatwire.errors import ChatwireError
     from chatwire.gateway.call import ChatCall
     from chatwire.gateway.lines import DeltaReader
+    from chatwire.services import Services
     from chatwire.timing import Timing
+
+
+class Stateful(Protocol):
+    """A dialect's own state of one request, with a step that needs the caller (stored
+    replies to continue from), run once the caller is known and before anything is built."""
+
+    async def prepare(self, services: Services, user_id: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -38,6 +46,8 @@ class Request:
     custom_id: str | None = None
     # A body in a family's own wire format (a ``NativeDialect``'s), else None.
     native: Native | None = None
+    # The dialect's own state, for a dialect that needs one (``Stateful.prepare``).
+    state: Stateful | None = None
 
 
 @dataclass(slots=True)

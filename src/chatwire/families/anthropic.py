@@ -8,8 +8,9 @@ become ``tool_use`` blocks after its text (arguments parsed into the ``input`` o
 ``max_tokens`` is required: the client's, else the catalogue's, else 4096. ``tools``,
 ``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
 direct equivalents; ``reasoning_effort`` is extended thinking with the budget of
-``THINKING_BUDGETS`` (the reply's budget then on top of it, and no temperature or top_k, which
-thinking refuses); any other parameter is refused by name (or dropped).
+``THINKING_BUDGETS``, within ``max_tokens`` as OpenAI counts reasoning in the reply's budget
+(and no temperature or top_k, and a top_p of 0.95 or more, which thinking refuses); any other
+parameter is refused by name (or dropped).
 
 The reply: text deltas as content; thinking as ``reasoning_content`` and a thinking block's
 signature, once it ends, as ``reasoning_signature``; each ``tool_use`` block as one OpenAI tool
@@ -76,9 +77,10 @@ ACCEPTED = BASE_FIELDS | {
     "top_k",
     "user",
 }
+# reasoning_effort as extended thinking's budget, in tokens; "none" is no thinking.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+MIN_THINKING = 1024
 _CHOICES = {"auto": "auto", "required": "any", "none": "none"}
-# reasoning_effort as a thinking budget (1024 is the least Anthropic takes); "none": no thinking.
-THINKING_BUDGETS = {"none": 0, "minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 _ROLES = "system, developer, user, assistant or tool"
 _encode = msgspec.json.Encoder().encode
 
@@ -105,9 +107,17 @@ class AnthropicFamily(CatalogueModels):
         }
         if system:
             payload["system"] = system
+        thinking = _thinking(params.get("reasoning_effort"), payload["max_tokens"])
+        if thinking is not None:
+            payload["thinking"] = thinking
         payload.update(_sampling(provider, params, entry))
+        if thinking is not None:
+            # What extended thinking refuses.
+            payload.pop("temperature", None)
+            payload.pop("top_k", None)
+            if payload.get("top_p", 1) < 0.95:
+                del payload["top_p"]
         payload.update(_tooling(params))
-        _thinking(params.get("reasoning_effort"), payload)
         return UpstreamCall(
             url=f"{target.base_url}/messages",
             headers={
@@ -290,22 +300,23 @@ def _sampling(
     return out
 
 
-def _thinking(effort: Any, payload: dict[str, Any]) -> None:
-    if effort is None:
-        return
-    if effort not in THINKING_BUDGETS:
+def _thinking(effort: Any, max_tokens: int) -> dict[str, Any] | None:
+    """Extended thinking for a reasoning effort; its budget within the reply's, which
+    Anthropic counts it in."""
+    if effort is None or effort == "none":
+        return None
+    budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if budget is None:
         raise RequestInvalid(
-            f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}, not {effort!r:.50}."
+            f"reasoning_effort must be none, {', '.join(THINKING_BUDGETS)}, not {effort!r:.50}."
         )
-    budget = THINKING_BUDGETS[effort]
-    if not budget:
-        return
-    payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    payload["max_tokens"] += budget
-    payload.pop("temperature", None)
-    payload.pop("top_k", None)
-    if payload.get("top_p", 1) < 0.95:
-        del payload["top_p"]
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_THINKING:
+        raise RequestInvalid(
+            f"reasoning_effort needs a reply budget above {MIN_THINKING} tokens (Anthropic's "
+            f"least thinking budget), not {max_tokens}: raise max_tokens or leave it out."
+        )
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 def _tooling(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,12 @@ many parts. ``tools`` become one tool of ``functionDeclarations``, each function
 sent as ``parametersJsonSchema``: Gemini's older ``parameters`` field is an OpenAPI subset
 that refuses common JSON-schema keywords. ``tool_choice`` becomes
 ``toolConfig.functionCallingConfig`` (auto AUTO, none NONE, required ANY, a named function ANY
-with ``allowedFunctionNames``). ``reasoning_effort`` becomes ``thinkingConfig``: the budget
-Google gives each effort in its OpenAI compatibility (``THINKING_BUDGETS``), with the thoughts
-included, which the reply then carries as ``reasoning_content``. The parameters with an
-equivalent go into ``generationConfig`` (``PARAMETERS``; ``response_format`` as
-``responseMimeType`` and ``responseJsonSchema``); the rest are refused by name. A refused key
-is a 400 whose details carry API_KEY_INVALID.
+with ``allowedFunctionNames``). The parameters with an equivalent go into ``generationConfig``
+(``PARAMETERS``; ``response_format`` as ``responseMimeType`` and ``responseJsonSchema``;
+``reasoning_effort`` as ``thinkingConfig``: a budget before Gemini 3, a level from it, as
+Google maps it in its OpenAI compatibility, its thought summaries read back as
+``reasoning_content``); the rest are refused by name. A refused key is a 400 whose details
+carry API_KEY_INVALID.
 
 Gemini's calls carry no id, and a tool message no function name, which Gemini wants: the name
 is found from the earlier assistant tool call with the tool message's ``tool_call_id``, so any
@@ -82,8 +82,6 @@ ACCEPTED: Final = (
         "reasoning_effort",
     }
 )
-# ai.google.dev/gemini-api/docs/openai: reasoning_effort as a thinking budget.
-THINKING_BUDGETS: Final = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 FINISH: Final = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -128,7 +126,7 @@ class GeminiFamily(CatalogueModels):
             choice = _calling_config(label, params.get("tool_choice"), declarations)
             if choice is not None:
                 payload["toolConfig"] = {"functionCallingConfig": choice}
-        config = _generation_config(provider, params, entry)
+        config = _generation_config(provider, target.model, params, entry)
         if config:
             payload["generationConfig"] = config
         return UpstreamCall(
@@ -354,7 +352,7 @@ def _calling_config(
 
 
 def _generation_config(
-    provider: Provider, params: Mapping[str, Any], entry: ModelEntry | None
+    provider: Provider, model: str, params: Mapping[str, Any], entry: ModelEntry | None
 ) -> dict[str, Any]:
     config: dict[str, Any] = {}
     value = clamp_temperature(provider.rules, number(params, "temperature"), entry)
@@ -370,15 +368,34 @@ def _generation_config(
     if stop is not None:
         config["stopSequences"] = stop
     config.update(_response_format(params.get("response_format")))
-    effort = params.get("reasoning_effort")
-    if effort is not None:
-        if effort not in THINKING_BUDGETS:
-            raise RequestInvalid(
-                f"reasoning_effort must be one of {', '.join(THINKING_BUDGETS)}, "
-                f"not {effort!r:.50}."
-            )
-        budget = THINKING_BUDGETS[effort]
-        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    thinking = _thinking(model, params.get("reasoning_effort"))
+    if thinking:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+# reasoning_effort as Gemini's thinking, as Google maps it for its OpenAI-compatible API: a
+# budget before Gemini 3, a level from it (low and high only: Gemini 3 Pro takes no other).
+_BUDGETS: Final = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
+_LEVELS: Final = {"none": "low", "minimal": "low", "low": "low", "medium": "high", "high": "high"}
+
+
+def _thinking(model: str, effort: object) -> dict[str, Any] | None:
+    """The thinking config for a reasoning effort, its thought summaries included (the
+    reply's ``reasoning_content``)."""
+    if effort is None:
+        return None
+    if not isinstance(effort, str) or effort not in _BUDGETS:
+        raise RequestInvalid(
+            f"reasoning_effort must be one of {', '.join(_BUDGETS)}, not {effort!r:.50}."
+        )
+    config: dict[str, Any] = (
+        {"thinkingLevel": _LEVELS[effort]}
+        if signatures_required(model)
+        else {"thinkingBudget": _BUDGETS[effort]}
+    )
+    if effort != "none":
+        config["includeThoughts"] = True
     return config
 
 
@@ -509,12 +526,12 @@ class Chunks(DeltaReader):
             if not isinstance(part, dict):
                 continue
             if part.get("thought"):
-                # Thought summaries (asked for with reasoning_effort) are not the reply.
-                if isinstance(part.get("text"), str) and part["text"]:
+                # A thought summary (asked for with reasoning_effort): reasoning, not the reply.
+                if part.get("text"):
                     if text:
                         out.append(delta("".join(text)))
                         text = []
-                    out.append(_thought(part["text"]))
+                    out.append(_reasoning(part["text"]))
                 continue
             call = part.get("functionCall")
             if isinstance(call, dict):
@@ -542,7 +559,7 @@ class Chunks(DeltaReader):
         return delta(tool_calls=[piece])
 
 
-def _thought(text: str) -> dict[str, Any]:
+def _reasoning(text: str) -> dict[str, Any]:
     return {"choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}]}
 
 

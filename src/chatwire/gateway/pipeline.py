@@ -125,6 +125,9 @@ class ChatPipeline:
                     else native.decode_native(scope, body)
                 )
                 del body  # the call holds what it needs
+                if request.state is not None:
+                    # The dialect's step that needs the caller (a stored conversation).
+                    await request.state.prepare(services, user.id)
                 call = request.call
                 provider, call.model = self._provider(services, request)
                 if request.provider is None:

@@ -149,3 +149,42 @@ class CustomModelRow(Base):
     )
     description: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
     created_at: Mapped[datetime] = _created_at()
+
+
+RESPONSE_ID_LENGTH = 64
+
+
+class ResponseRow(Base):
+    """A reply of the Responses API kept for ``previous_response_id`` and its GET routes:
+    the response object as sent (``body``, JSON) and every input item of its conversation
+    (``input``, a JSON list), so a continuation needs this row alone. Rows older than the
+    retention period are deleted (``CHATWIRE_RESPONSES_RETENTION_DAYS``)."""
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    user_id: Mapped[int] = _owner()
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    input: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, nullable=False, default=utcnow, server_default=func.now(), index=True
+    )
+
+
+class ResponseItemRow(Base):
+    """An output item of a stored response, by its id (chatwire's own, unique), for the
+    ``item_reference`` inputs that name it instead of repeating it (the Vercel AI SDK sends
+    its earlier replies so). Deleted with its response."""
+
+    __tablename__ = "response_items"
+
+    id: Mapped[str] = mapped_column(String(RESPONSE_ID_LENGTH), primary_key=True)
+    response_id: Mapped[str] = mapped_column(
+        String(RESPONSE_ID_LENGTH),
+        ForeignKey("responses.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    )
+    user_id: Mapped[int] = _owner()
+    item: Mapped[str] = mapped_column(Text, nullable=False)

@@ -1,0 +1,159 @@
+"""POST /v1/responses to Anthropic, Gemini and Ollama with the openai SDK, over TCP: text, a
+tool call and its result, streamed and not, and reasoning effort as each provider's own
+control. The fakes call the request's tool with arguments derived from its schema and answer
+a tool result with ``"The tool said: <output>"``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+from openai.types.responses import Response
+
+from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_gemini import FakeGemini
+from tests.fakes.fake_ollama import FakeOllama
+
+WEATHER: Any = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The current weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "description": "The city's name."},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city", "unit"],
+    },
+}
+ARGUMENTS = {"city": "Lyon", "unit": "celsius"}
+
+
+@dataclass
+class Family:
+    name: str
+    model: str
+    fake: Any
+    server: Running
+    # The text the fake answers a request with, from its last request's body.
+    reply: Callable[[dict[str, Any]], str]
+
+    def openai(self) -> openai.AsyncOpenAI:
+        url = f"{self.server.url}/v1"
+        return openai.AsyncOpenAI(base_url=url, api_key=self.server.token, max_retries=0)
+
+    @property
+    def sent(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.fake.requests[-1].json
+        return body
+
+
+@pytest.fixture(params=["anthropic", "gemini", "ollama"])
+async def family(
+    request: pytest.FixtureRequest, make_server: ServerFactory
+) -> AsyncIterator[Family]:
+    if request.param == "anthropic":
+        anthropic = FakeAnthropic()
+        base = await anthropic.start()
+        settings = {"anthropic_base_url": base, "anthropic_api_key": anthropic.api_key}
+        server = await make_server(stored_key=None, **settings)
+        yield Family(
+            "anthropic",
+            "anthropic/claude-sonnet-4-5",
+            anthropic,
+            server,
+            lambda sent: anthropic.expected_reply(sent["messages"]),
+        )
+        await anthropic.stop()
+    elif request.param == "gemini":
+        async with FakeGemini() as gemini:
+            settings = {"google_base_url": gemini.base_url, "google_gemini_api_key": gemini.api_key}
+            server = await make_server(stored_key=None, **settings)
+            yield Family(
+                "gemini",
+                "google/gemini-2.5-flash",
+                gemini,
+                server,
+                lambda sent: gemini.expected_reply(sent["contents"]),
+            )
+    else:
+        async with FakeOllama() as ollama:
+            server = await make_server(stored_key=None, ollama_base_url=ollama.base_url)
+            yield Family(
+                "ollama",
+                "ollama/llama3.2",
+                ollama,
+                server,
+                lambda sent: ollama.expected_reply(sent["messages"]),
+            )
+
+
+async def test_text(family: Family) -> None:
+    async with family.openai() as client:
+        response = await client.responses.create(
+            model=family.model, input="Say hello", instructions="Be brief."
+        )
+        stream = await client.responses.create(model=family.model, input="Say hello", stream=True)
+        events = [event async for event in stream]
+    assert response.status == "completed"
+    assert response.model == family.model
+    assert response.output_text == family.reply(family.sent)
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert streamed == response.output_text
+    assert events[-1].type == "response.completed"
+    usage = events[-1].response.usage
+    assert usage is not None
+    assert usage.output_tokens > 0
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_tool_call_and_its_result(family: Family, stream: bool) -> None:
+    first: Response
+    async with family.openai() as client:
+        if stream:
+            async with client.responses.stream(
+                model=family.model, input="Lyon", tools=[WEATHER]
+            ) as events:
+                first = await events.get_final_response()
+        else:
+            first = await client.responses.create(model=family.model, input="Lyon", tools=[WEATHER])
+        calls = [item for item in first.output if item.type == "function_call"]
+        [call] = calls
+        assert (call.name, json.loads(call.arguments)) == ("get_weather", ARGUMENTS)
+        assert family.fake.expected_tool_call(family.sent) == ("get_weather", ARGUMENTS)
+        second = await client.responses.create(
+            model=family.model,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "12 C"}],
+            previous_response_id=first.id,
+            tools=[WEATHER],
+        )
+    assert second.output_text == "The tool said: 12 C"
+
+
+async def test_reasoning_effort_as_the_providers_control(family: Family) -> None:
+    async with family.openai() as client:
+        if family.name == "ollama":
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.responses.create(
+                    model=family.model, input="Hi", reasoning={"effort": "low"}
+                )
+            assert "'reasoning_effort'" in str(caught.value)
+            return
+        await client.responses.create(
+            model=family.model, input="Hi", reasoning={"effort": "medium"}, max_output_tokens=9000
+        )
+    if family.name == "anthropic":
+        assert family.sent["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+        assert family.sent["max_tokens"] == 9000
+    else:
+        assert family.sent["generationConfig"]["thinkingConfig"] == {
+            "thinkingBudget": 8192,
+            "includeThoughts": True,
+        }
