@@ -158,7 +158,8 @@ class Bench:
         target ``only``, when given) and check each answers a whole reply (slow replies are
         checked by the streams themselves). With Portkey measured non-streamed, the fast and
         sequential phases also have the upstream and chatwire v1 non-streamed, to compare."""
-        base = self.upstream.base_url(kind)
+        # The sequential phase relays the short reply, as the fast phase does.
+        base = self.upstream.base_url("fast" if kind == "sequential" else kind)
         workers = self.args.workers
         group = None if only is None else only.split(" ")[0]
         targets = []

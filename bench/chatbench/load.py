@@ -110,7 +110,8 @@ class ReplyBroken(Exception):
 
 async def _one(session: aiohttp.ClientSession, target: Target) -> float:
     started = time.perf_counter()
-    async with session.post(target.url, data=target.body, headers=target.headers) as resp:
+    headers = {"Content-Type": "application/json", **target.headers}
+    async with session.post(target.url, data=target.body, headers=headers) as resp:
         first = await resp.content.readany()
         took = time.perf_counter() - started
         rest = await resp.content.read()

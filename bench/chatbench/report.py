@@ -285,7 +285,7 @@ def goals(
         if ref is not None and mine.fast and ref.fast:
             ratio = mine.rps / ref.rps
             lines.append(
-                f"{name}: {ratio:.2f}x the {ref_name} floor's req/s (goal >= {share}): "
+                f"{name}: {ratio:.2f}x {ref_name}'s req/s (goal >= {share}): "
                 f"{_verdict(ratio >= share)}"
             )
         added = added_first_byte(figures, mine)
