@@ -31,7 +31,7 @@ from types import FrameType
 import uvloop
 
 from chatbench import load
-from chatbench.procs import Processes
+from chatbench.procs import Processes, cpu_of_named
 from chatbench.report import Figures, goals, latency_table, table, users_table
 from chatbench.targets import (
     LITELLM_VERSION,
@@ -46,6 +46,7 @@ from chatbench.targets import (
     make_users,
     non_streamed,
     postgres_database,
+    postgres_sessions,
     prepare_chatwire,
     start_chatwire,
     start_floors,
@@ -288,12 +289,13 @@ class Bench:
             self.notes.append(f"users phase skipped: PostgreSQL at {server} refused: {exc!r}")
             return
         try:
-            self._many_users(f"{asyncpg_url(server)}/{database}")
+            self._many_users(server, database)
         finally:
             postgres_database(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
-    def _many_users(self, database_url: str) -> None:
+    def _many_users(self, server: str, database: str) -> None:
         count, run = self.args.users, self.setup.run
+        database_url = f"{asyncpg_url(server)}/{database}"
         note(f"users: making {count:,} users, tokens and Mistral keys in {database_url} ...")
         started = time.monotonic()
         tokens = make_users(self.setup, database_url, count, run / "logs" / "make-users.log")
@@ -324,9 +326,18 @@ class Bench:
                     if "first pass" in name:
                         # Every cached token and profile has expired: each request a miss.
                         time.sleep(CACHE_TTL + 0.5)
+                    before = cpu_of_named("postgres")
+                    sessions = postgres_sessions(server, database)
                     result = load.run_wrk(t, script, conns, within)
-                    self.users.setdefault(name, Figures(route=t.route)).fast.append(result)
-                    note(f"users round {number}: {name}: {result.rps:,.0f} req/s")
+                    fig = self.users.setdefault(name, Figures(route=t.route))
+                    fig.fast.append(result)
+                    fig.db_cpu_s.append(cpu_of_named("postgres") - before)
+                    opened = postgres_sessions(server, database) - sessions
+                    fig.db_sessions.append(opened if sessions >= 0 else -1)
+                    note(
+                        f"users round {number}: {name}: {result.rps:,.0f} req/s "
+                        f"({result.requests:,} requests)"
+                    )
         steady_rps = [f.rps for n, f in self.users.items() if n.endswith("steady")]
         if steady_rps:
             back = count / max(steady_rps)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -46,8 +47,11 @@ def wrk_script(target: Target, path: Path) -> Path:
     return path
 
 
-# Each request the next token of the file, round and round; with a limit, wrk stops once
-# that many replies came back (one pass over the tokens: each one used once).
+# Each request the next token of the file, round and round; with a limit, the script says
+# so on stderr once that many replies came back (one pass over the tokens, each used once),
+# and run_wrk interrupts wrk there: wrk then reports the time it really ran (its threads
+# stopping alone would not end the run before its duration).
+LAP_DONE = "bench: every token used once"
 _ROTATING = """
 local tokens = {{}}
 for line in io.lines("{tokens}") do tokens[#tokens + 1] = line end
@@ -58,10 +62,13 @@ request = function()
   return wrk.format()
 end
 """
-_STOP_AFTER = """
+_STOP_AFTER = f"""
 response = function(status, headers, body)
   answered = answered + 1
-  if answered >= limit then wrk.thread:stop() end
+  if answered == limit then
+    io.stderr:write("{LAP_DONE}\\n")
+    wrk.thread:stop()
+  end
 end
 """
 
@@ -87,8 +94,18 @@ def run_wrk(target: Target, script: Path, connections: int, seconds: float) -> W
     before = cpu_seconds(pids)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency"]
     argv += ["-s", str(script)]
-    out = subprocess.run([*argv, target.url], capture_output=True, text=True, check=True).stdout
+    wrk = subprocess.Popen(
+        [*argv, target.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert wrk.stderr is not None
+    for line in wrk.stderr:
+        if line.strip() == LAP_DONE:
+            wrk.send_signal(signal.SIGINT)
+            break
+    out, err = wrk.communicate()
     used = cpu_seconds(pids) - before
+    if wrk.returncode != 0:
+        raise RuntimeError(f"wrk failed ({wrk.returncode}) on {target.name}: {err.strip()}")
     done = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     failures = [

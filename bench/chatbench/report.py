@@ -30,6 +30,10 @@ class Figures:
     seq_last_s: list[float] = field(default_factory=list)
     route: str = "v1"
     streamed: bool = True
+    # The users phase: PostgreSQL's CPU seconds (all its processes) across each wrk run,
+    # and the connections opened to chatwire's database in it.
+    db_cpu_s: list[float] = field(default_factory=list)
+    db_sessions: list[int] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -55,6 +59,18 @@ class Figures:
     def cpu_per_request_us(self) -> float:
         done = sum(r.requests for r in self.fast)
         return sum(r.cpu_s for r in self.fast) / done * 1e6 if done else math.nan
+
+    @property
+    def db_cpu_per_request_us(self) -> float:
+        done = sum(r.requests for r in self.fast)
+        return sum(self.db_cpu_s) / done * 1e6 if done and self.db_cpu_s else math.nan
+
+    @property
+    def db_sessions_per_1000(self) -> float:
+        done = sum(r.requests for r in self.fast)
+        if not done or not self.db_sessions or min(self.db_sessions) < 0:
+            return math.nan
+        return sum(self.db_sessions) / done * 1000
 
     @property
     def cpu_per_delta_us(self) -> float:
@@ -157,6 +173,7 @@ def latency_table(figures: dict[str, Figures]) -> str:
 def users_table(figures: dict[str, Figures]) -> str:
     """The users phase: each row with its ratio to the one-user figure of its API."""
     head = ["target", "req/s", "last byte p50 ms", "last byte p99 ms", "CPU µs/request"]
+    head += ["PostgreSQL CPU µs/request", "connections opened per 1,000 requests"]
     rows = [head, ["---"] * len(head)]
     for name, f in figures.items():
         one = figures.get(name.split(",")[0] + ", 1 user", Figures())
@@ -167,6 +184,8 @@ def users_table(figures: dict[str, Figures]) -> str:
                 _cell(f.last_p50, one.last_p50, ".2f"),
                 _cell(f.last_p99, one.last_p99, ".2f"),
                 _cell(f.cpu_per_request_us, one.cpu_per_request_us, ",.0f"),
+                _cell(f.db_cpu_per_request_us, one.db_cpu_per_request_us, ",.0f"),
+                _cell(f.db_sessions_per_1000, math.nan, ",.1f"),
             ]
         )
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)

@@ -457,15 +457,15 @@ def asyncpg_url(server: str) -> str:
     return server.replace("postgresql://", "postgresql+asyncpg://", 1)
 
 
-def postgres_database(server: str, statement: str) -> None:
-    """Run CREATE or DROP DATABASE on the PostgreSQL server (its maintenance database)."""
+def postgres_database(server: str, statement: str, **params: str) -> object:
+    """Run one statement on the PostgreSQL server's maintenance database, outside a
+    transaction (as CREATE and DROP DATABASE must be); the first column of its first row."""
     import asyncio
 
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    async def run() -> None:
-        # Outside a transaction, as CREATE and DROP DATABASE must be.
+    async def run() -> object:
         engine = create_async_engine(
             f"{asyncpg_url(server)}/postgres",
             isolation_level="AUTOCOMMIT",
@@ -473,11 +473,24 @@ def postgres_database(server: str, statement: str) -> None:
         )
         try:
             async with engine.connect() as connection:
-                await connection.execute(text(statement))
+                result = await connection.execute(text(statement), params)
+                return result.scalar() if result.returns_rows else None
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+def postgres_sessions(server: str, database: str) -> int:
+    """Connections ever opened to ``database`` (pg_stat_database.sessions, PostgreSQL 14+;
+    -1 when the server does not count them)."""
+    try:
+        found = postgres_database(
+            server, "SELECT sessions FROM pg_stat_database WHERE datname = :name", name=database
+        )
+    except Exception:  # an older server: no such column
+        return -1
+    return int(found) if isinstance(found, int) else -1
 
 
 def make_users(setup: Setup, database_url: str, count: int, log: Path) -> list[str]:
