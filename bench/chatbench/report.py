@@ -199,7 +199,6 @@ def against_baseline(figures: dict[str, Figures]) -> list[str]:
     """With --baseline: each chat API against the same API at the baseline commit, in the same
     run: requests/s within 5%, CPU per delta and added first-byte time not higher."""
     lines = []
-    up = figures.get("upstream")
     for api in ("api", "v1"):
         mine, base = figures.get(f"chatwire {api}"), figures.get(f"base {api}")
         if mine is None or base is None:
@@ -217,11 +216,12 @@ def against_baseline(figures: dict[str, Figures]) -> list[str]:
                 f"baseline's {base.cpu_per_delta_us:.2f} ({ratio:.3f}x; gate: not higher): "
                 f"{_verdict(ratio <= 1.0)}"
             )
-        if up is not None and mine.first_byte_s and base.first_byte_s:
-            added, before = mine.first_p50 - up.first_p50, base.first_p50 - up.first_p50
+        added, before = added_first_byte(figures, mine), added_first_byte(figures, base)
+        if added is not None and before is not None:
             lines.append(
-                f"chatwire {api}: adds {added:.3f} ms p50 to the first byte against the "
-                f"baseline's {before:.3f} (gate: not higher): {_verdict(added <= before)}"
+                f"chatwire {api}: adds {added[0]:.3f} ms p50 to the first byte against the "
+                f"baseline's {before[0]:.3f} ({added[1]}; gate: not higher): "
+                f"{_verdict(added[0] <= before[0])}"
             )
     return lines
 
