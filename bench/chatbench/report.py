@@ -195,6 +195,14 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _over(mine: float, theirs: float) -> float:
+    """``mine / theirs``; NaN when ``theirs`` is zero or not a figure (no goal is met on it:
+    a target that completed no request within a round has no rate to compare with)."""
+    if theirs == 0 or math.isnan(theirs) or math.isnan(mine):
+        return math.nan
+    return mine / theirs
+
+
 def against_baseline(figures: dict[str, Figures]) -> list[str]:
     """With --baseline: each chat API against the same API at the baseline commit, in the same
     run: requests/s within 5%, CPU per delta and added first-byte time not higher."""
@@ -204,13 +212,13 @@ def against_baseline(figures: dict[str, Figures]) -> list[str]:
         if mine is None or base is None:
             continue
         if mine.fast and base.fast:
-            ratio = mine.rps / base.rps
+            ratio = _over(mine.rps, base.rps)
             lines.append(
                 f"chatwire {api}: {ratio:.3f}x the baseline's req/s (gate >= 0.95): "
                 f"{_verdict(ratio >= 0.95)}"
             )
         if mine.long and base.long:
-            ratio = mine.cpu_per_delta_us / base.cpu_per_delta_us
+            ratio = _over(mine.cpu_per_delta_us, base.cpu_per_delta_us)
             lines.append(
                 f"chatwire {api}: {mine.cpu_per_delta_us:.2f} CPU µs per delta against the "
                 f"baseline's {base.cpu_per_delta_us:.2f} ({ratio:.3f}x; gate: not higher): "
@@ -243,10 +251,16 @@ def _peers(figures: dict[str, Figures]) -> list[str]:
     lines = []
     v1, lite = figures.get("chatwire v1"), figures.get("litellm")
     if v1 is not None and v1.fast and lite is not None and lite.fast:
-        ratio = v1.rps / lite.rps
-        lines.append(
-            f"chatwire v1: {ratio:.0f}x LiteLLM's req/s (goal >= 50): {_verdict(ratio >= 50)}"
-        )
+        ratio = _over(v1.rps, lite.rps)
+        if math.isnan(ratio):
+            lines.append(
+                "chatwire v1: LiteLLM completed no request within its rounds, so there is no "
+                "ratio (goal >= 50x): run longer rounds (--seconds)"
+            )
+        else:
+            lines.append(
+                f"chatwire v1: {ratio:.0f}x LiteLLM's req/s (goal >= 50): {_verdict(ratio >= 50)}"
+            )
     for peer in ("portkey", "portkey (non-streamed)"):
         theirs = figures.get(peer)
         if theirs is None or not theirs.fast:
@@ -255,7 +269,7 @@ def _peers(figures: dict[str, Figures]) -> list[str]:
         mine = figures.get(mine_name)
         if mine is None or not mine.fast:
             continue
-        ratio = mine.rps / theirs.rps
+        ratio = _over(mine.rps, theirs.rps)
         lines.append(
             f"{mine_name}: {ratio:.2f}x {peer}'s req/s, {mine.rps:,.0f} against "
             f"{theirs.rps:,.0f} (goal: ahead, > 1): {_verdict(ratio > 1)}"
@@ -278,7 +292,7 @@ def users_goals(users: dict[str, Figures]) -> list[str]:
         for name, f in users.items():
             if not name.startswith(f"{api},") or f is one or not f.fast:
                 continue
-            ratio = f.rps / one.rps
+            ratio = _over(f.rps, one.rps)
             label = name.removeprefix(f"{api}, ")
             if "steady" in name:
                 lines.append(
@@ -302,7 +316,7 @@ def goals(
         ref_name = REFERENCES[mine.route]
         ref = figures.get(ref_name)
         if ref is not None and mine.fast and ref.fast:
-            ratio = mine.rps / ref.rps
+            ratio = _over(mine.rps, ref.rps)
             lines.append(
                 f"{name}: {ratio:.2f}x {ref_name}'s req/s (goal >= {share}): "
                 f"{_verdict(ratio >= share)}"
