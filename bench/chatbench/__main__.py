@@ -68,7 +68,9 @@ FD_MARGIN = 200
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short rounds, 1,000 streams (~2 min)")
+    ap.add_argument(
+        "--quick", action="store_true", help="1 round, short runs, 1,000 streams, 1,000 users"
+    )
     ap.add_argument("--litellm", action="store_true", help=f"add LiteLLM {LITELLM_VERSION}")
     ap.add_argument(
         "--portkey", action="store_true", help=f"add Portkey's gateway (npm {PORTKEY_PACKAGE})"
@@ -94,7 +96,9 @@ def parse_args() -> argparse.Namespace:
         help="users phase: the PostgreSQL server, where the bench makes and drops its database",
     )
     ap.add_argument("--streams", type=int, help=f"slow streams ({STREAMS_GOAL:,}; quick 1,000)")
-    ap.add_argument("--drip-seconds", type=float, help="how long a slow stream lasts (40; 15)")
+    ap.add_argument(
+        "--drip-seconds", type=float, help="how long a slow stream lasts (40; quick 10)"
+    )
     ap.add_argument(
         "--phases", default=",".join(PHASES), help=f"any of {','.join(PHASES)} (all by default)"
     )
@@ -120,7 +124,7 @@ def parse_args() -> argparse.Namespace:
     a.seconds = a.seconds or (3.0 if quick else 8.0)
     a.first_byte_requests = a.first_byte_requests or (50 if quick else 200)
     a.streams = a.streams or (1000 if quick else STREAMS_GOAL)
-    a.drip_seconds = a.drip_seconds or (15.0 if quick else 40.0)
+    a.drip_seconds = a.drip_seconds or (10.0 if quick else 40.0)
     a.sequential_requests = a.sequential_requests or (300 if quick else 2000)
     a.users = a.users or (1000 if quick else USERS_GOAL)
     a.phases = [p.strip() for p in a.phases.split(",") if p.strip()]
@@ -391,7 +395,7 @@ def header(args: argparse.Namespace, figures: dict[str, Figures]) -> str:
     refs = (
         "chatbot-ui rows to 'floor batched', OpenAI-route rows to 'floor passthrough'"
         if "floor batched" in figures
-        else "'upstream'"
+        else "to 'upstream'"
     )
     return (
         f"chatwire bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
