@@ -1,10 +1,11 @@
 """chatwire's benchmark: ``./bench/run [--quick] [--litellm] [--workers N] ...``.
 
-Starts nginx as a fake Mistral, chatwire (both chat APIs), the floor relay when
-../shared/bench is there, and LiteLLM's proxy with --litellm; measures them in alternating
-rounds in three phases (short replies, long replies, slow streams), prints one table with
-each figure's ratio to the reference and the issue's goals, and stops every process it
-started, also on Ctrl-C. See bench/README.md.
+Starts nginx as a fake Mistral, chatwire (both chat APIs), the floor relays when
+../shared/bench is there, LiteLLM's proxy with --litellm and Portkey's gateway with
+--portkey; measures them in alternating rounds in five phases (short replies, long replies,
+one connection at a time, slow streams, many users on PostgreSQL), prints the tables with
+each figure's ratio to its reference and the goals, and stops every process it started,
+also on Ctrl-C. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import datetime
 import os
 import platform
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,33 +31,50 @@ from types import FrameType
 import uvloop
 
 from chatbench import load
-from chatbench.procs import Processes
-from chatbench.report import Figures, goals, table
+from chatbench.procs import Processes, cpu_of_named
+from chatbench.report import Figures, goals, latency_table, table, users_table
 from chatbench.targets import (
     LITELLM_VERSION,
+    PORTKEY_PACKAGE,
     Setup,
     Target,
+    asyncpg_url,
     floor_requirements,
     install_baseline,
+    install_portkey,
     install_venv,
+    make_users,
+    non_streamed,
+    postgres_database,
+    postgres_sessions,
     prepare_chatwire,
     start_chatwire,
-    start_floor,
+    start_floors,
     start_litellm,
+    start_portkey,
     upstream_target,
 )
 from chatbench.upstream import Upstream, start_nginx
 
 PROJECT = Path(__file__).resolve().parents[2]
 STREAMS_GOAL = 10_000
+USERS_GOAL = 10_000
+PHASES = ("fast", "long", "sequential", "slow", "users")
+# chatwire's default CHATWIRE_CACHE_TTL: how long a token's user and a profile are reused.
+CACHE_TTL = 1.0
 # File descriptors kept back from the limit for everything but the streams' sockets.
 FD_MARGIN = 200
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short rounds, 1,000 streams (~2 min)")
+    ap.add_argument(
+        "--quick", action="store_true", help="1 round, short runs, 1,000 streams, 1,000 users"
+    )
     ap.add_argument("--litellm", action="store_true", help=f"add LiteLLM {LITELLM_VERSION}")
+    ap.add_argument(
+        "--portkey", action="store_true", help=f"add Portkey's gateway (npm {PORTKEY_PACKAGE})"
+    )
     ap.add_argument("--workers", type=int, default=1, help="server processes per target")
     ap.add_argument("--rounds", type=int, help="alternating rounds per phase (3; quick 1)")
     ap.add_argument("--seconds", type=float, help="seconds per wrk run (8; quick 3)")
@@ -62,17 +82,32 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--deltas", type=int, default=20, help="deltas in the short reply (20)")
     ap.add_argument("--long-deltas", type=int, default=2000, help="in the long reply (2000)")
     ap.add_argument("--first-byte-requests", type=int, help="per target and round (200; 50)")
-    ap.add_argument("--streams", type=int, help=f"slow streams ({STREAMS_GOAL:,}; quick 1,000)")
-    ap.add_argument("--drip-seconds", type=float, help="how long a slow stream lasts (40; 15)")
     ap.add_argument(
-        "--phases", default="fast,long,slow", help="any of fast,long,slow (all by default)"
+        "--sequential-requests",
+        type=int,
+        help="sequential phase: requests per target and round, one connection (2000; 300)",
+    )
+    ap.add_argument(
+        "--users", type=int, help=f"users phase: distinct users ({USERS_GOAL:,}; quick 1,000)"
+    )
+    ap.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="users phase: the PostgreSQL server, where the bench makes and drops its database",
+    )
+    ap.add_argument("--streams", type=int, help=f"slow streams ({STREAMS_GOAL:,}; quick 1,000)")
+    ap.add_argument(
+        "--drip-seconds", type=float, help="how long a slow stream lasts (40; quick 10)"
+    )
+    ap.add_argument(
+        "--phases", default=",".join(PHASES), help=f"any of {','.join(PHASES)} (all by default)"
     )
     ap.add_argument(
         "--past-fd-limit",
         action="store_true",
         help="open every stream asked for even past the open-files limit (to see the failure)",
     )
-    ap.add_argument("--no-floor", action="store_true", help="leave the floor relay out")
+    ap.add_argument("--no-floor", action="store_true", help="leave the floor relays out")
     ap.add_argument(
         "--baseline",
         metavar="REF",
@@ -89,8 +124,13 @@ def parse_args() -> argparse.Namespace:
     a.seconds = a.seconds or (3.0 if quick else 8.0)
     a.first_byte_requests = a.first_byte_requests or (50 if quick else 200)
     a.streams = a.streams or (1000 if quick else STREAMS_GOAL)
-    a.drip_seconds = a.drip_seconds or (15.0 if quick else 40.0)
+    a.drip_seconds = a.drip_seconds or (10.0 if quick else 40.0)
+    a.sequential_requests = a.sequential_requests or (300 if quick else 2000)
+    a.users = a.users or (1000 if quick else USERS_GOAL)
     a.phases = [p.strip() for p in a.phases.split(",") if p.strip()]
+    unknown = set(a.phases) - set(PHASES)
+    if unknown:
+        ap.error(f"unknown phase(s) {', '.join(sorted(unknown))}: any of {', '.join(PHASES)}")
     return a
 
 
@@ -114,27 +154,55 @@ class Bench:
     fd_limit: int
     figures: dict[str, Figures]
     notes: list[str]
+    users: dict[str, Figures]
+    # Whether Portkey's streamed replies work: None until it was tried.
+    portkey_streams: bool | None = None
 
     def start_targets(self, kind: str, only: str | None = None) -> list[Target]:
         """Start the servers against the upstream's ``kind`` of reply (only the one serving
         target ``only``, when given) and check each answers a whole reply (slow replies are
-        checked by the streams themselves)."""
-        base = self.upstream.base_url(kind)
+        checked by the streams themselves). With Portkey measured non-streamed, the fast and
+        sequential phases also have the upstream and chatwire v1 non-streamed, to compare."""
+        # The sequential phase relays the short reply, as the fast phase does.
+        base = self.upstream.base_url("fast" if kind == "sequential" else kind)
         workers = self.args.workers
-        wanted = {"upstream", "floor", "chatwire", "litellm"} if only is None else {only}
+        group = None if only is None else only.split(" ")[0]
         targets = []
-        if "upstream" in wanted:
+
+        def wanted(name: str) -> bool:
+            return group is None or group == name
+
+        if wanted("upstream"):
             targets.append(upstream_target(base, self.upstream.pid))
-        if "floor" in wanted and self.setup.floor_venv is not None:
-            targets.append(start_floor(self.procs, self.setup, base, workers))
-        if wanted & {"chatwire", "chatwire api", "chatwire v1"}:
-            both = start_chatwire(self.procs, self.setup, base, workers)
-            targets += [t for t in both if only in (None, "chatwire", t.name)]
-        if self.setup.baseline is not None and wanted & {"chatwire", "base api", "base v1"}:
-            both = start_chatwire(self.procs, self.setup.baseline, base, workers)
-            targets += [t for t in both if only in (None, "chatwire", t.name)]
-        if "litellm" in wanted and self.setup.litellm_venv is not None:
+        if wanted("floor") and self.setup.floor_venv is not None:
+            # The first floor is the third line of the throughput and latency tables only.
+            per_delta = kind != "slow"
+            targets += start_floors(self.procs, self.setup, base, workers, per_delta)
+        if wanted("chatwire"):
+            targets += start_chatwire(self.procs, self.setup, base, workers)
+        if self.setup.baseline is not None and wanted("base"):
+            targets += start_chatwire(self.procs, self.setup.baseline, base, workers)
+        if wanted("litellm") and self.setup.litellm_venv is not None:
             targets.append(start_litellm(self.procs, self.setup, base, workers))
+        portkey = self.setup.portkey_script is not None and wanted("portkey")
+        if portkey and not (kind == "long" and self.portkey_streams is False):
+            whole = self.upstream.base_url("json")
+            target = start_portkey(self.procs, self.setup, base, whole, self.notes)
+            self.portkey_streams = target.streamed
+            if target.streamed or kind in ("fast", "sequential"):
+                targets.append(target)
+                if not target.streamed:
+                    targets.append(upstream_target(whole, self.upstream.pid, streamed=False))
+                    _, v1 = start_chatwire(self.procs, self.setup, whole, workers)
+                    targets.append(non_streamed(v1))
+            else:
+                self.procs.stop_pid(target.pid)
+        if only is not None:
+            for target in [t for t in targets if t.name != only]:
+                keep = {self.upstream.pid} | {t.pid for t in targets if t.name == only}
+                if target.pid not in keep:
+                    self.procs.stop_pid(target.pid)
+            targets = [t for t in targets if t.name == only]
         if kind != "slow":
             for target in targets:
                 asyncio.run(load.check(target))
@@ -143,6 +211,11 @@ class Bench:
     def stop_targets(self, targets: list[Target]) -> None:
         for pid in {t.pid for t in targets} - {self.upstream.pid}:
             self.procs.stop_pid(pid)
+
+    def figures_of(self, target: Target) -> Figures:
+        return self.figures.setdefault(
+            target.name, Figures(route=target.route, streamed=target.streamed)
+        )
 
     def throughput(self, kind: str, first_bytes: bool) -> None:
         targets = self.start_targets(kind)
@@ -153,14 +226,33 @@ class Bench:
         for number in range(1, self.args.rounds + 1):
             for t in targets:
                 result = load.run_wrk(t, scripts[t.name], conns, seconds)
-                fig = self.figures.setdefault(t.name, Figures())
+                fig = self.figures_of(t)
                 (fig.fast if kind == "fast" else fig.long).append(result)
                 fig.long_deltas = self.args.long_deltas
                 note(f"{kind} round {number}: {t.name}: {result.rps:,.0f} req/s")
             if first_bytes:
                 for t in targets:
-                    times = asyncio.run(load.first_bytes(t, self.args.first_byte_requests))
-                    self.figures[t.name].first_byte_s += times
+                    firsts, _ = load.sequential(t, self.args.first_byte_requests)
+                    self.figures_of(t).first_byte_s += firsts
+        self.stop_targets(targets)
+
+    def sequential(self) -> None:
+        """One connection, one request after another: what each target adds to the
+        upstream's first and last byte when nothing else is in flight."""
+        targets = self.start_targets("sequential")
+        count = self.args.sequential_requests
+        for t in targets:  # warm-up, not counted
+            load.sequential(t, min(count, 100))
+        for number in range(1, self.args.rounds + 1):
+            for t in targets:
+                firsts, lasts = load.sequential(t, count)
+                fig = self.figures_of(t)
+                fig.seq_first_s += firsts
+                fig.seq_last_s += lasts
+                note(
+                    f"sequential round {number}: {t.name}: first byte p50 "
+                    f"{fig.seq('first', 50):.3f} ms, last byte p50 {fig.seq('last', 50):.3f} ms"
+                )
         self.stop_targets(targets)
 
     def slow_streams(self) -> None:
@@ -168,7 +260,7 @@ class Bench:
         if self.setup.baseline is not None:
             names += ["base api", "base v1"]
         if self.setup.floor_venv is not None:
-            names.insert(1, "floor")
+            names[1:1] = ["floor batched", "floor passthrough"]
         for name in names:
             # A fresh server for each: memory a process has once held is not given back.
             (target,) = self.start_targets("slow", only=name)
@@ -185,39 +277,131 @@ class Bench:
             note(f"slow streams: {name}: opening {count:,} ...")
             within = self.args.drip_seconds * 3 + count / 200 + 60
             result = uvloop.run(load.hold_streams(target, count, within, lambda s: note(f"  {s}")))
-            self.figures.setdefault(name, Figures()).streams = result
+            self.figures_of(target).streams = result
             self.stop_targets([target])
+
+    def many_users(self) -> None:
+        """chatwire on PostgreSQL with ``--users`` users, each with a token and a stored
+        Mistral key; per API and round: one user's token on every request, then one pass
+        over every token (each request a cache miss), then the tokens in turn for a round
+        (the steady state)."""
+        server = self.args.postgres.rstrip("/")
+        database = f"chatwire_bench_{secrets.token_hex(4)}"
+        try:
+            postgres_database(server, f'CREATE DATABASE "{database}"')
+        except Exception as exc:  # any refusal: the phase is skipped, and said so
+            self.notes.append(f"users phase skipped: PostgreSQL at {server} refused: {exc!r}")
+            return
+        try:
+            self._many_users(server, database)
+        finally:
+            postgres_database(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def _many_users(self, server: str, database: str) -> None:
+        count, run = self.args.users, self.setup.run
+        database_url = f"{asyncpg_url(server)}/{database}"
+        note(f"users: making {count:,} users, tokens and Mistral keys in {database_url} ...")
+        started = time.monotonic()
+        tokens = make_users(self.setup, database_url, count, run / "logs" / "make-users.log")
+        note(f"users: made {len(tokens):,} in {time.monotonic() - started:.1f} s")
+        token_file = run / "users-tokens.txt"
+        env = {"CHATWIRE_DATABASE_URL": database_url}
+        base = self.upstream.base_url("fast")
+        pair = start_chatwire(self.procs, self.setup, base, self.args.workers, env, token=tokens[0])
+        conns, seconds = self.args.connections, self.args.seconds
+        # A pass over every token at no less than 25 req/s, else the pass is cut short.
+        first_pass_within = max(seconds, count / 25 + 10)
+        plans = []
+        for t in pair:
+            asyncio.run(load.check(t))
+            stem = run / f"users-{t.name}"
+            one = load.wrk_script(t, stem.with_suffix(".one.lua"))
+            first = load.rotating_script(t, token_file, stem.with_suffix(".first.lua"), count)
+            steady = load.rotating_script(t, token_file, stem.with_suffix(".steady.lua"))
+            load.run_wrk(t, one, conns, 1)  # warm-up, not counted
+            plans.append((t, one, first, steady))
+        label = f"{count:,} users"
+        for number in range(1, self.args.rounds + 1):
+            for t, one, first, steady in plans:
+                runs = [(f"{t.name}, 1 user", one, seconds)]
+                runs.append((f"{t.name}, {label}, first pass", first, first_pass_within))
+                runs.append((f"{t.name}, {label}, steady", steady, seconds))
+                for name, script, within in runs:
+                    if "first pass" in name:
+                        # Every cached token and profile has expired: each request a miss.
+                        time.sleep(CACHE_TTL + 0.5)
+                    before = cpu_of_named("postgres")
+                    sessions = postgres_sessions(server, database)
+                    result = load.run_wrk(t, script, conns, within)
+                    fig = self.users.setdefault(name, Figures(route=t.route))
+                    fig.fast.append(result)
+                    fig.db_cpu_s.append(cpu_of_named("postgres") - before)
+                    opened = postgres_sessions(server, database) - sessions
+                    fig.db_sessions.append(opened if sessions >= 0 else -1)
+                    if "first pass" in name and result.requests < count:
+                        self.notes.append(
+                            f"users: {name}: {result.requests:,} of {count:,} tokens used "
+                            f"within {within:g} s; the pass was cut there"
+                        )
+                    note(
+                        f"users round {number}: {name}: {result.rps:,.0f} req/s "
+                        f"({result.requests:,} requests)"
+                    )
+        steady_rps = [f.rps for n, f in self.users.items() if n.endswith("steady")]
+        if steady_rps:
+            back = count / max(steady_rps)
+            self.notes.append(
+                f"users: at {max(steady_rps):,.0f} req/s each of the {count:,} tokens came back "
+                f"every {back:.1f} s; chatwire reuses a token's user and a profile for "
+                f"CHATWIRE_CACHE_TTL ({CACHE_TTL:g} s by default), so "
+                + (
+                    "in the steady state too every request looked its token and profile up "
+                    "in PostgreSQL."
+                    if back > CACHE_TTL
+                    else "the steady state is served from the cache."
+                )
+            )
+        self.stop_targets(list(pair))
 
 
 def install(args: argparse.Namespace, run: Path) -> Setup:
     logs = run / "logs"
-    floor_app = PROJECT.parent / "shared" / "bench" / "floor_relay.py"
+    floor_dir = PROJECT.parent / "shared" / "bench"
+    floors = [floor_dir / "floor_relay.py", floor_dir / "floor_relay_batched.py"]
     setup = Setup(
         run=run,
         chatwire=PROJECT / ".venv" / "bin" / "chatwire",
-        floor_app=floor_app if floor_app.exists() and not args.no_floor else None,
+        floor_dir=floor_dir if all(f.exists() for f in floors) and not args.no_floor else None,
     )
-    if setup.floor_app is not None:
+    if setup.floor_dir is not None:
         setup.floor_venv = run / "floor-venv"
-        install_venv(setup.floor_venv, floor_requirements(), logs / "pip.log", "the floor relay")
+        install_venv(setup.floor_venv, floor_requirements(), logs / "pip.log", "the floor relays")
     if args.litellm:
         setup.litellm_venv = run / "litellm-venv"
         requirement = [f"litellm[proxy]=={LITELLM_VERSION}"]
         install_venv(setup.litellm_venv, requirement, logs / "pip.log", "LiteLLM's proxy")
+    if args.portkey:
+        setup.portkey_script, setup.portkey_version = install_portkey(run, logs / "npm.log")
+        note(f"Portkey's gateway {setup.portkey_version} (one Node process, whatever --workers)")
     prepare_chatwire(setup, logs / "chatwire-cli.log")
     if args.baseline:
         command = install_baseline(PROJECT, args.baseline, run, logs / "pip.log")
-        setup.baseline = Setup(run=run, chatwire=command, floor_app=None, label="base")
+        setup.baseline = Setup(run=run, chatwire=command, floor_dir=None, label="base")
         prepare_chatwire(setup.baseline, logs / "base-cli.log")
     return setup
 
 
-def header(args: argparse.Namespace, reference: str) -> str:
+def header(args: argparse.Namespace, figures: dict[str, Figures]) -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
+    refs = (
+        "chatbot-ui rows to 'floor batched', OpenAI-route rows to 'floor passthrough'"
+        if "floor batched" in figures
+        else "to 'upstream'"
+    )
     return (
         f"chatwire bench, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
         f"{platform.node()}: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}\n"
@@ -225,7 +409,7 @@ def header(args: argparse.Namespace, reference: str) -> str:
         f"req/s and last byte: wrk, {args.connections} connections, {args.deltas}-delta "
         f"replies, {args.seconds:g} s a round; first byte: 1 connection; CPU per delta: "
         f"{args.long_deltas}-delta replies; RSS per stream: slow streams. "
-        f"Ratios are to '{reference}'."
+        f"Ratios are {refs}."
     )
 
 
@@ -256,11 +440,13 @@ def main() -> int:
             upstream = start_nginx(
                 procs, run, args.deltas, args.long_deltas, args.drip_seconds, fd_limit
             )
-            bench = Bench(args, procs, setup, upstream, fd_limit, {}, [])
+            bench = Bench(args, procs, setup, upstream, fd_limit, {}, [], {})
             phases: dict[str, Callable[[], None]] = {
                 "fast": lambda: bench.throughput("fast", first_bytes=True),
                 "long": lambda: bench.throughput("long", first_bytes=False),
+                "sequential": bench.sequential,
                 "slow": bench.slow_streams,
+                "users": bench.many_users,
             }
             for phase in args.phases:
                 phases[phase]()
@@ -273,16 +459,33 @@ def main() -> int:
     finally:
         if args.run_dir is None:
             shutil.rmtree(run, ignore_errors=True)
-    reference = "floor" if "floor" in bench.figures else "upstream"
-    print(header(args, reference))
+    print(header(args, bench.figures))
     print()
-    print(table(bench.figures, reference))
-    print()
-    for line in goals(bench.figures, STREAMS_GOAL):
+    if any(f.fast or f.long or f.streams for f in bench.figures.values()):
+        print(table(bench.figures))
+        print()
+    if any(f.seq_first_s for f in bench.figures.values()):
+        print(
+            f"One connection, one request at a time ({args.sequential_requests:,} per target "
+            "and round); 'added': against the upstream called directly (its non-streamed reply "
+            "for the non-streamed rows):"
+        )
+        print()
+        print(latency_table(bench.figures))
+        print()
+    if bench.users:
+        print(
+            f"chatwire on PostgreSQL, {args.users:,} users with a token and a stored Mistral "
+            "key each; ratios to the one-user figure of the same API:"
+        )
+        print()
+        print(users_table(bench.users))
+        print()
+    for line in goals(bench.figures, STREAMS_GOAL, bench.users):
         print(f"- {line}")
-    for text in bench.notes:
+    for text in dict.fromkeys(bench.notes):
         print(f"- note: {text}")
-    for name, fig in bench.figures.items():
+    for name, fig in {**bench.figures, **bench.users}.items():
         for failure in fig.failures():
             print(f"- errors: {name}: {failure}")
     return 0

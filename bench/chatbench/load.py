@@ -1,15 +1,19 @@
 """The load: wrk for throughput, one connection for first-byte latency, many slow streams.
 
 wrk (C) drives 32 keep-alive connections and reports requests/s and the latency to the
-last byte. The first byte is timed by an aiohttp client on one connection. The slow
-streams are plain sockets (one HTTP/1.1 request each, ``Connection: close``), light enough
-that one process holds ten thousand of them.
+last byte; for many users, a Lua script gives each request the next of their tokens. The
+first and the last byte of one request at a time are timed by a blocking socket on one
+keep-alive connection (no HTTP library between the clock and the bytes). The slow streams
+are plain sockets (one HTTP/1.1 request each, ``Connection: close``), light enough that one
+process holds ten thousand of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -43,18 +47,65 @@ def wrk_script(target: Target, path: Path) -> Path:
     return path
 
 
+# Each request the next token of the file, round and round; with a limit, the script says
+# so on stderr once that many replies came back (one pass over the tokens, each used once),
+# and run_wrk interrupts wrk there: wrk then reports the time it really ran (its threads
+# stopping alone would not end the run before its duration).
+LAP_DONE = "bench: every token used once"
+_ROTATING = """
+local tokens = {{}}
+for line in io.lines("{tokens}") do tokens[#tokens + 1] = line end
+local count, next_one, answered, limit = #tokens, 0, 0, {limit}
+request = function()
+  next_one = next_one % count + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[next_one]
+  return wrk.format()
+end
+"""
+_STOP_AFTER = f"""
+response = function(status, headers, body)
+  answered = answered + 1
+  if answered == limit then
+    io.stderr:write("{LAP_DONE}\\n")
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+def rotating_script(target: Target, tokens: Path, path: Path, stop_after: int = 0) -> Path:
+    """A wrk script that sends ``target``'s request with each token of ``tokens`` in turn
+    (and, with ``stop_after``, stops after that many replies)."""
+    lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
+    lines.append(f"wrk.body = [==[{target.body.decode()}]==]")
+    script = "\n".join(lines) + _ROTATING.format(tokens=tokens, limit=stop_after)
+    path.write_text(script + (_STOP_AFTER if stop_after else ""))
+    return path
+
+
 def _ms(text: str, label: str) -> float:
     found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
     return float(found.group(1)) * _UNITS[found.group(2)] if found else float("nan")
 
 
 def run_wrk(target: Target, script: Path, connections: int, seconds: float) -> WrkRound:
+    """One wrk run (``seconds`` long, or until the script stops it)."""
     pids = tree(target.pid)
     before = cpu_seconds(pids)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s", "--latency"]
     argv += ["-s", str(script)]
-    out = subprocess.run([*argv, target.url], capture_output=True, text=True, check=True).stdout
+    wrk = subprocess.Popen(
+        [*argv, target.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert wrk.stderr is not None
+    for line in wrk.stderr:
+        if line.strip() == LAP_DONE:
+            wrk.send_signal(signal.SIGINT)
+            break
+    out, err = wrk.communicate()
     used = cpu_seconds(pids) - before
+    if wrk.returncode != 0:
+        raise RuntimeError(f"wrk failed ({wrk.returncode}) on {target.name}: {err.strip()}")
     done = re.search(r"(\d+) requests in", out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     failures = [
@@ -76,7 +127,8 @@ class ReplyBroken(Exception):
 
 async def _one(session: aiohttp.ClientSession, target: Target) -> float:
     started = time.perf_counter()
-    async with session.post(target.url, data=target.body, headers=target.headers) as resp:
+    headers = {"Content-Type": "application/json", **target.headers}
+    async with session.post(target.url, data=target.body, headers=headers) as resp:
         first = await resp.content.readany()
         took = time.perf_counter() - started
         rest = await resp.content.read()
@@ -85,12 +137,78 @@ async def _one(session: aiohttp.ClientSession, target: Target) -> float:
     return took
 
 
-async def first_bytes(target: Target, count: int) -> list[float]:
-    """Seconds to the first byte of the reply's body, one request at a time."""
-    connector = aiohttp.TCPConnector(limit=1)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await _one(session, target)  # opens the connection: not timed
-        return [await _one(session, target) for _ in range(count)]
+def _request_bytes(target: Target, keep_alive: bool) -> bytes:
+    url = urlsplit(target.url)
+    headers = "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
+    return (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n{headers}"
+        f"Content-Type: application/json\r\nContent-Length: {len(target.body)}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    ).encode() + target.body
+
+
+def _timed(sock: socket.socket, request: bytes, target: Target) -> tuple[float, float]:
+    """One request on a keep-alive connection: seconds to the first bytes of the reply's
+    body, and to its last byte (the end of a chunked body, or Content-Length reached)."""
+    clock = time.perf_counter
+    started = clock()
+    sock.sendall(request)
+    data = b""
+    while (split := data.find(b"\r\n\r\n")) < 0:
+        part = sock.recv(65536)
+        if not part:
+            raise ReplyBroken(f"{target.name} closed the connection: {data[:300]!r}")
+        data += part
+    head, body = data[:split].lower(), data[split + 4 :]
+    while not body:
+        part = sock.recv(65536)
+        if not part:
+            raise ReplyBroken(f"{target.name} ended its reply without a body: {head!r}")
+        body = part
+    first = clock()
+    length = re.search(rb"\r\ncontent-length: *(\d+)", head)
+    parts = [body]
+    if length is not None:
+        left = int(length.group(1)) - len(body)
+        while left > 0:
+            part = sock.recv(65536)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+    else:
+        # Chunked: until the last chunk (a chunk's data never ends in "\r\n0\r\n\r\n"
+        # on its own: the chunk's closing CRLF comes after it).
+        tail = body[-16:]
+        while not (tail.endswith(b"\r\n0\r\n\r\n") or tail == b"0\r\n\r\n"):
+            part = sock.recv(65536)
+            if not part:
+                break
+            parts.append(part)
+            tail = (tail + part)[-16:]
+    last = clock()
+    whole = b"".join(parts)
+    if not head.startswith(b"http/1.1 200") or target.done not in whole:
+        raise ReplyBroken(f"{target.name} answered {head[:40]!r}: {whole[:300]!r}")
+    return first - started, last - started
+
+
+def sequential(target: Target, count: int) -> tuple[list[float], list[float]]:
+    """``count`` requests one after another on one connection (after one not timed, which
+    opens it): seconds to each reply's first body bytes, and to its last byte."""
+    url = urlsplit(target.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    request = _request_bytes(target, keep_alive=True)
+    firsts, lasts = [], []
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _timed(sock, request, target)
+        for _ in range(count):
+            first, last = _timed(sock, request, target)
+            firsts.append(first)
+            lasts.append(last)
+    return firsts, lasts
 
 
 async def check(target: Target) -> None:
@@ -159,13 +277,7 @@ async def hold_streams(
 ) -> StreamsResult:
     """Open ``count`` streams to a slow upstream and read each to its end, sampling the
     server's resident memory all along."""
-    url = urlsplit(target.url)
-    headers = "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
-    request = (
-        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n{headers}"
-        f"Content-Type: application/json\r\nContent-Length: {len(target.body)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode() + target.body
+    request = _request_bytes(target, keep_alive=False)
     pids = tree(target.pid)
     base = rss_bytes(pids)
     s = _Streams()

@@ -1,12 +1,20 @@
 """The servers compared, each started as a user would start it, against the fake upstream.
 
 - ``upstream``: nginx itself, called directly (what any relay adds is measured against it)
-- ``floor``: ../shared/bench/floor_relay.py when present, in a virtual environment of its
-  own with the same uvicorn, uvloop, httptools and aiohttp versions as chatwire's
+- the floors, from ../shared/bench when present, in a virtual environment of their own with
+  the same uvicorn, uvloop, httptools and aiohttp versions as chatwire's:
+  ``floor batched`` (floor_relay_batched.py's chatbot-ui relay: one write per upstream read,
+  the response started with the first text), ``floor passthrough`` (the same server's
+  ``/v1/chat/completions``: the body upstream as is, the SSE bytes back as they came) and
+  ``floor per-delta`` (floor_relay.py: one write per delta)
 - ``chatwire api`` and ``chatwire v1``: ``chatwire serve``, with its own data directory, a
   user and token made with the chatwire CLI, and that user's Mistral key stored
 - ``litellm``: LiteLLM's proxy (only with --litellm), pinned, in a virtual environment of
   its own under the run directory, never a dependency of chatwire
+- ``portkey``: Portkey's gateway (only with --portkey), the newest ``@portkey-ai/gateway``
+  installed with npm under the run directory and run with Node, reaching the upstream as an
+  OpenAI-compatible custom host; when its streamed replies fail, its non-streamed route,
+  ``portkey (non-streamed)``, against the upstream's non-streamed reply
 - ``base api`` and ``base v1`` (only with --baseline REF): chatwire as it was at the git
   commit REF, installed from that commit's tree into a virtual environment of its own, set up
   and called as the working tree's chatwire is, so a change is measured against its starting
@@ -21,6 +29,8 @@ import secrets
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +39,9 @@ from chatbench.procs import Processes, free_port, wait_for_port
 from chatbench.upstream import LAST_WORDS, MODEL
 
 LITELLM_VERSION = "1.108.0"
+PORTKEY_PACKAGE = "@portkey-ai/gateway"
+# What Portkey answers a streamed chat through a custom host, up to at least 1.15.2.
+PORTKEY_STREAM_FAILURE = b"Something went wrong"
 _MESSAGES = [
     {"role": "system", "content": "You are helpful."},
     {"role": "user", "content": "Say hello"},
@@ -38,8 +51,8 @@ CHATBOT_UI_BODY = json.dumps(
 ).encode()
 
 
-def openai_body(model: str) -> bytes:
-    return json.dumps({"model": model, "messages": _MESSAGES, "stream": True}).encode()
+def openai_body(model: str, stream: bool = True) -> bytes:
+    return json.dumps({"model": model, "messages": _MESSAGES, "stream": stream}).encode()
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,11 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     # Sockets the server holds per open stream (a relay holds the client's and the upstream's).
     sockets_per_stream: int = 2
+    # Which front door it stands for: "api" (chatbot-ui's route) or "v1" (the OpenAI route);
+    # each is compared with its own floor.
+    route: str = "v1"
+    # False: a non-streamed reply (one JSON body), compared with the upstream's such reply.
+    streamed: bool = True
 
 
 @dataclass
@@ -63,9 +81,13 @@ class Setup:
 
     run: Path
     chatwire: Path  # the chatwire command of the project's .venv
-    floor_app: Path | None
+    # ../shared/bench, with floor_relay.py and floor_relay_batched.py, when present.
+    floor_dir: Path | None
     floor_venv: Path | None = None
     litellm_venv: Path | None = None
+    # Portkey's start-server.js and its version, when installed (--portkey).
+    portkey_script: Path | None = None
+    portkey_version: str = ""
     token: str = ""
     data_dir: Path = field(default_factory=Path)
     # The other chatwire measured beside this one (--baseline), with its own setup.
@@ -76,7 +98,7 @@ class Setup:
 
 def _clean_env() -> dict[str, str]:
     """The environment without chatwire settings or provider keys of the caller's own."""
-    drop = ("CHATWIRE_", "MISTRAL_", "OPENAI_", "LITELLM_")
+    drop = ("CHATWIRE_", "MISTRAL_", "OPENAI_", "LITELLM_", "PORTKEY_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
@@ -157,8 +179,15 @@ def floor_requirements() -> list[str]:
 
 
 def start_chatwire(
-    procs: Processes, setup: Setup, upstream: str, workers: int
+    procs: Processes,
+    setup: Setup,
+    upstream: str,
+    workers: int,
+    extra_env: dict[str, str] | None = None,
+    token: str | None = None,
 ) -> tuple[Target, Target]:
+    """``chatwire serve`` against ``upstream``; its chatbot-ui and /v1 targets (called with
+    the setup's token, or ``token``)."""
     port = free_port()
     env = {
         **_clean_env(),
@@ -169,11 +198,12 @@ def start_chatwire(
         "CHATWIRE_MAX_STREAMS_PER_USER": "0",
         # ...and its one address for the many clients (thousands of slow streams at once).
         "CHATWIRE_MAX_CONNECTIONS_PER_CLIENT": "0",
+        **(extra_env or {}),
     }
     argv = [str(setup.chatwire), "serve", "--port", str(port), "--workers", str(workers)]
     process = procs.start(setup.label, argv, env=env, cwd=setup.run)
     wait_for_port(port, process, setup.label, 60)
-    auth = {"Authorization": f"Bearer {setup.token}"}
+    auth = {"Authorization": f"Bearer {token or setup.token}"}
     base = f"http://127.0.0.1:{port}"
     api = Target(
         f"{setup.label} api",
@@ -182,6 +212,7 @@ def start_chatwire(
         process.pid,
         LAST_WORDS.encode(),
         auth,
+        route="api",
     )
     v1 = Target(
         f"{setup.label} v1",
@@ -194,15 +225,18 @@ def start_chatwire(
     return api, v1
 
 
-def start_floor(procs: Processes, setup: Setup, upstream: str, workers: int) -> Target:
-    assert setup.floor_app is not None
+def _uvicorn_floor(
+    procs: Processes, setup: Setup, module: str, name: str, upstream: str, workers: int
+) -> tuple[int, int]:
+    """One of ../shared/bench's floor apps under uvicorn; its port and process id."""
+    assert setup.floor_dir is not None
     assert setup.floor_venv is not None
     port = free_port()
     argv = [
         str(setup.floor_venv / "bin" / "uvicorn"),
-        "floor_relay:app",
+        f"{module}:app",
         "--app-dir",
-        str(setup.floor_app.parent),
+        str(setup.floor_dir),
         "--host",
         "127.0.0.1",
         "--port",
@@ -217,10 +251,43 @@ def start_floor(procs: Processes, setup: Setup, upstream: str, workers: int) -> 
         "--log-level",
         "warning",
     ]
-    process = procs.start("floor", argv, env={**_clean_env(), "UPSTREAM": upstream})
-    wait_for_port(port, process, "floor relay", 30)
-    url = f"http://127.0.0.1:{port}/api/chat/mistral"
-    return Target("floor", url, CHATBOT_UI_BODY, process.pid, LAST_WORDS.encode())
+    process = procs.start(name, argv, env={**_clean_env(), "UPSTREAM": upstream})
+    wait_for_port(port, process, module, 30)
+    return port, process.pid
+
+
+def start_floors(
+    procs: Processes, setup: Setup, upstream: str, workers: int, per_delta: bool = True
+) -> list[Target]:
+    """The batched floor's two routes (one server) and, with ``per_delta``, the first floor."""
+    port, pid = _uvicorn_floor(procs, setup, "floor_relay_batched", "floor", upstream, workers)
+    base = f"http://127.0.0.1:{port}"
+    targets = [
+        Target(
+            "floor batched",
+            f"{base}/api/chat/mistral",
+            CHATBOT_UI_BODY,
+            pid,
+            LAST_WORDS.encode(),
+            route="api",
+        ),
+        Target(
+            "floor passthrough",
+            f"{base}/v1/chat/completions",
+            openai_body(MODEL),
+            pid,
+            b"data: [DONE]",
+        ),
+    ]
+    if per_delta:
+        port, pid = _uvicorn_floor(
+            procs, setup, "floor_relay", "floor-per-delta", upstream, workers
+        )
+        url = f"http://127.0.0.1:{port}/api/chat/mistral"
+        targets.append(
+            Target("floor per-delta", url, CHATBOT_UI_BODY, pid, LAST_WORDS.encode(), route="api")
+        )
+    return targets
 
 
 def start_litellm(procs: Processes, setup: Setup, upstream: str, workers: int) -> Target:
@@ -273,12 +340,174 @@ def start_litellm(procs: Processes, setup: Setup, upstream: str, workers: int) -
     return Target("litellm", url, openai_body(MODEL), process.pid, b"data: [DONE]", auth)
 
 
-def upstream_target(base_url: str, pid: int) -> Target:
+def upstream_target(base_url: str, pid: int, streamed: bool = True) -> Target:
     return Target(
-        "upstream",
+        "upstream" if streamed else "upstream (non-streamed)",
         f"{base_url}/chat/completions",
-        openai_body(MODEL),
+        openai_body(MODEL, streamed),
         pid,
-        b"data: [DONE]",
+        b"data: [DONE]" if streamed else LAST_WORDS.encode(),
         sockets_per_stream=1,
+        streamed=streamed,
     )
+
+
+def non_streamed(target: Target) -> Target:
+    """A /v1 target asking for the whole reply at once (``stream: false``)."""
+    body = json.loads(target.body)
+    body["stream"] = False
+    return Target(
+        f"{target.name} (non-streamed)",
+        target.url,
+        json.dumps(body).encode(),
+        target.pid,
+        LAST_WORDS.encode(),
+        target.headers,
+        streamed=False,
+    )
+
+
+def install_portkey(run: Path, log: Path) -> tuple[Path, str]:
+    """The newest Portkey gateway from npm, under the run directory (kept while the run
+    directory is); its start-server.js and version."""
+    where = run / "portkey"
+    package = where / "node_modules" / PORTKEY_PACKAGE
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise RuntimeError("--portkey needs Node.js and npm (apt-get install nodejs npm)")
+    if not (where / ".bench-installed").exists():
+        print(f"bench: installing {PORTKEY_PACKAGE} into {where} (npm) ...", file=sys.stderr)
+        where.mkdir(parents=True, exist_ok=True)
+        argv = ["npm", "install", "--prefix", str(where), "--no-audit", "--no-fund"]
+        argv += ["--no-save", f"{PORTKEY_PACKAGE}@latest"]
+        with log.open("ab") as out:
+            if subprocess.run(argv, stdout=out, stderr=out, check=False).returncode != 0:
+                raise RuntimeError(f"installing {PORTKEY_PACKAGE} failed: see {log}")
+        (where / ".bench-installed").write_text("")
+    version = json.loads((package / "package.json").read_text())["version"]
+    return package / "build" / "start-server.js", str(version)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    # A loopback http:// URL the bench made itself.
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def start_portkey(
+    procs: Processes, setup: Setup, streamed: str, whole: str, notes: list[str]
+) -> Target:
+    """Portkey's gateway, reaching the upstream as an OpenAI-compatible custom host.
+
+    A streamed chat is tried first, against ``streamed`` (the upstream's SSE reply). When it
+    fails as Portkey's custom-host streaming is known to (500 "Something went wrong"), that
+    is noted and its non-streamed route is measured instead, against ``whole`` (the
+    upstream's non-streamed reply)."""
+    assert setup.portkey_script is not None
+    port = free_port()
+    # Production: no log console, nothing but the gateway itself.
+    env = {**_clean_env(), "NODE_ENV": "production"}
+    argv = ["node", str(setup.portkey_script), f"--port={port}", "--headless"]
+    process = procs.start("portkey", argv, env=env, cwd=setup.run)
+    wait_for_port(port, process, "Portkey gateway", 60)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+    def headers(base: str) -> dict[str, str]:
+        return {
+            "Authorization": "Bearer bench-upstream-key",
+            "x-portkey-provider": "openai",
+            "x-portkey-custom-host": base,
+        }
+
+    target = Target(
+        "portkey", url, openai_body(MODEL), process.pid, b"data: [DONE]", headers(streamed)
+    )
+    status, reply = _post(url, target.body, target.headers)
+    if status == 200 and target.done in reply:
+        return target
+    log = setup.run / "logs" / "portkey.log"
+    seen = log.read_text(errors="replace") if log.exists() else ""
+    why = " (its log: TypeError: immutable, in updateHeaders)" if "immutable" in seen else ""
+    if status == 500 and PORTKEY_STREAM_FAILURE in reply:
+        known = "Portkey's known issues #1389 and #1550"
+    else:
+        known = "not the known failure of its issues #1389 and #1550"
+    notes.append(
+        f"portkey {setup.portkey_version}: a streamed chat through a custom host answered "
+        f"{status} {reply[:120]!r}{why}; {known}. Its non-streamed route is measured instead, "
+        "against the upstream's non-streamed reply: 'portkey (non-streamed)'."
+    )
+    return Target(
+        "portkey (non-streamed)",
+        url,
+        openai_body(MODEL, stream=False),
+        process.pid,
+        LAST_WORDS.encode(),
+        headers(whole),
+        streamed=False,
+    )
+
+
+def asyncpg_url(server: str) -> str:
+    """``postgresql://...`` as SQLAlchemy names it with chatwire's driver."""
+    return server.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def postgres_database(server: str, statement: str, **params: str) -> object:
+    """Run one statement on the PostgreSQL server's maintenance database, outside a
+    transaction (as CREATE and DROP DATABASE must be); the first column of its first row."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> object:
+        engine = create_async_engine(
+            f"{asyncpg_url(server)}/postgres",
+            isolation_level="AUTOCOMMIT",
+            connect_args={"timeout": 10},
+        )
+        try:
+            async with engine.connect() as connection:
+                result = await connection.execute(text(statement), params)
+                return result.scalar() if result.returns_rows else None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def postgres_sessions(server: str, database: str) -> int:
+    """Connections ever opened to ``database`` (pg_stat_database.sessions, PostgreSQL 14+;
+    -1 when the server does not count them)."""
+    try:
+        found = postgres_database(
+            server, "SELECT sessions FROM pg_stat_database WHERE datname = :name", name=database
+        )
+    except Exception:  # an older server: no such column
+        return -1
+    return int(found) if isinstance(found, int) else -1
+
+
+def make_users(setup: Setup, database_url: str, count: int, log: Path) -> list[str]:
+    """``count`` users with a token and a stored Mistral key each, in chatwire's database,
+    through chatwire's own store (chatbench.make_users, run by chatwire's Python); their
+    tokens, in order."""
+    tokens = setup.run / "users-tokens.txt"
+    python = setup.chatwire.parent / "python"
+    env = {
+        **_clean_env(),
+        "CHATWIRE_DATA_DIR": str(setup.data_dir),
+        "CHATWIRE_DATABASE_URL": database_url,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    argv = [str(python), "-m", "chatbench.make_users", str(count), str(tokens)]
+    with log.open("ab") as out:
+        done = subprocess.run(argv, env=env, cwd=setup.run, stdout=out, stderr=out, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"making {count:,} users failed: see {log}")
+    return tokens.read_text().split()

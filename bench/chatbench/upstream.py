@@ -2,8 +2,9 @@
 
 nginx is C and serves a file from memory, so the upstream is never what limits a relay.
 One server block per reply kind, each on its own port: ``fast`` (a short reply), ``long``
-(many deltas, to measure the cost per delta) and ``slow`` (the short reply dripped at a
-fixed byte rate, to hold many streams open at once).
+(many deltas, to measure the cost per delta), ``slow`` (the short reply dripped at a
+fixed byte rate, to hold many streams open at once) and ``json`` (the short reply's text as
+one non-streamed ``chat.completion``, for a server that cannot stream through a custom host).
 """
 
 from __future__ import annotations
@@ -48,6 +49,26 @@ def sse_reply(deltas: int) -> bytes:
     return "".join(parts).encode()
 
 
+def json_reply(deltas: int) -> bytes:
+    """The same answer as ``sse_reply(deltas)``, not streamed: one ``chat.completion``."""
+    text = "".join(f" tok{i}" for i in range(deltas - 1)) + LAST_WORDS
+    body = {
+        "id": "cmpl-0123456789abcdef0123456789abcdef",
+        "object": "chat.completion",
+        "created": 1732548656,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": deltas, "total_tokens": 12 + deltas},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 @dataclass(frozen=True)
 class Upstream:
     """Where each reply kind is served: ``base_url(kind)`` is a Mistral API base."""
@@ -63,7 +84,7 @@ _SERVER = """
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = /v1/chat/completions {{
-      default_type text/event-stream;
+      default_type {mime};
       client_max_body_size 10m;
       alias {file};
       {rate}
@@ -104,21 +125,28 @@ def start_nginx(
     max_fds: int,
 ) -> Upstream:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    files = {"fast": run / "reply-short.sse", "long": run / "reply-long.sse"}
+    files = {
+        "fast": run / "reply-short.sse",
+        "long": run / "reply-long.sse",
+        "json": run / "reply-short.json",
+    }
     files["fast"].write_bytes(sse_reply(short_deltas))
     files["long"].write_bytes(sse_reply(long_deltas))
+    files["json"].write_bytes(json_reply(short_deltas))
     size = files["fast"].stat().st_size
     # nginx's rate limit is per connection: the short reply lasts about drip_seconds.
     drip_rate = max(1, int(size / drip_seconds))
+    sse, json_type = "text/event-stream", "application/json"
     plans = {
-        "fast": (files["fast"], ""),
-        "long": (files["long"], ""),
-        "slow": (files["fast"], f"limit_rate {drip_rate};"),
+        "fast": (files["fast"], "", sse),
+        "long": (files["long"], "", sse),
+        "slow": (files["fast"], f"limit_rate {drip_rate};", sse),
+        "json": (files["json"], "", json_type),
     }
     ports = {kind: free_port() for kind in plans}
     servers = "".join(
-        _SERVER.format(port=ports[kind], file=file, rate=rate)
-        for kind, (file, rate) in plans.items()
+        _SERVER.format(port=ports[kind], file=file, rate=rate, mime=mime)
+        for kind, (file, rate, mime) in plans.items()
     )
     config = run / "nginx.conf"
     config.write_text(
