@@ -22,8 +22,8 @@ from chatwire.store.db import alembic_config, make_engine, normalize_url, upgrad
 from chatwire.store.models import Base, CredentialRow, ProfileRow
 
 T = TypeVar("T")
-TABLES = {"users", "api_tokens", "profiles", "credentials", "custom_models"}
-HEAD = "0002"
+TABLES = {"users", "api_tokens", "profiles", "credentials", "custom_models", "web_sessions", "web_chats"}
+HEAD = "0005"
 
 
 def mode(path: Path) -> int:

@@ -88,10 +88,14 @@ class ChatPipeline:
             hops = 0 if heads.via is None else check_hops(heads.via)
             authorization = heads.authorization
             client = scope.get("client")
-            user = await services.auth.user_for_authorization(
-                authorization.decode("latin-1") if authorization is not None else None,
-                client[0] if client else "",
-            )
+            if authorization is not None:
+                user = await services.auth.user_for_authorization(
+                    authorization.decode("latin-1"), client[0] if client else ""
+                )
+            else:  # chatwire's own chat page: its session cookie and CSRF token
+                user = await services.auth.user_for_browser(
+                    scope["headers"], "POST", client[0] if client else ""
+                )
             with services.admission.admit(user.id) as place:
                 settings = services.settings
                 # The chat's one timer, for its body, its first byte and its whole time.

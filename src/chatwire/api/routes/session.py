@@ -1,0 +1,87 @@
+"""/api/session: a browser signs in to chatwire's own pages with a bearer token, and out.
+
+Signing in trades a token for a session cookie (HttpOnly, SameSite=Strict, Secure over
+TLS) and the session's CSRF token, which the pages send in ``X-CSRF-Token`` with every
+request that changes something (``api.auth``). The token itself is not kept by the browser.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+from chatwire.api.auth import CSRF_HEADER, SESSION_COOKIE, csrf_token, session_cookie
+from chatwire.api.deps import CurrentUser, ServicesDep
+from chatwire.errors import RequestInvalid
+
+router = APIRouter(prefix="/api", tags=["web session"])
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class SessionPublic(BaseModel):
+    """Who is signed in, and the CSRF token to send in ``X-CSRF-Token`` (none for a
+    request made with a bearer token, which needs none)."""
+
+    user: str
+    csrf_token: str | None
+    csrf_header: str = CSRF_HEADER
+
+
+@router.post("/session", status_code=201)
+async def sign_in(
+    body: SignIn, request: Request, response: Response, services: ServicesDep
+) -> SessionPublic:
+    # A form on another site cannot send JSON without the browser asking first: with this,
+    # no page elsewhere can sign a visitor in to an account of its choosing.
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise RequestInvalid('Sign in with a JSON body: {"token": "<your chatwire token>"}.')
+    client = request.client.host if request.client is not None else ""
+    user = await services.auth.user_for_authorization(f"Bearer {body.token}", client)
+    days = services.settings.session_days
+    session = await services.web.create_session(user.id, timedelta(days=days))
+    response.set_cookie(
+        SESSION_COOKIE,
+        session,
+        max_age=int(days * 86400),
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return SessionPublic(user=user.name, csrf_token=csrf_token(session))
+
+
+@router.get("/session")
+async def read_session(user: CurrentUser, request: Request) -> SessionPublic:
+    session = (
+        None if "authorization" in request.headers else session_cookie(request.scope["headers"])
+    )
+    return SessionPublic(user=user.name, csrf_token=csrf_token(session) if session else None)
+
+
+@router.delete("/session", status_code=204)
+async def sign_out(user: CurrentUser, request: Request, services: ServicesDep) -> Response:
+    """Ends the session server-side: its cookie no longer signs anyone in, anywhere."""
+    session = (
+        None if "authorization" in request.headers else session_cookie(request.scope["headers"])
+    )
+    if session is not None:
+        await services.web.end_session(session)
+        services.auth.session_ended(session)
+    response = Response(status_code=204)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
