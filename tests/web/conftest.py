@@ -89,7 +89,13 @@ async def sign_in(page: Page, server: Running, token: str | None = None) -> None
     await page.goto(server.url + "/")
     await page.get_by_label("Your chatwire token").fill(token or server.token)
     await page.keyboard.press("Enter")
+    await chat_page_ready(page)
+
+
+async def chat_page_ready(page: Page) -> None:
+    """The chat page shown, its models listed."""
     await page.locator("#prompt").wait_for()
+    await page.locator("#model option").first.wait_for(state="attached")
 
 
 async def slow_fake(reply: str, token_delay: float) -> FakeMistral:

@@ -11,7 +11,7 @@ from pathlib import Path
 from playwright.async_api import Page, expect
 
 from tests.conftest import Running, ServerFactory
-from tests.web.conftest import NewPage, sign_in, slow_fake
+from tests.web.conftest import NewPage, chat_page_ready, sign_in, slow_fake
 
 WORDS = " ".join(f"word{n}" for n in range(1, 41))
 
@@ -120,7 +120,7 @@ async def test_a_past_chat_is_seen_from_another_browser_and_deleted_for_both(
     await second.get_by_role("button", name="Delete chat Remember the lighthouse").click()
     await expect(listed).to_have_count(0)
     await first.reload()
-    await first.locator("#prompt").wait_for()
+    await chat_page_ready(first)
     await expect(first.locator("#chat-list")).to_have_text("None yet")
 
 
@@ -141,7 +141,7 @@ async def test_a_reply_renders_markdown_and_never_markup(
         body = page.locator(".message.assistant .body").last
         await expect(body.locator("pre code")).to_have_text("print('<b>hi</b>')")
         await expect(body.locator("strong")).to_have_text("bold")
-        await expect(body).to_contain_text('<img src=x onerror="document.title=\'owned\'">')
+        await expect(body).to_contain_text("<img src=x onerror=\"document.title='owned'\">")
         assert await body.locator("img, script, b").count() == 0
         links = body.get_by_role("link")
         await expect(links).to_have_count(1)

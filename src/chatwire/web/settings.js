@@ -11,9 +11,9 @@ const WORDS = {
 
 /** "mistral_api_key" -> "Mistral API key". */
 export function labelOf(name) {
-  const words = name.split("_").map((w) => WORDS[w] || w);
-  const text = words.join(" ").replace(/\bAPI key\b/i, "API key").replace(/ key$/, " key");
-  return text.charAt(0).toUpperCase() + text.slice(1);
+  const [first, ...rest] = name.split("_");
+  const head = WORDS[first] || first.charAt(0).toUpperCase() + first.slice(1);
+  return [head, ...rest.map((w) => WORDS[w] || w)].join(" ");
 }
 
 export async function settingsPage(main) {
