@@ -55,7 +55,9 @@ async def test_the_session_is_stored_hashed(server: Running, browser: Browser) -
     ("body", "status", "message"),
     [
         ({"token": "cw_unknown"}, 401, "The bearer token is unknown or has been revoked."),
-        ({}, 400, "Invalid request: token: Field required"),
+        ({}, 400, "Sign in with either a token or a sign-in link's code."),
+        ({"token": "cw_x", "link": "y"}, 400, "Sign in with either a token or a sign-in link's"),
+        ({"link": "not-a-link"}, 401, "This sign-in link has been used or has expired"),
         ({"token": ""}, 400, "Invalid request: token: String should have at least 1 character"),
     ],
 )

@@ -22,7 +22,15 @@ from chatwire.store.db import alembic_config, make_engine, normalize_url, upgrad
 from chatwire.store.models import Base, CredentialRow, ProfileRow
 
 T = TypeVar("T")
-TABLES = {"users", "api_tokens", "profiles", "credentials", "custom_models", "web_sessions", "web_chats"}
+TABLES = {
+    "users",
+    "api_tokens",
+    "profiles",
+    "credentials",
+    "custom_models",
+    "web_sessions",
+    "web_chats",
+}
 HEAD = "0005"
 
 

@@ -4,13 +4,16 @@ cancels the upstream, errors shown as chatwire words them, past chats on the ser
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.async_api import Page, expect
+from playwright.async_api import FilePayload, Page, expect
 
 from tests.conftest import Running, ServerFactory
+from tests.fakes.fake_mistral import FakeMistral
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.web.conftest import NewPage, chat_page_ready, sign_in, slow_fake
 
 WORDS = " ".join(f"word{n}" for n in range(1, 41))
@@ -149,3 +152,72 @@ async def test_a_reply_renders_markdown_and_never_markup(
         assert await page.title() == "chatwire"
     finally:
         await upstream.stop()
+
+
+# A 1x1 PNG.
+DOT = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
+
+async def test_an_image_goes_to_a_model_that_takes_images(
+    make_server: ServerFactory, new_page: NewPage
+) -> None:
+    upstream = FakeOpenAI(api_key="fake-openai-key-0123456789")
+    await upstream.start()
+    try:
+        server = await make_server(
+            openai_base_url=upstream.base_url, openai_api_key="fake-openai-key-0123456789"
+        )
+        page = await new_page()
+        await sign_in(page, server)
+        await page.get_by_label("Model").select_option("mistral/mistral-small-latest")
+        await expect(page.get_by_text("Attach images")).to_be_hidden()
+        await page.get_by_label("Model").select_option("openai/gpt-4o")
+        await page.get_by_label("Attach images").set_input_files(
+            FilePayload(name="dot.png", mimeType="image/png", buffer=DOT)
+        )
+        await expect(page.get_by_role("img", name="attachment 1")).to_be_visible()
+        await page.get_by_label("Message").fill("What is in this picture?")
+        await page.keyboard.press("Enter")
+        await expect(page.locator(".message.assistant .body")).to_have_text(
+            "Hello! You said: What is in this picture?"
+        )
+        await expect(page.locator(".message.user img")).to_have_count(1)
+        sent = upstream.requests[-1].json["messages"][-1]["content"]
+        assert sent == [
+            {"type": "text", "text": "What is in this picture?"},
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/png;base64," + base64.b64encode(DOT).decode()},
+            },
+        ]
+    finally:
+        await upstream.stop()
+
+
+async def test_retry_asks_again_after_a_failure(
+    server: Running, fake: FakeMistral, new_page: NewPage
+) -> None:
+    page = await new_page()
+    await sign_in(page, server)
+    fake.fail_next(503)
+    await ask(page, "Are you there?")
+    await expect(page.locator(".message.assistant").get_by_role("alert")).to_be_visible()
+    await page.get_by_role("button", name="Retry").click()
+    await expect(page.locator(".message.assistant .body")).to_have_text(
+        "Hello! You said: Are you there?"
+    )
+    await expect(page.locator(".message.assistant")).to_have_count(1)
+
+
+async def test_new_chat_starts_an_empty_conversation(server: Running, new_page: NewPage) -> None:
+    page = await new_page()
+    await sign_in(page, server)
+    await ask(page, "First question")
+    await expect(page.locator("#chat-list")).to_contain_text("First question")
+    await page.get_by_role("button", name="New chat").click()
+    await expect(page.locator(".message")).to_have_count(0)
+    await ask(page, "Second question")
+    await expect(page.locator("#chat-list")).to_contain_text("Second question")
+    await expect(page.locator("#chat-list li")).to_have_count(2)

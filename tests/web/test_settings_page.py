@@ -8,6 +8,8 @@ from pathlib import Path
 import httpx
 from playwright.async_api import expect
 
+from chatwire.cli import open_store
+from chatwire.cli.accounts import sign_in_code, sign_in_url
 from tests.conftest import FAKE_KEY, Running, ServerFactory
 from tests.web.conftest import NewPage, chat_page_ready, sign_in
 
@@ -148,13 +150,24 @@ async def test_a_wrong_token_is_refused_with_the_apis_words(
     )
 
 
-async def test_a_sign_in_link_signs_in_and_leaves_the_address_bar(
+async def test_a_sign_in_link_signs_in_once_and_leaves_the_address_bar(
     server: Running, new_page: NewPage
 ) -> None:
+    async with open_store(server.settings) as store:
+        code = await sign_in_code(store, "alice")
+    assert code is not None
+    port = server.settings.port
+    assert sign_in_url(server.settings, code) == f"http://127.0.0.1:{port}/#signin={code}"
     page = await new_page()
-    await page.goto(f"{server.url}/#token={server.token}")
+    await page.goto(f"{server.url}/#signin={code}")
     await chat_page_ready(page)
     assert page.url == server.url + "/"
+    other = await new_page()
+    await other.goto(f"{server.url}/#signin={code}")
+    await expect(other.locator("#sign-in-error")).to_have_text(
+        "This sign-in link has been used or has expired; make another with "
+        "'chatwire users link NAME', or sign in with a token."
+    )
 
 
 async def test_the_chat_page_at_phone_width(

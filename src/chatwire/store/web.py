@@ -1,8 +1,9 @@
 """The web pages' records: browser sessions and past chats, one short transaction each.
 
 A session's cookie is a random secret of its own (not a bearer token); only its SHA-256 is
-stored, with when it expires. Signing out deletes the row. Every chat query filters by its
-user's id, so one user can neither read nor change another's chats.
+stored, with when it expires. Signing out deletes the row. A sign-in link carries the code
+of a session made for it, which signing in with it uses up (``redeem_link``). Every chat
+query filters by its user's id, so one user can neither read nor change another's chats.
 """
 
 from __future__ import annotations
@@ -89,6 +90,14 @@ class WebStore:
         if row is None or not hmac.compare_digest(row.token_hash, wanted):
             return None
         return UserRecord(id=row.id, name=row.name)
+
+    async def redeem_link(self, code: str) -> UserRecord | None:
+        """The user of a sign-in link's code (a session never handed to a browser), which
+        is used up: a second use finds nothing."""
+        user = await self.user_for_session(code)
+        if user is None or not await self.end_session(code):
+            return None  # expired, unknown, or redeemed at the same moment elsewhere
+        return user
 
     async def end_session(self, token: str) -> bool:
         async with self._begin() as session:

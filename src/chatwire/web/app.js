@@ -62,8 +62,8 @@ function signInPage(message = "") {
   token.focus();
 }
 
-async function signIn(token) {
-  const info = await json("POST", "/api/session", { token });
+async function signIn(token, link) {
+  const info = await json("POST", "/api/session", link ? { link } : { token });
   signedIn(info);
   await show();
 }
@@ -83,13 +83,13 @@ window.addEventListener("hashchange", () => {
 });
 
 async function start() {
-  // A sign-in link carries a token in its fragment (never sent to a server nor logged):
-  // it is traded for a session and taken out of the address bar at once.
-  const link = /^#token=([\w-]+)$/.exec(location.hash);
+  // A sign-in link carries a one-time code in its fragment (never sent to a server nor
+  // logged): it is traded for a session and taken out of the address bar at once.
+  const link = /^#signin=([\w-]+)$/.exec(location.hash);
   if (link) {
     history.replaceState(null, "", location.pathname);
     try {
-      return await signIn(link[1]);
+      return await signIn(null, link[1]);
     } catch (failure) {
       return signInPage(failure.message);
     }

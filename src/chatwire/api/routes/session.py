@@ -15,14 +15,22 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from chatwire.api.auth import CSRF_HEADER, SESSION_COOKIE, csrf_token, session_cookie
 from chatwire.api.deps import CurrentUser, ServicesDep
+from chatwire.errors import AuthenticationRequired, RequestInvalid
 
 router = APIRouter(prefix="/api", tags=["web session"])
 
 
+Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 class SignIn(BaseModel):
+    """One of: a bearer token, pasted; a sign-in link's code (``chatwire serve`` prints a
+    link on first start, ``chatwire users link NAME`` makes one), which works once."""
+
     model_config = ConfigDict(extra="forbid")
 
-    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    token: Secret | None = None
+    link: Secret | None = None
 
 
 class SessionPublic(BaseModel):
@@ -42,7 +50,18 @@ async def sign_in(
     another site can sign a visitor in to an account of its choosing without the browser
     asking this origin first."""
     client = request.client.host if request.client is not None else ""
-    user = await services.auth.user_for_authorization(f"Bearer {body.token}", client)
+    if (body.token is None) == (body.link is None):
+        raise RequestInvalid("Sign in with either a token or a sign-in link's code.")
+    if body.token is not None:
+        user = await services.auth.user_for_authorization(f"Bearer {body.token}", client)
+    else:
+        found = await services.web.redeem_link(body.link or "")
+        if found is None:
+            raise AuthenticationRequired(
+                "This sign-in link has been used or has expired; make another with "
+                "'chatwire users link NAME', or sign in with a token."
+            )
+        user = found
     days = services.settings.session_days
     session = await services.web.create_session(user.id, timedelta(days=days))
     response.set_cookie(
