@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from chatwire.cli import open_store
 from tests.conftest import Running, ServerFactory
 
@@ -69,10 +71,30 @@ async def test_bad_chats_are_refused_with_a_message(server: Running) -> None:
             "images",
         ),
         ({"title": "t", "model": "m", "extra": 1}, "extra"),
+        ({"title": "a\u0000b", "model": "m"}, "control characters"),
+        ({"title": "t", "model": "\ud800"}, "model"),
+        (
+            {"title": "t", "model": "m", "messages": [{"role": "user", "content": "\ud800"}]},
+            "surrogates",
+        ),
     ]:
-        answer = await server.client.post(CHATS, json=body, headers=server.auth)
+        # As JSON escapes: the client's own encoder refuses a lone surrogate.
+        answer = await server.client.post(
+            CHATS,
+            content=json.dumps(body),
+            headers={**server.auth, "Content-Type": "application/json"},
+        )
         assert answer.status_code == 400, body
         assert words in answer.json()["message"]
+
+
+async def test_any_text_in_a_message_is_kept_as_sent(server: Running) -> None:
+    text = "nul \u0000, emoji \U0001f600, <script>"
+    body = {"title": "t", "model": "m", "messages": [{"role": "user", "content": text}]}
+    made = await server.client.post(CHATS, json=body, headers=server.auth)
+    assert made.status_code == 201, made.text
+    read = await server.client.get(f"{CHATS}/{made.json()['id']}", headers=server.auth)
+    assert json.loads(read.content)["messages"][0]["content"] == text
 
 
 async def test_chats_past_the_cap_are_refused(make_server: ServerFactory) -> None:

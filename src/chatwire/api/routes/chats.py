@@ -8,17 +8,40 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.errors import LimitReached, NotFound
 from chatwire.store.records import MAX_FIELD_LENGTH
+from chatwire.store.validation import has_forbidden
 from chatwire.store.web import ChatRecord
 
 router = APIRouter(prefix="/api/chats", tags=["chats"])
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Model = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FIELD_LENGTH)]
+
+def _plain(text: str) -> str:
+    """Titles and model names are shown in lists: no control or surrogate characters."""
+    if has_forbidden(text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def _unicode(text: str) -> str:
+    """Text the answers can carry back: no lone surrogates (which UTF-8 cannot encode)."""
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise ValueError("must be Unicode text, without lone surrogates")
+    return text
+
+
+Content = Annotated[str, AfterValidator(_unicode)]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_plain),
+]
+Model = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_FIELD_LENGTH), AfterValidator(_plain)
+]
 ChatId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 # An attached image as the chat request carries it.
 ImageURL = Annotated[str, StringConstraints(pattern=r"^data:image/(png|jpeg|gif|webp);base64,")]
@@ -28,7 +51,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: str
+    content: Content
     images: list[ImageURL] = Field(default_factory=list, max_length=20)
 
 
@@ -74,7 +97,9 @@ def _public(record: ChatRecord) -> ChatPublic:
 
 
 def _messages(messages: list[ChatMessage]) -> str:
-    return json.dumps([m.model_dump() for m in messages], ensure_ascii=False)
+    # Escaped to ASCII: a lone surrogate or a NUL in a message is kept, and stored as text
+    # every database takes.
+    return json.dumps([m.model_dump() for m in messages])
 
 
 def _missing(chat_id: int) -> NotFound:
