@@ -219,10 +219,10 @@ async def test_serve_first_start_then_chat_then_restart(
     (link,) = re.findall(r"http://\S+/#signin=([\w-]+)", served.stderr())
     async with httpx.AsyncClient(base_url=served.url, trust_env=False) as browser:
         signed = await browser.post("/api/session", json={"link": link})
-        again = await browser.post("/api/session", json={"link": link})
+        reused = await browser.post("/api/session", json={"link": link})
     assert signed.status_code == 201, signed.text
     assert signed.json()["user"] == "local"
-    assert again.status_code == 401, again.text
+    assert reused.status_code == 401, reused.text
     # What startup built is frozen out of the collector's reach (README, Speed).
     assert metric(metrics.text, "chatwire_gc_frozen_objects") > 1000, metrics.text
     assert FAKE_KEY not in served.stderr() + served.stdout()
