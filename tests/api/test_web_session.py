@@ -70,13 +70,16 @@ async def test_signing_in_with_a_bad_token_says_why(
     assert "set-cookie" not in answer.headers
 
 
-async def test_signing_in_needs_a_json_body(server: Running) -> None:
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_signing_in_needs_a_json_body(server: Running, content_type: str | None) -> None:
+    """What a page on another site can send without asking: no sign-in to its account."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
     answer = await server.client.post(
-        "/api/session",
-        content=f'{{"token": "{server.token}"}}',
-        headers={"Content-Type": "text/plain"},
+        "/api/session", content=f'{{"token": "{server.token}"}}', headers=headers
     )
+    assert ("content-type" in answer.request.headers) == (content_type is not None)
     assert answer.status_code == 400
+    assert answer.json()["message"].startswith("Invalid request: Input should be a valid dict")
     assert "set-cookie" not in answer.headers
 
 

@@ -46,9 +46,11 @@ class SessionPublic(BaseModel):
 async def sign_in(
     body: SignIn, request: Request, response: Response, services: ServicesDep
 ) -> SessionPublic:
-    """The body is read as JSON only when its Content-Type says so (else a 400): no form on
-    another site can sign a visitor in to an account of its choosing without the browser
-    asking this origin first."""
+    """Only with ``Content-Type: application/json`` (else a 400), which a page on another
+    site cannot send without the browser asking this origin first: none can sign a visitor
+    in to an account of its choosing."""
+    if request.headers.get("content-type", "").partition(";")[0].strip() != "application/json":
+        raise RequestInvalid("Sign in with a JSON body (Content-Type: application/json).")
     client = request.client.host if request.client is not None else ""
     if (body.token is None) == (body.link is None):
         raise RequestInvalid("Sign in with either a token or a sign-in link's code.")
