@@ -155,3 +155,14 @@ async def test_the_pages_are_served_with_a_strict_policy(server: Running) -> Non
     assert script.headers["content-type"].startswith("text/javascript")
     assert script.headers["x-content-type-options"] == "nosniff"
     assert (await server.client.get("/web/nothing.js")).status_code == 404
+
+
+async def test_over_tls_the_cookie_is_secure(server: Running) -> None:
+    """Behind a TLS proxy on the same host (uvicorn trusts 127.0.0.1's X-Forwarded-Proto),
+    the request's scheme is https: the cookie is sent over TLS only."""
+    answer = await server.client.post(
+        "/api/session", json={"token": server.token}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert answer.status_code == 201
+    parts = [p.strip().lower() for p in answer.headers["set-cookie"].split(";")]
+    assert "secure" in parts
