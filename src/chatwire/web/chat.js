@@ -165,15 +165,14 @@ export async function chatPage(main) {
   }
   newChat.addEventListener("click", startNew);
 
-  async function save() {
-    const messages = state.chat.messages.filter((m) => !m.error);
-    if (state.chat.id) {
-      await json("PATCH", `/api/chats/${state.chat.id}`, { messages, model: state.chat.model });
+  // ``chat`` may no longer be the one shown (New chat during a reply): it is saved all the same.
+  async function save(chat) {
+    const messages = chat.messages.filter((m) => !m.error);
+    if (chat.id) {
+      await json("PATCH", `/api/chats/${chat.id}`, { messages, model: chat.model });
     } else {
-      const made = await json("POST", "/api/chats", {
-        title: state.chat.title, model: state.chat.model, messages,
-      });
-      state.chat.id = made.id;
+      const made = await json("POST", "/api/chats", { title: chat.title, model: chat.model, messages });
+      chat.id = made.id;
     }
     await loadChats();
   }
@@ -223,7 +222,8 @@ export async function chatPage(main) {
   }
 
   async function reply() {
-    const value = state.chat.model;
+    const chat = state.chat;
+    const value = chat.model;
     const entry = state.models.get(value);
     if (!entry) {
       say("That chat's model is not available any more: pick another one.");
@@ -231,8 +231,8 @@ export async function chatPage(main) {
     }
     const provider = value.slice(0, value.indexOf("/"));
     const answer = { role: "assistant", content: "" };
-    const body = requestBody(entry, provider, state.chat.messages);
-    state.chat.messages.push(answer);
+    const body = requestBody(entry, provider, chat.messages);
+    chat.messages.push(answer);
     state.controller = new AbortController();
     busy(true);
     showLog();
@@ -267,9 +267,9 @@ export async function chatPage(main) {
       state.controller = null;
       busy(false);
     }
-    showLog();
+    if (state.chat === chat) showLog();
     try {
-      await save();
+      await save(chat);
     } catch (error) {
       say(`The chat was not saved: ${error.message}`);
     }
