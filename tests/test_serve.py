@@ -215,6 +215,14 @@ async def test_serve_first_start_then_chat_then_restart(
     assert profile.json()["username"] == "local"
     assert profile.json()["mistral_api_key"] == f"{FAKE_KEY[:3]}...{FAKE_KEY[-4:]}"
     assert stranger.status_code == 401, stranger.text
+    # The first-start link signs a browser in, once.
+    (link,) = re.findall(r"http://\S+/#signin=([\w-]+)", served.stderr())
+    async with httpx.AsyncClient(base_url=served.url, trust_env=False) as browser:
+        signed = await browser.post("/api/session", json={"link": link})
+        reused = await browser.post("/api/session", json={"link": link})
+    assert signed.status_code == 201, signed.text
+    assert signed.json()["user"] == "local"
+    assert reused.status_code == 401, reused.text
     # What startup built is frozen out of the collector's reach (README, Speed).
     assert metric(metrics.text, "chatwire_gc_frozen_objects") > 1000, metrics.text
     assert FAKE_KEY not in served.stderr() + served.stdout()

@@ -147,6 +147,10 @@ def test_the_wheel_runs_with_only_its_declared_dependencies(tmp_path: Path) -> N
     assert {name.split("/")[0] for name in shipped} == {"chatwire", "chatwire-0.1.0.dist-info"}
     assert "chatwire/demo_upstream.py" in shipped
     assert "chatwire/catalogue.json" in shipped
+    # The web pages, each file of them: nothing to fetch or build once installed.
+    pages = sorted(p.name for p in (Path(__file__).parents[1] / "src/chatwire/web").iterdir())
+    assert pages
+    assert all(f"chatwire/web/{name}" in shipped for name in pages)
     assert not [name for name in shipped if name.startswith(("chatwire/testing", "tests/"))]
 
     venv = tmp_path / "venv"

@@ -20,13 +20,17 @@ from chatwire.api.bodies import BodyGuard, profile_body_limit
 from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import (
+    chats,
     custom_models,
     keys,
     metrics,
     models,
     openai_models,
+    pages,
     profile,
     responses,
+    session,
+    tokens,
 )
 from chatwire.core.config import Settings
 from chatwire.dialects.anthropic_messages import COUNT_PATH as COUNT_TOKENS
@@ -146,6 +150,10 @@ def create_api(
     app.include_router(openai_models.router)
     app.include_router(responses.router)
     app.include_router(metrics.router)
+    app.include_router(session.router)
+    app.include_router(tokens.router)
+    app.include_router(chats.router)
+    pages.install(app)
 
     @app.get("/healthz", tags=["health"])
     async def health() -> dict[str, str]:
@@ -170,9 +178,12 @@ def create_api(
     app.add_middleware(
         BodyGuard,
         state=app.state,
-        open_paths=frozenset(["/healthz", "/metrics", *(path for path in docs if path)]),
+        # Signing in brings a token in its body, to trade for a session.
+        open_paths=frozenset(["/healthz", "/metrics", "/api/session", *(p for p in docs if p)]),
         profile_limit=profile_body_limit(len(known)),
         timeout=settings.body_timeout,
+        # A kept chat is at most what its chat requests carried.
+        chats_limit=settings.max_body_bytes,
     )
     # Added after the guard, so around it: its refusals carry the same heads.
     app.add_middleware(ResponseHeads)

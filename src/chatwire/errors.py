@@ -15,6 +15,7 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── LimitReached            409  the caller has CHATWIRE_MAX_CUSTOM_MODELS custom models
     ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES, or its route's own limit
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
+    ├── CSRFRefused             403  a change signed in by cookie without its session's CSRF token
     ├── TooManyStreams          429  the caller has CHATWIRE_MAX_STREAMS_PER_USER open already
     ├── TooManyFailures         429  too many failed bearer tokens from the client's address
     ├── Overloaded              503  this process holds CHATWIRE_MAX_STREAMS streams already
@@ -114,6 +115,10 @@ class AuthenticationRequired(ChatwireError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"www-authenticate", b'Bearer realm="chatwire"')]
+
+
+class CSRFRefused(ChatwireError):
+    status = 403
 
 
 class _RetryLater(ChatwireError):

@@ -29,6 +29,7 @@ from chatwire.store.db import make_engine
 from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 from chatwire.store.responses import ResponseStore
+from chatwire.store.web import WebStore
 
 log = logging.getLogger("chatwire")
 
@@ -45,6 +46,8 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     store: Store
+    # The web pages' sessions and chats.
+    web: WebStore
     auth: Authenticator
     profile: ProfileLookup
     custom_model: CustomLookup
@@ -77,6 +80,7 @@ class Services:
         """``fields``: the credential fields profiles have (``Store``)."""
         engine = make_engine(settings.resolved_database_url, settings.db_timeout)
         store = Store(engine, KeyBox(load_secret_keys(settings)), fields)
+        web = WebStore(engine)
         ttl = settings.cache_ttl
         profile: ProfileLookup = (
             alru_cache(maxsize=10_000, ttl=ttl)(store.get_profile) if ttl > 0 else store.get_profile
@@ -127,11 +131,13 @@ class Services:
             settings=settings,
             engine=engine,
             store=store,
+            web=web,
             auth=Authenticator(
                 store.user_for_token,
                 ttl,
                 settings.db_max_waiting,
                 FailureThrottle(settings.auth_failures_per_minute),
+                session_lookup=web.user_for_session,
             ),
             profile=profile,
             custom_model=custom,

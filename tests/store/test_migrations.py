@@ -30,8 +30,10 @@ TABLES = {
     "custom_models",
     "responses",
     "response_items",
+    "web_sessions",
+    "web_chats",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def mode(path: Path) -> int:

@@ -48,11 +48,13 @@ class BodyGuard:
         open_paths: frozenset[str],
         profile_limit: int,
         timeout: float,
+        chats_limit: int = NO_BODY,
     ) -> None:
         self.app = app
         self._state = state
         self._open = open_paths
         self._profile_limit = profile_limit
+        self._chats_limit = chats_limit
         self._timeout = timeout
 
     def limit(self, path: str) -> int:
@@ -60,6 +62,8 @@ class BodyGuard:
             return self._profile_limit
         if path == "/api/custom-models" or path.startswith("/api/custom-models/"):
             return CUSTOM_MODEL_BODY
+        if path == "/api/chats" or path.startswith("/api/chats/"):
+            return self._chats_limit
         return NO_BODY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,9 +86,15 @@ class BodyGuard:
         try:
             if path not in self._open:
                 auth = self._state.services.auth
-                scope[USER_KEY] = await auth.user_for_authorization(
-                    authorization.decode("latin-1") if authorization is not None else None
-                )
+                if authorization is not None:
+                    scope[USER_KEY] = await auth.user_for_authorization(
+                        authorization.decode("latin-1")
+                    )
+                else:  # chatwire's own pages: the session cookie and its CSRF token
+                    client = scope.get("client")
+                    scope[USER_KEY] = await auth.user_for_browser(
+                        scope["headers"], scope["method"], client[0] if client else ""
+                    )
             limit = self.limit(path)
             body = await read_body(
                 receive, limit, length, _uncounted, self._timeout, f"the most {path} takes"

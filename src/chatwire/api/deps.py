@@ -24,7 +24,12 @@ async def current_user(request: Request, services: ServicesDep) -> UserRecord:
     if known is not None:  # a request with a body: the guard in front checked its token
         return known
     client = request.client.host if request.client is not None else ""
-    return await services.auth.user_for_authorization(request.headers.get("authorization"), client)
+    authorization = request.headers.get("authorization")
+    if authorization is None:  # chatwire's own pages: the session cookie
+        return await services.auth.user_for_browser(
+            request.scope["headers"], request.method, client
+        )
+    return await services.auth.user_for_authorization(authorization, client)
 
 
 CurrentUser = Annotated[UserRecord, Depends(current_user)]

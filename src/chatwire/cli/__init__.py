@@ -13,7 +13,14 @@ import click
 
 from chatwire import __version__
 from chatwire.cli._support import fail, load_settings, open_store, prepare, read_secret, with_store
-from chatwire.cli.accounts import keys, tokens, users
+from chatwire.cli.accounts import (
+    LINK_LIFETIME_HOURS,
+    keys,
+    sign_in_code,
+    sign_in_url,
+    tokens,
+    users,
+)
 from chatwire.cli.custom import custom_models
 from chatwire.cli.database import db
 from chatwire.cli.tools import demo
@@ -48,20 +55,26 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     prepare(settings)
     first = with_store(settings, first_start_user)
     if first is not None:
+        token, code = first
         click.echo(
             "\n    No users yet: created user 'local'. Its bearer token (shown once):\n\n"
-            f"        {first}\n\n"
-            "    Use it as 'Authorization: Bearer <token>'. More: chatwire users create NAME\n",
+            f"        {token}\n\n"
+            "    Use it as 'Authorization: Bearer <token>'. More: chatwire users create NAME\n"
+            "\n    Or open chatwire's pages, signed in as 'local' (this link works once, "
+            f"within {LINK_LIFETIME_HOURS} h):\n\n        {sign_in_url(settings, code)}\n",
             err=True,
         )
     run(settings)
 
 
-async def first_start_user(store: Store) -> str | None:
+async def first_start_user(store: Store) -> tuple[str, str] | None:
+    """On a first start, user 'local': its bearer token and a one-time sign-in code."""
     if await store.count_users():
         return None
     _, token = await store.create_user("local")
-    return token
+    code = await sign_in_code(store, "local")
+    assert code is not None
+    return token, code
 
 
 main.add_command(db)

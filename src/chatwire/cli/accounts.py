@@ -48,6 +48,43 @@ def users_list() -> None:
         click.echo(f"{user.id}\t{user.name}")
 
 
+@users.command("link")
+@click.argument("name")
+def users_link(name: str) -> None:
+    """Print a link that signs a browser in to chatwire's pages as NAME, once, within a day."""
+    settings = load_settings()
+    prepare(settings)
+    code = with_store(settings, lambda s: sign_in_code(s, name))
+    if code is None:
+        fail(f"no user '{name}' (chatwire users list)")
+    click.echo(sign_in_url(settings, code))
+
+
+LINK_LIFETIME_HOURS = 24
+
+
+async def sign_in_code(store: Store, name: str) -> str | None:
+    """A one-time sign-in code for user ``name`` (None: no such user)."""
+    from datetime import timedelta
+
+    from chatwire.store.web import WebStore
+
+    user = await store.get_user(name)
+    if user is None:
+        return None
+    return await WebStore(store.engine).create_session(
+        user.id, timedelta(hours=LINK_LIFETIME_HOURS)
+    )
+
+
+def sign_in_url(settings: Settings, code: str) -> str:
+    """The page's address with the code in its fragment, which browsers never send on."""
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/#signin={code}"
+
+
 @click.group()
 def tokens() -> None:
     """Create, list and revoke bearer tokens."""

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     max_chat_seconds: float = Field(default=1800.0, ge=0)
     # Custom models one user may have (0: no cap); past it a 409.
     max_custom_models: int = Field(default=100, ge=0)
+    # The web pages: how long a browser stays signed in, and the chats one user may keep
+    # (0: no cap; past it a 409).
+    session_days: float = Field(default=30.0, gt=0)
+    max_chats: int = Field(default=1000, ge=0)
 
     # How long a token's user and a user's profile are reused before being read again.
     # A key stored by another process takes effect after at most this long.

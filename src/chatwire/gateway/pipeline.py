@@ -259,10 +259,11 @@ async def caller(
     dialect says where its clients put it (Anthropic's: ``x-api-key`` too)."""
     authorization = heads.authorization if native is None else native.authorization(scope, heads)
     client = scope.get("client")
-    return await services.auth.user_for_authorization(
-        authorization.decode("latin-1") if authorization is not None else None,
-        client[0] if client else "",
-    )
+    address = client[0] if client else ""
+    if authorization is not None:
+        return await services.auth.user_for_authorization(authorization.decode("latin-1"), address)
+    # chatwire's own chat page: its session cookie and CSRF token.
+    return await services.auth.user_for_browser(scope["headers"], "POST", address)
 
 
 async def custom_named(services: Services, user_id: int, model: str) -> CustomModel:

@@ -188,3 +188,32 @@ class ResponseItemRow(Base):
     )
     user_id: Mapped[int] = _owner()
     item: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class WebSession(Base):
+    """A browser signed in to chatwire's own pages: only the SHA-256 of its cookie is kept,
+    and signing out deletes the row."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = _owner()
+    token_hash: Mapped[str] = mapped_column(
+        String(TOKEN_HASH_LENGTH), nullable=False, unique=True, index=True
+    )
+    created_at: Mapped[datetime] = _created_at()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class WebChat(Base):
+    """A conversation kept for the chat page: its messages as the page sends them (JSON)."""
+
+    __tablename__ = "web_chats"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = _owner()
+    title: Mapped[str] = mapped_column(String(USER_NAME_LENGTH * 2), nullable=False)
+    model: Mapped[str] = mapped_column(String(MAX_FIELD_LENGTH), nullable=False)
+    messages: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()

@@ -163,9 +163,13 @@ class Store:
                 for row in rows
             ]
 
-    async def revoke_token(self, token_id: int) -> bool:
+    async def revoke_token(self, token_id: int, user_id: int | None = None) -> bool:
+        """Revoke token ``token_id``; with ``user_id``, only if it is that user's."""
+        condition = ApiToken.id == token_id
+        if user_id is not None:
+            condition = condition & (ApiToken.user_id == user_id)
         async with self._begin() as session:
-            return await self._revoke(session, ApiToken.id == token_id) == 1
+            return await self._revoke(session, condition) == 1
 
     async def revoke_token_value(self, token: str) -> bool:
         async with self._begin() as session:
