@@ -12,8 +12,8 @@ from tests.conftest import Running
 V1_ROUTES = (
     "GET /v1/models, GET /v1/models/{name}, GET /v1/responses/{response_id}, "
     "DELETE /v1/responses/{response_id}, GET /v1/responses/{response_id}/input_items, "
-    "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, "
-    "POST /v1/messages/count_tokens, POST /v1/responses"
+    "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/responses, "
+    "POST /v1/messages, POST /v1/messages/count_tokens"
 )
 
 
