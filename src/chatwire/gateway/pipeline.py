@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from starlette.datastructures import State
@@ -252,18 +253,19 @@ class ErrorShape(Protocol):
     ) -> None: ...
 
 
-async def caller(
+def caller(
     services: Services, scope: Scope, heads: Heads, native: NativeDialect | None = None
-) -> UserRecord:
+) -> Awaitable[UserRecord]:
     """The user whose bearer token the request carries (a 401 without a known one); a native
-    dialect says where its clients put it (Anthropic's: ``x-api-key`` too)."""
+    dialect says where its clients put it (Anthropic's: ``x-api-key`` too). A plain function
+    handing back the lookup to await: no coroutine of its own per request."""
     authorization = heads.authorization if native is None else native.authorization(scope, heads)
     client = scope.get("client")
     address = client[0] if client else ""
     if authorization is not None:
-        return await services.auth.user_for_authorization(authorization.decode("latin-1"), address)
+        return services.auth.user_for_authorization(authorization.decode("latin-1"), address)
     # chatwire's own chat page: its session cookie and CSRF token.
-    return await services.auth.user_for_browser(scope["headers"], "POST", address)
+    return services.auth.user_for_browser(scope["headers"], "POST", address)
 
 
 async def custom_named(services: Services, user_id: int, model: str) -> CustomModel:
