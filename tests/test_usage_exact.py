@@ -120,6 +120,11 @@ async def family(
         yield Family(model, upstream, await make_server(stored_key=None, **settings), canonical)
 
 
+def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Chat completions' usage is the canonical one, as it stands."""
+    return usage
+
+
 def responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """The Responses API's names for the canonical usage."""
     out: dict[str, Any] = {"input_tokens": usage["prompt_tokens"]}
@@ -208,7 +213,7 @@ async def messages(family: Family, stream: bool) -> dict[str, Any]:
 
 
 DOORS = {
-    "chat": (chat, dict),
+    "chat": (chat, chat_usage),
     "responses": (responses, responses_usage),
     "messages": (messages, messages_usage),
 }
@@ -225,3 +230,13 @@ async def test_the_reported_usage_arrives_unchanged_on_every_door(family: Family
             assert len(family.fake.usages) == before + 1, key
             expected[key] = named(family.reported)
     assert got == expected
+    # The fakes' cached and reasoning counts were among them, where the provider has them.
+    canonical = family.reported
+    details = canonical.get("prompt_tokens_details") or {}
+    reasoning = (canonical.get("completion_tokens_details") or {}).get("reasoning_tokens")
+    cache_kept = family.model.startswith(("anthropic/", "openai/", "google/"))
+    assert details.get("cached_tokens") == (CACHED if cache_kept else None)
+    if family.model.startswith(("openai/", "google/")):
+        assert reasoning == REASONING
+    if family.model.startswith("anthropic/"):
+        assert details["cache_write_tokens"] == WRITTEN
