@@ -464,6 +464,7 @@ def reported(wired: Wired, model: str) -> tuple[int, int, int | None]:
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_text_from_openai_gemini_and_ollama(other: tuple[Wired, str], stream: bool) -> None:
     wired, model = other
+    final: anthropic.types.Message
     async with wired.client() as client:
         if stream:
             async with client.messages.stream(
@@ -498,6 +499,7 @@ async def test_a_tool_round_trip_with_openai_gemini_and_ollama(
     other: tuple[Wired, str], stream: bool
 ) -> None:
     wired, model = other
+    first: anthropic.types.Message
     async with wired.client() as client:
         if stream:
             async with client.messages.stream(
