@@ -1,5 +1,5 @@
-"""/v1/messages to providers that do not speak it (Mistral, Gemini, Ollama): translated both
-ways, with the anthropic SDK over TCP.
+"""/v1/messages to providers that do not speak it (Mistral, OpenAI, Gemini, Ollama): translated
+both ways, with the anthropic SDK over TCP.
 
 What reached the fake (``requests``) is checked in the provider's own shape, and what the
 client got in Anthropic's: its events in order, a whole ``message``, its errors' classes.
@@ -21,6 +21,7 @@ from tests.fakes._text import split_pieces
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.fake_mistral import FakeMistral
 from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_openai import FakeOpenAI
 
 MISTRAL = "mistral/mistral-small-latest"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
@@ -398,15 +399,24 @@ async def test_a_failure_after_the_start_is_an_error_event(mistral: Wired) -> No
     assert "message_stop" not in [name for name, _ in found]
 
 
-# Gemini and Ollama.
+# OpenAI, Gemini and Ollama.
 
 
+OPENAI = "openai/gpt-4o"
 GEMINI = "google/gemini-2.5-flash"
 OLLAMA = "ollama/llama3.2"
+# What the fakes report read from the cache and spent reasoning, where the provider says so.
+CACHED, REASONING = 7, 11
+
+
+async def _openai(make_server: ServerFactory) -> AsyncIterator[Wired]:
+    async with FakeOpenAI(cached_tokens=CACHED, reasoning_tokens=REASONING) as upstream:
+        settings = {"openai_base_url": upstream.base_url, "openai_api_key": upstream.api_key}
+        yield Wired(upstream, await make_server(stored_key=None, **settings))
 
 
 async def _gemini(make_server: ServerFactory) -> AsyncIterator[Wired]:
-    async with FakeGemini() as upstream:
+    async with FakeGemini(cached_tokens=CACHED, thoughts_tokens=REASONING) as upstream:
         settings = {"google_base_url": upstream.base_url, "google_gemini_api_key": upstream.api_key}
         yield Wired(upstream, await make_server(stored_key=None, **settings))
 
@@ -428,34 +438,78 @@ async def ollama(make_server: ServerFactory) -> AsyncIterator[Wired]:
         yield wired
 
 
-@pytest.fixture(params=[GEMINI, OLLAMA])
+@pytest.fixture(params=[OPENAI, GEMINI, OLLAMA])
 async def other(
     request: pytest.FixtureRequest, make_server: ServerFactory
 ) -> AsyncIterator[tuple[Wired, str]]:
-    start = _gemini if request.param == GEMINI else _ollama
+    start = {OPENAI: _openai, GEMINI: _gemini, OLLAMA: _ollama}[request.param]
     async for wired in start(make_server):
         yield wired, request.param
 
 
-async def test_text_from_gemini_and_ollama(other: tuple[Wired, str]) -> None:
-    wired, model = other
-    async with (
-        wired.client() as client,
-        client.messages.stream(model=model, max_tokens=64, messages=USER, system="Hi.") as stream,
-    ):
-        text = "".join([piece async for piece in stream.text_stream])
-        final = await stream.get_final_message()
-    assert text == "Hello! You said: Lyon"
-    assert final.stop_reason == "end_turn"
-    assert final.usage.output_tokens > 0
+def reported(wired: Wired, model: str) -> tuple[int, int, int | None]:
+    """The input tokens not read from the cache, the output tokens (reasoning included) and
+    those read from the cache, of the fake's last reply, as its provider counted them."""
+    usage = wired.fake.usages[-1]
+    if model == OPENAI:
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        return usage["prompt_tokens"] - cached, usage["completion_tokens"], cached
+    if model == GEMINI:
+        output = usage["candidatesTokenCount"] + usage["thoughtsTokenCount"]
+        cached = usage["cachedContentTokenCount"]
+        return usage["promptTokenCount"] - cached, output, cached
+    return usage["prompt_eval_count"], usage["eval_count"], None
 
 
-async def test_a_tool_round_trip_with_gemini_and_ollama(other: tuple[Wired, str]) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_text_from_openai_gemini_and_ollama(other: tuple[Wired, str], stream: bool) -> None:
     wired, model = other
+    final: anthropic.types.Message
     async with wired.client() as client:
-        first = await client.messages.create(
-            model=model, max_tokens=256, messages=USER, tools=[WEATHER]
-        )
+        if stream:
+            async with client.messages.stream(
+                model=model, max_tokens=64, messages=USER, system="Hi."
+            ) as events:
+                text = "".join([piece async for piece in events.text_stream])
+                final = await events.get_final_message()
+        else:
+            final = await client.messages.create(
+                model=model, max_tokens=64, messages=USER, system="Hi."
+            )
+            assert final.content[0].type == "text"
+            text = final.content[0].text
+    assert text == "Hello! You said: Lyon"
+    assert [block.type for block in final.content] == ["text"]
+    assert final.stop_reason == "end_turn"
+    given, output, cached = reported(wired, model)
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (given, output)
+    assert final.usage.cache_read_input_tokens == cached
+    assert final.usage.cache_creation_input_tokens is None
+    if model == OPENAI:
+        assert wired.sent["messages"] == [
+            {"role": "system", "content": "Hi."},
+            {"role": "user", "content": "Lyon"},
+        ]
+        assert wired.sent["stream"] is True
+        assert wired.sent["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_tool_round_trip_with_openai_gemini_and_ollama(
+    other: tuple[Wired, str], stream: bool
+) -> None:
+    wired, model = other
+    first: anthropic.types.Message
+    async with wired.client() as client:
+        if stream:
+            async with client.messages.stream(
+                model=model, max_tokens=256, messages=USER, tools=[WEATHER]
+            ) as events:
+                first = await events.get_final_message()
+        else:
+            first = await client.messages.create(
+                model=model, max_tokens=256, messages=USER, tools=[WEATHER]
+            )
         [use] = [block for block in first.content if block.type == "tool_use"]
         assert use.name == "get_weather"
         assert use.input == INPUT
@@ -468,11 +522,42 @@ async def test_a_tool_round_trip_with_gemini_and_ollama(other: tuple[Wired, str]
                 "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "12 C"}],
             },
         ]
-        async with client.messages.stream(
-            model=model, max_tokens=256, messages=turns, tools=[WEATHER]
-        ) as stream:
-            text = "".join([piece async for piece in stream.text_stream])
+        given, output, cached = reported(wired, model)
+        assert (first.usage.input_tokens, first.usage.output_tokens) == (given, output)
+        assert first.usage.cache_read_input_tokens == cached
+        if stream:
+            async with client.messages.stream(
+                model=model, max_tokens=256, messages=turns, tools=[WEATHER]
+            ) as events:
+                text = "".join([piece async for piece in events.text_stream])
+        else:
+            second = await client.messages.create(
+                model=model, max_tokens=256, messages=turns, tools=[WEATHER]
+            )
+            assert second.content[0].type == "text"
+            text = second.content[0].text
     assert text == "The tool said: 12 C"
+    if model == OPENAI:
+        # Anthropic's tool turns as OpenAI's: the call on the assistant message, the result
+        # a tool message answering it.
+        sent = wired.sent
+        assert sent["tools"] == [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": WEATHER["input_schema"],
+                    "description": WEATHER["description"],
+                },
+            }
+        ]
+        assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "tool"]
+        [call] = sent["messages"][1]["tool_calls"]
+        assert call["id"] == use.id
+        assert call["function"]["name"] == "get_weather"
+        assert json.loads(call["function"]["arguments"]) == INPUT
+        assert sent["messages"][2]["tool_call_id"] == use.id
+        assert sent["messages"][2]["content"] == "12 C"
 
 
 async def test_thinking_to_gemini_is_its_thinking_budget(gemini: Wired) -> None:

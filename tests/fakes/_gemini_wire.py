@@ -147,10 +147,22 @@ class GeminiChunks:
     """The ``GenerateContentResponse`` objects of one reply, cumulative usage in each."""
 
     def __init__(
-        self, model: str, prompt: int, truncated: bool, call: dict[str, Any] | None = None
+        self,
+        model: str,
+        prompt: int,
+        truncated: bool,
+        call: dict[str, Any] | None = None,
+        *,
+        cached: int | None = None,
+        thoughts: int | None = None,
     ) -> None:
         self._model = model
-        self._prompt = prompt
+        self._prompt = prompt + (cached or 0)
+        self._text_prompt = prompt
+        self._cached = cached
+        self._thoughts = thoughts
+        # The last chunk's usageMetadata, kept up to date (the same dict throughout).
+        self.usage: dict[str, Any] = {}
         self._finish = "MAX_TOKENS" if truncated else "STOP"
         self._response_id = secrets.token_urlsafe(16)
         self._sent = 0
@@ -166,14 +178,21 @@ class GeminiChunks:
         if last:
             candidate["finishReason"] = self._finish
         candidate["index"] = 0
+        meta: dict[str, Any] = {
+            "promptTokenCount": self._prompt,
+            "candidatesTokenCount": self._sent,
+            "totalTokenCount": self._prompt + self._sent + (self._thoughts or 0),
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": self._text_prompt}],
+        }
+        if self._cached is not None:
+            meta["cachedContentTokenCount"] = self._cached
+        if self._thoughts is not None:
+            meta["thoughtsTokenCount"] = self._thoughts
+        self.usage.clear()
+        self.usage.update(meta)
         return {
             "candidates": [candidate],
-            "usageMetadata": {
-                "promptTokenCount": self._prompt,
-                "candidatesTokenCount": self._sent,
-                "totalTokenCount": self._prompt + self._sent,
-                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": self._prompt}],
-            },
+            "usageMetadata": meta,
             "modelVersion": self._model,
             "responseId": self._response_id,
         }

@@ -230,14 +230,18 @@ def request_id() -> str:
     return f"req_{secrets.token_hex(16)}"
 
 
-def usage(prompt: int, completion: int) -> dict[str, Any]:
+def usage(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
+    """OpenAI's usage: the ``cached`` tokens are read from the cache on top of the ``prompt``,
+    the ``reasoning`` ones spent on top of the reply's ``completion``; OpenAI counts both in
+    its totals."""
+    prompt, completion = prompt + cached, completion + reasoning
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -273,8 +277,7 @@ class OpenAIChunks:
         self,
         model: str,
         *,
-        prompt: int,
-        pieces: int,
+        counts: dict[str, Any],
         truncated: bool,
         include_usage: bool,
         azure: bool = False,
@@ -286,7 +289,7 @@ class OpenAIChunks:
         self._fingerprint = f"fp_{secrets.token_hex(5)}"
         self._finish = "tool_calls" if tool_call else "length" if truncated else "stop"
         self._tool_call = tool_call
-        self._usage = usage(prompt, pieces) if include_usage else None
+        self._usage = counts if include_usage else None
         self._include_usage = include_usage
         self._azure = azure
 
@@ -363,8 +366,7 @@ def completion_body(
     text: str,
     *,
     truncated: bool,
-    prompt: int,
-    pieces: int,
+    counts: dict[str, Any],
     azure: bool = False,
     tool_call: ToolCall | None = None,
 ) -> dict[str, Any]:
@@ -390,7 +392,7 @@ def completion_body(
         "created": int(time.time()),
         "model": model,
         "choices": [choice],
-        "usage": usage(prompt, pieces),
+        "usage": counts,
         "service_tier": None if azure else "default",
         "system_fingerprint": f"fp_{secrets.token_hex(5)}",
     }

@@ -87,6 +87,9 @@ class FakeServer:
         self.first_token_delay = first_token_delay
         self.token_delay = token_delay
         self.requests: list[RecordedRequest] = []
+        # The usage each reply reported, in the provider's words (a stream's as it stands
+        # when it ends: the last counts it sent), in the order the replies began.
+        self.usages: list[dict[str, Any]] = []
         self.streams_completed = 0
         self.base_url: str | None = None
         # Providers take bodies of many megabytes (long contexts, inline images); aiohttp's

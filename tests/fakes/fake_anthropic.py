@@ -288,6 +288,8 @@ class FakeAnthropic(FakeServer):
         prompt_tokens = wire.input_tokens(body)
         usage = wire.start_usage(prompt_tokens, self.cache_write_tokens, self.cache_read_tokens)
         thinking = thinking_of(body)
+        output_tokens = len(plan.pieces) + (len(thinking.pieces()) if thinking else 0)
+        self.usages.append({**usage, "output_tokens": output_tokens})
         echo: dict[str, str] = request[_ECHO]
         headers = {"request-id": wire.request_id(), **wire.rate_limit_headers(), **echo}
         if streamed:
@@ -318,7 +320,7 @@ class FakeAnthropic(FakeServer):
             if plan.halt is None:
                 self.streams_completed += 1
             return resp
-        usage["output_tokens"] = len(plan.pieces) + (len(thinking.pieces()) if thinking else 0)
+        usage["output_tokens"] = output_tokens
         message = wire.message_body(
             msg_id=wire.message_id(),
             model=model,

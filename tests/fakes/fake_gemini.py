@@ -24,6 +24,9 @@ answers with Google's error body ``{"error":{"code","message","status","details"
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``generationConfig.maxOutputTokens`` pieces with ``finishReason: "MAX_TOKENS"``.
 ``expected_reply(contents)`` and ``expected_pieces`` take the request's ``contents``.
+Every chunk's ``usageMetadata`` counts the reply so far; ``cached_tokens`` adds
+``cachedContentTokenCount`` (counted in ``promptTokenCount`` too, as Gemini does) and
+``thoughts_tokens`` adds ``thoughtsTokenCount`` (in ``totalTokenCount`` too).
 
 Function calls (``_gemini_tools``): a request declaring functions, with a user text last and
 a mode other than ``NONE``, gets one call, whole, in one chunk ending with ``STOP``;
@@ -86,6 +89,8 @@ class FakeGeminiOptions(TypedDict, total=False):
     reply: str | None
     first_token_delay: float
     token_delay: float
+    cached_tokens: int | None
+    thoughts_tokens: int | None
 
 
 class FakeGemini(FakeServer):
@@ -101,6 +106,8 @@ class FakeGemini(FakeServer):
         reply: str | None = None,
         first_token_delay: float = 0.0,
         token_delay: float = 0.0,
+        cached_tokens: int | None = None,
+        thoughts_tokens: int | None = None,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -110,6 +117,8 @@ class FakeGemini(FakeServer):
             token_delay=token_delay,
         )
         self.signatures: list[str] = []  # the thought signatures given, in order
+        self.cached_tokens = cached_tokens
+        self.thoughts_tokens = thoughts_tokens
         embeddings.install(self)
         self.app.router.add_post("/v1beta/models/{model:[^/:]+}:{method:[^/:]+}", self._generate)
         self.app.router.add_get("/v1beta/models", self._models)
@@ -215,7 +224,15 @@ class FakeGemini(FakeServer):
                 self.signatures.append(new_signature())
                 part["thoughtSignature"] = self.signatures[-1]
             plan = replace(plan, pieces=[""], truncated=False)
-        chunks = wire.GeminiChunks(model, wire.prompt_tokens(body), plan.truncated, part)
+        chunks = wire.GeminiChunks(
+            model,
+            wire.prompt_tokens(body),
+            plan.truncated,
+            part,
+            cached=self.cached_tokens,
+            thoughts=self.thoughts_tokens,
+        )
+        self.usages.append(chunks.usage)
         pieces = wire.pieces_or_empty(plan.pieces) if plan.halt is None else plan.pieces
         if method == "generateContent":
             text = "".join(plan.pieces)

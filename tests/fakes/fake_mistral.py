@@ -231,6 +231,7 @@ class FakeMistral(ToolCallingServer):
                 token_delay=plan.pace.token_delay,
                 tool_call=replies.tool_call(call.name, arguments),
             )
+        self.usages.append(reply.usage)
         if body.get("stream") is True:
             resp = await stream_reply(
                 request,

@@ -225,6 +225,7 @@ class FakeOllama(ToolCallingServer):
         thinking = wire.thinking_of(body)
         if thinking is not None:
             output += count_tokens(thinking)
+        self.usages.append({"prompt_eval_count": prompt, "eval_count": output})
         if not streamed:
             if plan.halt is None:
                 await asyncio.sleep(plan.pace.generation_time(len(pieces)))

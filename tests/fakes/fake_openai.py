@@ -27,6 +27,11 @@ unknown 400), then the ``api-key`` header (401), then the deployment, looked up 
 404 ``DeploymentNotFound``); ``model`` is not needed in the body. Every deployment called is
 appended to ``deployments_called``. Azure's stream opens with its prompt-filter chunk.
 
+The usage counts the prompt's and the reply's tokens, plus ``cached_tokens`` read from the
+cache (``prompt_tokens_details.cached_tokens``, in ``prompt_tokens`` too) and
+``reasoning_tokens`` (``completion_tokens_details.reasoning_tokens``, in
+``completion_tokens`` too), 0 by default.
+
 The reply is ``reply`` when given, else ``"Hello! You said: <last user text>"``, cut to
 ``max_completion_tokens`` (or ``max_tokens``) pieces with ``finish_reason: "length"``.
 
@@ -101,6 +106,8 @@ class FakeOpenAIOptions(TypedDict, total=False):
     token_delay: float
     deployments: Mapping[str, str]
     organization: str | None
+    cached_tokens: int
+    reasoning_tokens: int
 
 
 class FakeOpenAI(ToolCallingServer):
@@ -116,6 +123,8 @@ class FakeOpenAI(ToolCallingServer):
         token_delay: float = 0.0,
         deployments: Mapping[str, str] = DEFAULT_DEPLOYMENTS,
         organization: str | None = None,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
     ) -> None:
         super().__init__(
             api_key=api_key,
@@ -126,6 +135,8 @@ class FakeOpenAI(ToolCallingServer):
         )
         self.deployments = dict(deployments)
         self.organization = organization
+        self.cached_tokens = cached_tokens
+        self.reasoning_tokens = reasoning_tokens
         self.deployments_called: list[str] = []
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
@@ -291,14 +302,19 @@ class FakeOpenAI(ToolCallingServer):
         if call is not None:
             tool_call = wire.ToolCall(wire.tool_call_id(), call.name, compact(call.arguments))
             pieces = argument_fragments(tool_call.arguments)
-        prompt = _prompt_tokens(body["messages"])
+        counts = wire.usage(
+            _prompt_tokens(body["messages"]),
+            len(pieces),
+            cached=self.cached_tokens,
+            reasoning=self.reasoning_tokens,
+        )
         if body.get("stream") is not True:
+            self.usages.append(counts)
             completion = wire.completion_body(
                 model,
                 "".join(pieces),
                 truncated=plan.truncated,
-                prompt=prompt,
-                pieces=len(pieces),
+                counts=counts,
                 azure=azure,
                 tool_call=tool_call,
             )
@@ -310,12 +326,14 @@ class FakeOpenAI(ToolCallingServer):
                 halt=plan.halt,
             )
         options = body.get("stream_options") or {}
+        include_usage = options.get("include_usage") is True
+        if include_usage:
+            self.usages.append(counts)
         chunks = wire.OpenAIChunks(
             model,
-            prompt=prompt,
-            pieces=len(pieces),
+            counts=counts,
             truncated=plan.truncated,
-            include_usage=options.get("include_usage") is True,
+            include_usage=include_usage,
             azure=azure,
             tool_call=tool_call,
         )

@@ -88,6 +88,32 @@ def test_thoughts_are_reasoning_not_the_reply_and_count_as_completion_tokens() -
     }
 
 
+def test_counts_told_once_are_kept_and_tool_prompts_are_input() -> None:
+    """Each count is the last one told: the cached content's, told on the first chunk only,
+    stays; a reported 0 is kept, not dropped."""
+    first = {"promptTokenCount": 20, "cachedContentTokenCount": 12, "totalTokenCount": 20}
+    last = {
+        "promptTokenCount": 20,
+        "toolUsePromptTokenCount": 3,
+        "candidatesTokenCount": 2,
+        "thoughtsTokenCount": 0,
+        "totalTokenCount": 25,
+    }
+    reader = GeminiChunks()
+    read(
+        event({"text": "H"}, usageMetadata=first),
+        event({"text": "i."}, finish="STOP", usageMetadata=last),
+        reader=reader,
+    )
+    assert reader.usage == {
+        "prompt_tokens": 23,
+        "completion_tokens": 2,
+        "total_tokens": 25,
+        "prompt_tokens_details": {"cached_tokens": 12},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
 def test_safety_stops_and_blocked_prompts_are_content_filter() -> None:
     stopped = read(event({"text": "Well"}), event(finish="SAFETY"))
     assert stopped[-1]["choices"][0]["finish_reason"] == "content_filter"

@@ -44,6 +44,9 @@ class Family:
     # The text the fake answers a request with, from its last request's body.
     reply: Callable[[dict[str, Any]], str]
 
+    def counts(self, usage: dict[str, Any]) -> tuple[int, int, int]:
+        return _counts(self.name, usage)
+
     def openai(self) -> openai.AsyncOpenAI:
         url = f"{self.server.url}/v1"
         return openai.AsyncOpenAI(base_url=url, api_key=self.server.token, max_retries=0)
@@ -107,10 +110,27 @@ async def test_text(family: Family) -> None:
     streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert streamed == response.output_text
     assert events[-1].type == "response.completed"
-    usage = events[-1].response.usage
-    assert usage is not None
-    assert usage.output_tokens > 0
-    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    # Each reply's usage as its provider reported it, under the Responses API's names.
+    for usage, reported in zip(
+        (response.usage, events[-1].response.usage), family.fake.usages, strict=True
+    ):
+        assert usage is not None
+        assert (usage.input_tokens, usage.output_tokens, usage.total_tokens) == family.counts(
+            reported
+        )
+
+
+def _counts(family: str, usage: dict[str, Any]) -> tuple[int, int, int]:
+    """The input, output and total tokens a fake reported, in its provider's words."""
+    if family == "anthropic":
+        read, written = usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
+        given = usage["input_tokens"] + read + written
+        return given, usage["output_tokens"], given + usage["output_tokens"]
+    if family == "gemini":
+        output = usage["candidatesTokenCount"] + usage.get("thoughtsTokenCount", 0)
+        return usage["promptTokenCount"], output, usage["totalTokenCount"]
+    given, output = usage["prompt_eval_count"], usage["eval_count"]
+    return given, output, given + output
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])

@@ -486,20 +486,24 @@ class _TextChunks(TextReader):
 
 
 class Chunks(DeltaReader):
-    __slots__ = ("_calls", "_started")
+    __slots__ = ("_calls", "_meta", "_started")
     prefix = b"data:"
 
     def __init__(self) -> None:
         super().__init__(ANY_JSON)
         self._calls = 0
         self._started = False
+        # The counts so far: each chunk's usageMetadata is cumulative, but a chunk may leave
+        # a count out (the cached tokens told once), so each count is the last one told.
+        self._meta: dict[str, Any] = {}
 
     def item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         if item.get("error") is not None:
             raise mid_stream(item["error"])
         meta = item.get("usageMetadata")
-        if meta:
-            self.usage = _usage(meta)
+        if isinstance(meta, dict) and meta:
+            self._meta.update(meta)
+            self.usage = _usage(self._meta)
         candidates = item.get("candidates") or []
         out: list[dict[str, Any]] = []
         if candidates:
@@ -565,19 +569,23 @@ def _reasoning(text: str) -> dict[str, Any]:
 
 def _usage(meta: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's usage: the model's thinking counts as completion tokens, as OpenAI counts
-    reasoning tokens, and is told apart as ``reasoning_tokens``."""
-    prompt = meta.get("promptTokenCount", 0)
-    thoughts = meta.get("thoughtsTokenCount", 0)
-    completion = meta.get("candidatesTokenCount", 0) + thoughts
+    reasoning tokens, and is told apart as ``reasoning_tokens``; the prompt of its tool use
+    (``toolUsePromptTokenCount``) is input too. ``promptTokenCount`` already counts the
+    cached content, told apart as ``cached_tokens``. Details only where Gemini gave them."""
+    prompt = (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0)
+    thoughts = meta.get("thoughtsTokenCount")
+    completion = (meta.get("candidatesTokenCount") or 0) + (thoughts or 0)
+    total = meta.get("totalTokenCount")
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": meta.get("totalTokenCount", prompt + completion),
+        "total_tokens": total if isinstance(total, int) else prompt + completion,
     }
-    if thoughts:
+    if thoughts is not None:
         usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
-    if meta.get("cachedContentTokenCount"):
-        usage["prompt_tokens_details"] = {"cached_tokens": meta["cachedContentTokenCount"]}
+    cached = meta.get("cachedContentTokenCount")
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
     return usage
 
 
