@@ -113,9 +113,7 @@ class ResponseStore:
         async with guarded(), self._sessions.begin() as session:
             result = await session.execute(
                 delete(ResponseRow)
-                .where(
-                    ResponseRow.id == response_id, ResponseRow.user_id == user_id, self._fresh()
-                )
+                .where(ResponseRow.id == response_id, ResponseRow.user_id == user_id, self._fresh())
                 .execution_options(synchronize_session=False)
             )
             return int(getattr(result, "rowcount", 0)) == 1
