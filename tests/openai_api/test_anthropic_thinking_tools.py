@@ -18,6 +18,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.responses import Response
 
 from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_anthropic import FakeAnthropic
@@ -79,6 +80,7 @@ def result(call_id: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 async def test_responses_by_previous_response_id(wired: Wired, stream: bool) -> None:
+    first: Response
     async with wired.openai() as client:
         if stream:
             async with client.responses.stream(
@@ -127,7 +129,7 @@ async def test_responses_by_the_items_given_back(wired: Wired) -> None:
         signed = wired.thinking_block(-1)
         given = [item.model_dump(exclude_none=True) for item in first.output]
         [call] = [item for item in first.output if item.type == "function_call"]
-        history = [{"role": "user", "content": "Lyon"}, *given, result(call.call_id)]
+        history: list[Any] = [{"role": "user", "content": "Lyon"}, *given, result(call.call_id)]
         second = await client.responses.create(input=history, **asked)
         # The thinking left out: the request goes without thinking, as Anthropic allows.
         bare = [item for item in history if item.get("type") != "reasoning"]
@@ -142,7 +144,7 @@ async def test_responses_by_the_items_given_back(wired: Wired) -> None:
 
 async def test_the_fake_refuses_a_tool_turn_without_its_thinking(wired: Wired) -> None:
     """What a request without the fallback gets: Anthropic's 400, relayed as OpenAI's."""
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "text", "text": "Lyon"}]},
         {
             "role": "assistant",
@@ -183,6 +185,7 @@ async def test_the_fake_refuses_a_tool_turn_without_its_thinking(wired: Wired) -
 async def test_chat_completions_round_trip(wired: Wired, stream: bool) -> None:
     messages: list[Any] = [{"role": "user", "content": "Lyon"}]
     asked: Any = {"model": MODEL, "tools": [CHAT_WEATHER], "reasoning_effort": "low"}
+    call: dict[str, Any]
     async with wired.openai() as client:
         if stream:
             chunks = [
@@ -206,21 +209,21 @@ async def test_chat_completions_round_trip(wired: Wired, stream: bool) -> None:
         else:
             answer = await client.chat.completions.create(messages=messages, **asked)
             message = answer.choices[0].message
-            extra = message.model_extra or {}
-            reasoning, signature = extra["reasoning_content"], extra["reasoning_signature"]
+            fields = message.model_extra or {}
+            reasoning, signature = fields["reasoning_content"], fields["reasoning_signature"]
             content = message.content or ""
             assert message.tool_calls is not None
             call = message.tool_calls[0].model_dump()
         signed = wired.thinking_block(-1)
         assert (reasoning, signature) == (signed["thinking"], signed["signature"])
-        given = {
+        given: Any = {
             "role": "assistant",
             "content": content,
             "tool_calls": [call],
             "reasoning_content": reasoning,
             "reasoning_signature": signature,
         }
-        tool = {"role": "tool", "tool_call_id": call["id"], "content": "12 C"}
+        tool: Any = {"role": "tool", "tool_call_id": call["id"], "content": "12 C"}
         second = await client.chat.completions.create(messages=[*messages, given, tool], **asked)
     assert second.choices[0].message.content == "The tool said: 12 C"
     sent = wired.sent()

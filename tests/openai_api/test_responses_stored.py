@@ -193,10 +193,9 @@ async def test_an_expired_response_is_not_found_before_any_prune(
             await client.responses.create(
                 model=MODEL, input="What is my name?", previous_response_id=first.id
             )
+        reference: Any = [{"type": "item_reference", "id": first.output[0].id}]
         with pytest.raises(openai.NotFoundError):
-            await client.responses.create(
-                model=MODEL, input=[{"type": "item_reference", "id": first.output[0].id}]
-            )
+            await client.responses.create(model=MODEL, input=reference)
     assert caught.value.body == {
         "message": f"Previous response with id '{first.id}' not found.",
         "type": "invalid_request_error",

@@ -247,7 +247,7 @@ def thinking_given_back(turns: list[dict[str, Any]]) -> bool:
         content: list[dict[str, Any]] = turn["content"]
         if not any(block["type"] == "tool_use" for block in content):
             return True
-        return content[0]["type"] == "thinking"
+        return bool(content[0]["type"] == "thinking")
     return True
 
 
