@@ -110,7 +110,7 @@ class AnthropicFamily(CatalogueModels):
         thinking = _thinking(params.get("reasoning_effort"), max_tokens)
         messages = call.message_dicts()
         system, turns = conversation(label, messages, thinking=thinking is not None)
-        if thinking is not None and not thinking_given_back(turns):
+        if thinking is not None and not _thinking_given_back(turns):
             log.debug(
                 "%s: extended thinking off for this request: its last tool-calling assistant "
                 "turn came back without its signed thinking, which Anthropic requires",
@@ -238,7 +238,7 @@ def _signed_thinking(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "thinking", "thinking": text, "signature": signature}]
 
 
-def thinking_given_back(turns: list[dict[str, Any]]) -> bool:
+def _thinking_given_back(turns: list[dict[str, Any]]) -> bool:
     """Whether the last assistant turn, when it calls a tool, starts with its thinking, as
     Anthropic requires with thinking on (earlier turns may go without)."""
     for turn in reversed(turns):
