@@ -39,8 +39,9 @@ signature is not the fake's for its text: ``messages.1.content.0: Invalid `signa
 Checked in this order, the first failure answers: the body is an object; model, max_tokens,
 messages are present; no unknown top-level field; the scalars' types and ranges; ``system``;
 ``tools`` and ``tool_choice``; each message's shape and content blocks; the role order; then
-the pairing of tool calls and results; then the thinking rule. Images are checked down to their bytes: the base64 must
-decode and start like the declared media type. Only custom tools are modelled.
+the pairing of tool calls and results; then the thinking rule. Images are checked down to
+their bytes: the base64 must decode and start like the declared media type. Only custom tools
+are modelled.
 """
 
 from __future__ import annotations
