@@ -74,7 +74,7 @@ async def wired(make_server: ServerFactory) -> AsyncIterator[Wired]:
         await fake.stop()
 
 
-def result(call_id: str) -> dict[str, Any]:
+def result(call_id: str) -> Any:
     return {"type": "function_call_output", "call_id": call_id, "output": "12 C"}
 
 
