@@ -116,7 +116,7 @@ class Services:
             ),
         )
         trimmer = asyncio.create_task(HeapTrimmer().run(), name="chatwire heap trimmer")
-        responses = ResponseStore(engine)
+        responses = ResponseStore(engine, settings.responses_retention_days)
         pruner = None
         if settings.responses_retention_days:
             pruner = asyncio.create_task(

@@ -45,8 +45,12 @@ def thinking_of(body: Mapping[str, Any]) -> Thinking | None:
             said = message_text(message.get("content"))
             break
     text = f"Considering: {said}" if said else "Considering the request."
-    signature = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
-    return Thinking(text, signature)
+    return Thinking(text, signed(text))
+
+
+def signed(text: str) -> str:
+    """The fake's signature of a thinking text: the base64 of its SHA-256."""
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
 def thinking_problem(body: Mapping[str, Any]) -> str | None:

@@ -28,11 +28,20 @@ Tool use has its own, quoted from captures in public issue threads:
 - tool blocks in a request without tools: ``Requests which include `tool_use` or `tool_result`
   blocks must define tools.``
 
+Extended thinking, quoted from captures in public issue threads as well: with ``thinking``
+enabled, the last assistant message that calls a tool (the tool-use cycle in progress) must
+start with its thinking block, given back with its signature: ``messages.1.content.0.type:
+Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a
+final `assistant` message must start with a thinking block ...``; a thinking block whose
+signature is not the fake's for its text: ``messages.1.content.0: Invalid `signature` in
+`thinking` block``.
+
 Checked in this order, the first failure answers: the body is an object; model, max_tokens,
 messages are present; no unknown top-level field; the scalars' types and ranges; ``system``;
 ``tools`` and ``tool_choice``; each message's shape and content blocks; the role order; then
-the pairing of tool calls and results. Images are checked down to their bytes: the base64 must
-decode and start like the declared media type. Only custom tools are modelled.
+the pairing of tool calls and results; then the thinking rule. Images are checked down to
+their bytes: the base64 must decode and start like the declared media type. Only custom tools
+are modelled.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
+
+from tests.fakes._anthropic_thinking import signed
 
 ACCEPTED_FIELDS: Final = frozenset(
     {
@@ -110,6 +121,7 @@ def validate_messages_body(body: object) -> str | None:
         or _choice_problem(body.get("tool_choice"), bool(body.get("tools")))
         or _messages_problem(body["messages"])
         or _pairing_problem(body["messages"], bool(body.get("tools")))
+        or _thinking_turn_problem(body)
     )
 
 
@@ -208,6 +220,12 @@ def _block_problem(loc: str, block: object) -> str | None:
         return _tool_use_problem(f"{loc}.tool_use", block)
     if block["type"] == "tool_result":
         return _tool_result_problem(f"{loc}.tool_result", block)
+    if block["type"] == "thinking":
+        for name in ("thinking", "signature"):
+            if not isinstance(block.get(name), str):
+                return f"{loc}.thinking.{name}: Field required"
+        if block["signature"] != signed(block["thinking"]):
+            return f"{loc}: Invalid `signature` in `thinking` block"
     return None
 
 
@@ -313,6 +331,33 @@ def _pairing_problem(messages: list[dict[str, Any]], has_tools: bool) -> str | N
                 f" immediately after: {', '.join(missing)}. Each `tool_use` block must have a"
                 " corresponding `tool_result` block in the next message."
             )
+    return None
+
+
+def _thinking_turn_problem(body: dict[str, Any]) -> str | None:
+    """With thinking on, the last assistant message calling a tool starts with its thinking."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return None
+    messages: list[dict[str, Any]] = body["messages"]
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message["role"] != "assistant":
+            continue
+        content = message["content"] if isinstance(message["content"], list) else []
+        if not any(block["type"] == "tool_use" for block in content):
+            return None
+        first = content[0]["type"]
+        if first in ("thinking", "redacted_thinking"):
+            return None
+        return (
+            f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but"
+            f" found `{first}`. When `thinking` is enabled, a final `assistant` message must"
+            " start with a thinking block (preceeding the lastmost set of `tool_use` and"
+            " `tool_result` blocks). We recommend you include thinking blocks from previous"
+            " turns. To avoid this requirement, disable `thinking`. Please consult our"
+            " documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+        )
     return None
 
 

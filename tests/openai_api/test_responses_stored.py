@@ -5,12 +5,15 @@ failed and incomplete replies as they ended, and the bound on a continued conver
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import openai
 import pytest
+from sqlalchemy import text, update
 
 from chatwire.cli import open_store
+from chatwire.store.models import ResponseRow, utcnow
 from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_mistral import FakeMistral
 from tests.openai_api.test_responses import MODEL, sdk, sent
@@ -169,3 +172,37 @@ async def test_an_incomplete_reply_is_stored_as_such(server: Running) -> None:
     assert stored.incomplete_details.reason == "max_output_tokens"
     assert stored.output_text == cut.output_text
     assert stored.usage == cut.usage
+
+
+async def test_an_expired_response_is_not_found_before_any_prune(
+    server: Running, fake: FakeMistral
+) -> None:
+    async with sdk(server) as client:
+        first = await client.responses.create(model=MODEL, input="My name is Ada")
+        age = timedelta(days=server.settings.responses_retention_days, minutes=1)
+        async with open_store(server.settings) as store, store.engine.begin() as connection:
+            await connection.execute(
+                update(ResponseRow)
+                .where(ResponseRow.id == first.id)
+                .values(created_at=utcnow() - age)
+            )
+        asked = len(fake.requests)
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.retrieve(first.id)
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.responses.create(
+                model=MODEL, input="What is my name?", previous_response_id=first.id
+            )
+        reference: Any = [{"type": "item_reference", "id": first.output[0].id}]
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.create(model=MODEL, input=reference)
+    assert caught.value.body == {
+        "message": f"Previous response with id '{first.id}' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "response_not_found",
+    }
+    assert len(fake.requests) == asked
+    async with open_store(server.settings) as store, store.engine.connect() as connection:
+        # Not pruned: refused by its age alone.
+        assert await connection.scalar(text("SELECT count(*) FROM responses")) == 1

@@ -39,6 +39,30 @@ async def test_kept_per_user(engine: AsyncEngine, store: Store) -> None:
     assert await responses.get(alice.id, "resp_a") is None
 
 
+async def test_past_the_retention_not_found_before_any_prune(
+    engine: AsyncEngine, store: Store
+) -> None:
+    alice, _ = await store.create_user("alice")
+    responses = ResponseStore(engine, retention_days=30)
+    for name in ("old", "new"):
+        output = [{"type": "message", "id": f"msg_{name}", "role": "assistant", "content": []}]
+        await responses.save(alice.id, {**body(f"resp_{name}"), "output": output}, [])
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(ResponseRow)
+            .where(ResponseRow.id == "resp_old")
+            .values(created_at=utcnow() - timedelta(days=30, minutes=1))
+        )
+    assert await responses.get(alice.id, "resp_old") is None
+    assert await responses.get(alice.id, "resp_new") is not None
+    assert list(await responses.items(alice.id, ["msg_old", "msg_new"])) == ["msg_new"]
+    assert await responses.delete(alice.id, "resp_old") is False
+    # A retention of 0 keeps every row until it is deleted.
+    assert await ResponseStore(engine).get(alice.id, "resp_old") is not None
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM responses")) == 2
+
+
 async def test_deleted_with_their_user(engine: AsyncEngine, store: Store) -> None:
     alice, _ = await store.create_user("alice")
     await ResponseStore(engine).save(alice.id, body("resp_a"), [])

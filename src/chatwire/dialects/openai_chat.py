@@ -256,14 +256,19 @@ class AnswerOutput:
 
 def collected_message(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
     """One assistant message from a reply's chunks, as OpenAI's clients gather them: text
-    concatenated, each tool call by its ``index`` with its arguments concatenated."""
+    concatenated, each tool call by its ``index`` with its arguments concatenated; reasoning
+    as ``reasoning_content`` and its signature as ``reasoning_signature``, when there are."""
     texts: list[str] = []
+    thoughts: list[str] = []
+    signature = None
     calls: dict[int, dict[str, Any]] = {}
     finish = None
     for chunk in chunks:
         for choice in chunk["choices"]:
             change = choice.get("delta") or {}
             texts.append(change.get("content") or "")
+            thoughts.append(change.get("reasoning_content") or "")
+            signature = change.get("reasoning_signature") or signature
             for piece in change.get("tool_calls") or ():
                 call = calls.setdefault(
                     piece.get("index", 0),
@@ -275,6 +280,11 @@ def collected_message(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str
                 call["function"]["arguments"] += function.get("arguments") or ""
             finish = choice.get("finish_reason") or finish
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    reasoning = "".join(thoughts)
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if signature:
+        message["reasoning_signature"] = signature
     if calls:
         message["tool_calls"] = [calls[index] for index in sorted(calls)]
     elif message["content"] is None:

@@ -16,8 +16,10 @@ typed events that tell them, in OpenAI's order.
 Every event is ``event: <type>`` and ``data: {..., "type", "sequence_number"}``, numbered from
 0. Text (``delta.content``), reasoning (``delta.reasoning_content``) and tool calls each open
 an item of their own when the previous one was of another kind; a tool call of a new
-``index`` opens a new one. A reply cut by its budget (finish reason ``length``) is
-``incomplete`` with ``{"reason": "max_output_tokens"}``.
+``index`` opens a new one. A reasoning signature (``delta.reasoning_signature``, Anthropic's
+thinking) is its reasoning item's ``encrypted_content``, which the client gives back (or the
+stored response keeps) for the conversation's next turn. A reply cut by its budget (finish
+reason ``length``) is ``incomplete`` with ``{"reason": "max_output_tokens"}``.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ class Reply:
                     reasoning = change.get("reasoning_content")
                     if reasoning and isinstance(reasoning, str):
                         self._reasoning(reasoning)
+                    signature = change.get("reasoning_signature")
+                    if signature and isinstance(signature, str):
+                        self._signed(signature)
                     text = change.get("content")
                     if text and isinstance(text, str):
                         self._text(text)
@@ -136,17 +141,25 @@ class Reply:
         )
 
     def _reasoning(self, text: str) -> None:
+        self._open_reasoning()
+        self._pieces.append(text)
+        self._emit(
+            "response.reasoning_summary_text.delta",
+            {**self._where(), "summary_index": 0, "delta": text},
+        )
+
+    def _open_reasoning(self) -> None:
         if self._kind != "reasoning":
             self._open("reasoning", {"id": item_id("rs"), "type": "reasoning", "summary": []})
             self._emit(
                 "response.reasoning_summary_part.added",
                 {**self._where(), "summary_index": 0, "part": _summary("")},
             )
-        self._pieces.append(text)
-        self._emit(
-            "response.reasoning_summary_text.delta",
-            {**self._where(), "summary_index": 0, "delta": text},
-        )
+
+    def _signed(self, signature: str) -> None:
+        """The signature of the reasoning just told (it comes once that reasoning ends)."""
+        self._open_reasoning()
+        self._item["encrypted_content"] = signature
 
     def _call(self, piece: dict[str, Any]) -> None:
         index = piece.get("index", 0)

@@ -5,9 +5,12 @@ parameters under their chat-completions names.
 its role; its ``input_text`` / ``output_text`` parts become text (a string, unless the message
 carries an image), ``input_image`` an ``image_url`` part. ``function_call`` items become the
 ``tool_calls`` of an assistant message (of the message just before them, when it is the
-assistant's), ``function_call_output`` items ``tool`` messages. ``reasoning`` items given back
-are dropped: no provider takes another's reasoning through the chat shape. An
-``item_reference`` stands for an output item of one of the caller's stored responses.
+assistant's), ``function_call_output`` items ``tool`` messages. A ``reasoning`` item with its
+``encrypted_content`` (the signature of a provider's thinking, as chatwire's replies give it)
+goes with the assistant message that follows it, as its ``reasoning_content`` (the summary's
+text) and ``reasoning_signature``; a reasoning item without one is dropped, as no provider
+takes unsigned reasoning back. An ``item_reference`` stands for an output item of one of the
+caller's stored responses.
 
 Parameters: function ``tools`` from the flat shape to the nested one (a ``namespace``'s
 functions too, its name told again on their calls), ``tool_choice`` likewise,
@@ -219,6 +222,13 @@ def _item(index: int, item: Any) -> dict[str, Any]:
             raise RequestInvalid(f"{where}.output must be a string or a list of content parts.")
         return {"id": item_id("fco"), **item}
     if kind == "reasoning":
+        if not isinstance(item.get("summary", []), list):
+            raise RequestInvalid(f"{where}.summary must be a list of summary_text parts.")
+        signature = item.get("encrypted_content")
+        if signature is not None and not isinstance(signature, str):
+            raise RequestInvalid(
+                f"{where}.encrypted_content must be the string a reasoning item came with."
+            )
         return {"id": item_id("rs"), "summary": [], **item}
     if kind == "item_reference":
         if not isinstance(item.get("id"), str) or not item["id"]:
@@ -235,10 +245,18 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
     messages: list[dict[str, Any]] = []
     if instructions:
         messages.append({"role": "system", "content": instructions})
+    # Signed reasoning waiting for the assistant message it belongs to.
+    reasoning: dict[str, str] | None = None
     for index, item in enumerate(items):
         kind = item["type"]
-        if kind == "message":
-            messages.append({"role": item["role"], "content": _content(index, item)})
+        if kind == "reasoning":
+            reasoning = _signed_reasoning(item)
+        elif kind == "message":
+            message: dict[str, Any] = {"role": item["role"], "content": _content(index, item)}
+            if item["role"] == "assistant" and reasoning is not None:
+                message.update(reasoning)
+            reasoning = None
+            messages.append(message)
         elif kind == "function_call":
             call = {
                 "id": item["call_id"],
@@ -248,9 +266,15 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
+                if reasoning is not None and "reasoning_signature" not in last:
+                    last.update(reasoning)
             else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                last = {"role": "assistant", "content": None, "tool_calls": [call]}
+                last.update(reasoning or {})
+                messages.append(last)
+            reasoning = None
         elif kind == "function_call_output":
+            reasoning = None
             output = item["output"]
             if not isinstance(output, str):
                 output = _text(index, output)
@@ -258,6 +282,20 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
     if not messages:
         raise RequestInvalid("'input' is empty: send the user's message (a string or items).")
     return messages
+
+
+def _signed_reasoning(item: dict[str, Any]) -> dict[str, str] | None:
+    """A reasoning item as an assistant message's ``reasoning_content`` and
+    ``reasoning_signature``; None without its signature."""
+    signature = item.get("encrypted_content")
+    if not isinstance(signature, str) or not signature:
+        return None
+    texts = [
+        part["text"]
+        for part in item.get("summary") or ()
+        if isinstance(part, dict) and isinstance(part.get("text"), str)
+    ]
+    return {"reasoning_content": "".join(texts), "reasoning_signature": signature}
 
 
 def _content(index: int, item: dict[str, Any]) -> str | list[dict[str, Any]]:

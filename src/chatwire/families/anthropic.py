@@ -12,6 +12,12 @@ direct equivalents; ``reasoning_effort`` is extended thinking with the budget of
 (and no temperature or top_k, and a top_p of 0.95 or more, which thinking refuses); any other
 parameter is refused by name (or dropped).
 
+With thinking on, an assistant message's signed reasoning (``reasoning_content`` and
+``reasoning_signature``, as the reply gave them) is its turn's first block, a ``thinking``
+block, as Anthropic wants it given back. Anthropic refuses a request whose last assistant
+turn calling a tool does not start with its thinking; when that turn was given back without
+it, the request goes without thinking (which Anthropic allows), said in a debug log.
+
 The reply: text deltas as content; thinking as ``reasoning_content`` and a thinking block's
 signature, once it ends, as ``reasoning_signature``; each ``tool_use`` block as one OpenAI tool
 call, numbered from 0 in the order the blocks start, delivered whole once its arguments are
@@ -25,6 +31,7 @@ unchanged (``Relayed``), the usage read on the way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +90,7 @@ MIN_THINKING = 1024
 _CHOICES = {"auto": "auto", "required": "any", "none": "none"}
 _ROLES = "system, developer, user, assistant or tool"
 _encode = msgspec.json.Encoder().encode
+log = logging.getLogger("chatwire.chat")
 
 
 class AnthropicFamily(CatalogueModels):
@@ -98,16 +106,26 @@ class AnthropicFamily(CatalogueModels):
     ) -> UpstreamCall:
         params, label = call.params, provider.label
         check_fields(label, params, ACCEPTED, drop)
-        system, turns = conversation(label, call.message_dicts())
+        max_tokens = reply_budget(provider.rules, params, entry) or DEFAULT_MAX_TOKENS
+        thinking = _thinking(params.get("reasoning_effort"), max_tokens)
+        messages = call.message_dicts()
+        system, turns = conversation(label, messages, thinking=thinking is not None)
+        if thinking is not None and not _thinking_given_back(turns):
+            log.debug(
+                "%s: extended thinking off for this request: its last tool-calling assistant "
+                "turn came back without its signed thinking, which Anthropic requires",
+                label,
+            )
+            thinking = None
+            system, turns = conversation(label, messages)
         payload: dict[str, Any] = {
             "model": target.model,
             "messages": turns,
-            "max_tokens": reply_budget(provider.rules, params, entry) or DEFAULT_MAX_TOKENS,
+            "max_tokens": max_tokens,
             "stream": True,
         }
         if system:
             payload["system"] = system
-        thinking = _thinking(params.get("reasoning_effort"), payload["max_tokens"])
         if thinking is not None:
             payload["thinking"] = thinking
         payload.update(_sampling(provider, params, entry))
@@ -166,11 +184,15 @@ class AnthropicFamily(CatalogueModels):
 # The request.
 
 
-def conversation(label: str, messages: Any) -> tuple[str, list[dict[str, Any]]]:
+def conversation(
+    label: str, messages: Any, *, thinking: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
     """The ``system`` text and the turns for the client's ``messages``.
 
     ``system`` and ``developer`` messages before the first turn are joined into ``system``; a
-    later one is kept as the user's words, where it was said.
+    later one is kept as the user's words, where it was said. With ``thinking``, an assistant
+    message's signed reasoning starts its turn as a ``thinking`` block (without, it is left
+    out: Anthropic refuses thinking in a final assistant turn when thinking is off).
     """
     if not isinstance(messages, list) or not messages:
         raise RequestInvalid("'messages' must be a non-empty list of chat messages.")
@@ -195,7 +217,10 @@ def conversation(label: str, messages: Any) -> tuple[str, list[dict[str, Any]]]:
             if not isinstance(calls, list):
                 raise RequestInvalid(f"messages[{index}].tool_calls must be a list.")
             uses = [_tool_use(index, number, call) for number, call in enumerate(calls)]
-            _append(turns, "assistant", blocks(content_parts(label, index, message)) + uses)
+            said = blocks(content_parts(label, index, message))
+            if thinking:
+                said = _signed_thinking(message) + said
+            _append(turns, "assistant", said + uses)
         elif role == "tool":
             _append(turns, "user", [_tool_result(label, index, message)])
         else:
@@ -203,6 +228,27 @@ def conversation(label: str, messages: Any) -> tuple[str, list[dict[str, Any]]]:
                 f"messages[{index}] has the role {role!r}; {label} takes {_ROLES}."
             )
     return "\n\n".join(system), turns
+
+
+def _signed_thinking(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thinking block of an assistant message's signed reasoning, if it has one."""
+    text, signature = message.get("reasoning_content"), message.get("reasoning_signature")
+    if not isinstance(signature, str) or not signature or not isinstance(text, str):
+        return []
+    return [{"type": "thinking", "thinking": text, "signature": signature}]
+
+
+def _thinking_given_back(turns: list[dict[str, Any]]) -> bool:
+    """Whether the last assistant turn, when it calls a tool, starts with its thinking, as
+    Anthropic requires with thinking on (earlier turns may go without)."""
+    for turn in reversed(turns):
+        if turn["role"] != "assistant":
+            continue
+        content: list[dict[str, Any]] = turn["content"]
+        if not any(block["type"] == "tool_use" for block in content):
+            return True
+        return bool(content[0]["type"] == "thinking")
+    return True
 
 
 def blocks(parts: list[str | ImagePiece]) -> list[dict[str, Any]]:

@@ -4,7 +4,10 @@ Mistral speaks it, and so do most providers. The call is the client's own reques
 provider's ``Rules``: parameters renamed where the provider calls them otherwise, refused with
 a 400 naming them where it cannot take them (or dropped, when the operator sets
 ``CHATWIRE_DROP_PARAMS``), passed on as given otherwise; messages changed only where the rules
-say (roles, fields, tool call ids). chatbot-ui's typed messages go as they are.
+say (roles, fields, tool call ids). chatbot-ui's typed messages go as they are. Signed
+reasoning on an assistant message (``reasoning_signature``, with its ``reasoning_content``)
+is Anthropic's, given back for Anthropic's models: it is left out, as these providers have no
+use for it and some refuse fields they do not know.
 
 The reply: the text reader decodes just each chunk's delta text, finish reason and error,
 skipping the rest (the chatbot-ui route's fast path); the delta reader passes the chunks on,
@@ -53,8 +56,10 @@ class OpenAIFamily(CatalogueModels):
     ) -> UpstreamCall:
         rules, label = provider.rules, provider.label
         messages = call.messages
-        if not call.typed and rules.changes_messages:
-            messages = [_message(rules, label, i, m, drop) for i, m in enumerate(messages)]
+        if not call.typed:
+            messages = _unsigned(messages)
+            if rules.changes_messages:
+                messages = [_message(rules, label, i, m, drop) for i, m in enumerate(messages)]
         payload: dict[str, Any] = {
             "model": target.model,
             "messages": messages,
@@ -106,6 +111,21 @@ def translate(
             raise _refused(label, name if name != "n" else "n > 1")
         out[rules.rename.get(name, name)] = value
     return out
+
+
+_SIGNED = ("reasoning_content", "reasoning_signature")
+
+
+def _unsigned(messages: list[Any]) -> list[Any]:
+    """The messages without signed reasoning (the list as it is when none has any)."""
+    if not any(isinstance(m, dict) and "reasoning_signature" in m for m in messages):
+        return messages
+    return [
+        {k: v for k, v in m.items() if k not in _SIGNED}
+        if isinstance(m, dict) and "reasoning_signature" in m
+        else m
+        for m in messages
+    ]
 
 
 def _message(rules: Rules, label: str, index: int, message: Any, drop: bool) -> dict[str, Any]:

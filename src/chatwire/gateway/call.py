@@ -5,6 +5,17 @@ request from one. chatbot-ui's body is a subset of OpenAI's request, so nothing 
 ``messages`` are OpenAI chat messages, ``params`` every other parameter as the client sent
 it (``temperature``, ``max_tokens``, ``tools``...). The reply comes back as OpenAI
 ``chat.completion.chunk`` bodies (``delta``), whatever the provider's own format.
+
+Reasoning: a reply's reasoning is ``delta.reasoning_content`` (pieces of text) and, where the
+provider signs it (Anthropic's thinking), ``delta.reasoning_signature`` (the signature, once,
+when that reasoning ends). Given back, it is an assistant message's own two fields, beside its
+``content`` and ``tool_calls``::
+
+    {"role": "assistant", "content": ..., "tool_calls": [...],
+     "reasoning_content": "<the reasoning's text>", "reasoning_signature": "<its signature>"}
+
+(one piece of signed reasoning per message, the one its reply began with). The Anthropic
+family gives it back as the turn's thinking block; the others leave signed reasoning out.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A row is a response object as it was sent and the input items of its whole conversation,
 as JSON text; ``previous_response_id`` continues from that row alone, in any process that
-shares the database. Rows older than the retention period go in batches (``prune``), so the
-table stays bounded whoever never deletes.
+shares the database. A row older than the retention period (``retention_days``; 0 keeps rows
+until they are deleted) is not found, from the moment it expires; such rows go in batches
+(``prune``), so the table stays bounded whoever never deletes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.store.db import make_sessionmaker
@@ -38,8 +39,15 @@ class StoredResponse:
 
 
 class ResponseStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, retention_days: float = 0) -> None:
         self._sessions = make_sessionmaker(engine)
+        self._retention = timedelta(days=retention_days) if retention_days else None
+
+    def _fresh(self) -> Any:
+        """The condition a row within the retention period meets (true without one)."""
+        if self._retention is None:
+            return true()
+        return ResponseRow.created_at >= utcnow() - self._retention
 
     async def save(self, user_id: int, body: dict[str, Any], items: list[dict[str, Any]]) -> None:
         """Keep a response (``body``, with its ``id``, ``status`` and ``output``), its input
@@ -63,23 +71,29 @@ class ResponseStore:
             session.add_all(outputs)
 
     async def items(self, user_id: int, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The user's stored output items among ``ids``, by id (another user's are not)."""
+        """The user's stored output items among ``ids``, by id (another user's are not, nor
+        an expired response's)."""
         async with guarded(), self._sessions.begin() as session:
-            rows = await session.execute(
-                select(ResponseItemRow.id, ResponseItemRow.item).where(
-                    ResponseItemRow.user_id == user_id, ResponseItemRow.id.in_(ids)
-                )
+            query = select(ResponseItemRow.id, ResponseItemRow.item).where(
+                ResponseItemRow.user_id == user_id, ResponseItemRow.id.in_(ids)
             )
+            if self._retention is not None:
+                query = query.join(ResponseRow, ResponseRow.id == ResponseItemRow.response_id)
+                query = query.where(self._fresh())
+            rows = await session.execute(query)
             return {row.id: msgspec.json.decode(row.item) for row in rows}
 
     async def get(self, user_id: int, response_id: str) -> StoredResponse | None:
-        """The user's response of that id; None for another user's, or an unknown one."""
+        """The user's response of that id; None for another user's, an expired one, or an
+        unknown one."""
         if len(response_id) > RESPONSE_ID_LENGTH:
             return None
         async with guarded(), self._sessions.begin() as session:
             row = await session.scalar(
                 select(ResponseRow).where(
-                    ResponseRow.id == response_id, ResponseRow.user_id == user_id
+                    ResponseRow.id == response_id,
+                    ResponseRow.user_id == user_id,
+                    self._fresh(),
                 )
             )
             if row is None:
@@ -95,10 +109,11 @@ class ResponseStore:
             )
 
     async def delete(self, user_id: int, response_id: str) -> bool:
+        """Delete the user's response of that id; False when there is none (or it expired)."""
         async with guarded(), self._sessions.begin() as session:
             result = await session.execute(
                 delete(ResponseRow)
-                .where(ResponseRow.id == response_id, ResponseRow.user_id == user_id)
+                .where(ResponseRow.id == response_id, ResponseRow.user_id == user_id, self._fresh())
                 .execution_options(synchronize_session=False)
             )
             return int(getattr(result, "rowcount", 0)) == 1
