@@ -145,17 +145,14 @@ async def server(make_user: UserFactory) -> Running:
 
 
 @pytest_asyncio.fixture(loop_scope=LOOP)
-async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """A chatwire of the test's own (for settings or an upstream no other test shares), in
-    the browser's event loop; against a fake Mistral of its own unless told."""
-    own = FakeMistral(api_key=FAKE_KEY)
-    await own.start()
-    servers = Servers(tmp_path, own)
+async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[ServerFactory]:
+    """A chatwire of the test's own, for settings or an upstream no other test shares (in
+    the browser's event loop; its Mistral the module's fake unless told)."""
+    servers = Servers(tmp_path, fake)
     try:
         yield servers.start
     finally:
         await servers.close()
-        await own.stop()
 
 
 @pytest.fixture
