@@ -96,6 +96,7 @@ class Servers:
         values.update(overrides)
         settings = Settings(**values)
         await asyncio.to_thread(prepare, settings)
+        token, user_id = await create_user(settings, "alice", stored_key)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -109,8 +110,7 @@ class Servers:
         url = f"http://127.0.0.1:{port}"
         client = httpx.AsyncClient(base_url=url, timeout=10)
         self._running.append((server, task, client))
-        empty = Running(url=url, settings=settings, token="", user_id=0, client=client)
-        return await add_user(empty, "alice", stored_key)
+        return Running(url=url, settings=settings, token=token, user_id=user_id, client=client)
 
     async def close(self) -> None:
         for server, task, client in self._running:
@@ -119,14 +119,21 @@ class Servers:
             await asyncio.wait_for(task, 10)
 
 
-async def add_user(server: Running, name: str, stored_key: str | None = FAKE_KEY) -> Running:
-    """A new user ``name`` of a running chatwire, with a token and, unless ``stored_key`` is
-    None, that key stored as her Mistral key: the server as she calls it."""
-    async with open_store(server.settings) as store:
+async def create_user(settings: Settings, name: str, stored_key: str | None) -> tuple[str, int]:
+    """User ``name`` in the store of ``settings``, with ``stored_key`` (unless None) as her
+    Mistral key: her token and id."""
+    async with open_store(settings) as store:
         user, token = await store.create_user(name)
         if stored_key is not None:
             await store.update_profile(user.id, {"mistral_api_key": stored_key})
-    return replace(server, token=token, user_id=user.id, name=name)
+    return token, user.id
+
+
+async def add_user(server: Running, name: str, stored_key: str | None = FAKE_KEY) -> Running:
+    """A new user ``name`` of a running chatwire, with a token and, unless ``stored_key`` is
+    None, that key stored as her Mistral key: the server as she calls it."""
+    token, user_id = await create_user(server.settings, name, stored_key)
+    return replace(server, token=token, user_id=user_id, name=name)
 
 
 @pytest.fixture
