@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class Running:
     token: str
     user_id: int
     client: httpx.AsyncClient
+    name: str = "alice"
 
     @property
     def auth(self) -> dict[str, str]:
@@ -61,23 +62,26 @@ async def fake() -> AsyncIterator[FakeMistral]:
 ServerFactory = Callable[..., Awaitable[Running]]
 
 
-@pytest.fixture
-async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[ServerFactory]:
-    """Start chatwire (uvicorn, real TCP) with settings overrides; a user 'alice' with a token,
-    and, unless ``stored_key=None``, the fake's key stored in her profile. ``fields``: the
-    app's credential fields, when not the shipped ones."""
-    servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+class Servers:
+    """chatwire servers (uvicorn, real TCP) started under ``folder`` against ``fake``, each
+    with a user 'alice' and a token; ``close`` stops them all."""
+
+    def __init__(self, folder: Path, fake: FakeMistral) -> None:
+        self.folder = folder
+        self.fake = fake
+        self._running: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
     async def start(
+        self,
         stored_key: str | None = FAKE_KEY,
         fields: Mapping[str, CredentialField] | None = None,
         **overrides: Any,
     ) -> Running:
         values: dict[str, Any] = {
-            "data_dir": tmp_path / f"data{len(servers)}",
+            "data_dir": self.folder / f"data{len(self._running)}",
             "database_url": None,
             "secret_key": None,
-            "mistral_base_url": fake.base_url,
+            "mistral_base_url": self.fake.base_url,
             "mistral_api_key": None,
             "cache_ttl": 1.0,
             # Error tests want the upstream's answer at once; tests of retries turn them on.
@@ -92,10 +96,7 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
         values.update(overrides)
         settings = Settings(**values)
         await asyncio.to_thread(prepare, settings)
-        async with open_store(settings) as store:
-            user, token = await store.create_user("alice")
-            if stored_key is not None:
-                await store.update_profile(user.id, {"mistral_api_key": stored_key})
+        token, user_id = await create_user(settings, "alice", stored_key)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -108,14 +109,41 @@ async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Server
             await asyncio.sleep(0.01)
         url = f"http://127.0.0.1:{port}"
         client = httpx.AsyncClient(base_url=url, timeout=10)
-        servers.append((server, task, client))
-        return Running(url=url, settings=settings, token=token, user_id=user.id, client=client)
+        self._running.append((server, task, client))
+        return Running(url=url, settings=settings, token=token, user_id=user_id, client=client)
 
-    yield start
-    for server, task, client in servers:
-        await client.aclose()
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async def close(self) -> None:
+        for server, task, client in self._running:
+            await client.aclose()
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+
+async def create_user(settings: Settings, name: str, stored_key: str | None) -> tuple[str, int]:
+    """User ``name`` in the store of ``settings``, with ``stored_key`` (unless None) as her
+    Mistral key: her token and id."""
+    async with open_store(settings) as store:
+        user, token = await store.create_user(name)
+        if stored_key is not None:
+            await store.update_profile(user.id, {"mistral_api_key": stored_key})
+    return token, user.id
+
+
+async def add_user(server: Running, name: str, stored_key: str | None = FAKE_KEY) -> Running:
+    """A new user ``name`` of a running chatwire, with a token and, unless ``stored_key`` is
+    None, that key stored as her Mistral key: the server as she calls it."""
+    token, user_id = await create_user(server.settings, name, stored_key)
+    return replace(server, token=token, user_id=user_id, name=name)
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[ServerFactory]:
+    """Start chatwire (uvicorn, real TCP) with settings overrides; a user 'alice' with a token,
+    and, unless ``stored_key=None``, the fake's key stored in her profile. ``fields``: the
+    app's credential fields, when not the shipped ones."""
+    servers = Servers(tmp_path, fake)
+    yield servers.start
+    await servers.close()
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 """The ``chatwire`` command end to end, as a user runs it: a real subprocess each time, on a
-data directory under tmp_path, with no provider key and no database URL from the caller.
+data directory under tmp_path, with no provider key and no database URL from the caller. The
+tests of what the commands say and store, not of the process around them, run the same
+command line in this process instead (``InProcess``: the same environment, working
+directory, stdin, exit code, stdout and stderr, and an uncaught exception shown as the
+traceback a process would print).
 
 The helpers here (``Cli``, ``make_cli``, ``token_of``...) are shared with ``test_serve`` and
 ``test_demo``.
@@ -15,12 +19,15 @@ import secrets
 import stat
 import subprocess
 import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, chdir
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import chatwire
 from chatwire.cli import open_store
@@ -114,6 +121,36 @@ class Cli:
             yield store
 
 
+# CliRunner swaps the process's stdin, stdout, stderr and environment while a command runs:
+# one command at a time.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class InProcess(Cli):
+    """Runs the same ``chatwire`` command line in this process (click's CliRunner): no
+    interpreter start per command. Commands given to run at once take turns."""
+
+    def run(
+        self, *args: str, stdin: str | None = None, script: bool = False, umask: int = -1
+    ) -> Result:
+        assert not script, "the console script is a process of its own: use Cli"
+        assert umask == -1, "a umask is a process's: use Cli"
+        from chatwire.cli import main
+
+        # The caller's CHATWIRE_* and provider variables unset, as user_env leaves them out.
+        env: dict[str, str | None] = {name: None for name in os.environ}
+        env.update(self.env)
+        with _ONE_AT_A_TIME, chdir(self.cwd):
+            done = CliRunner(env=env).invoke(
+                main, list(args), input=stdin if stdin is not None else "", prog_name="chatwire"
+            )
+        stderr = done.stderr
+        if done.exception is not None and not isinstance(done.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(done.exception))
+        return Result(args, done.exit_code, done.stdout, stderr)
+
+
 def make_cli(tmp_path: Path, name: str = "data") -> Cli:
     data_dir = tmp_path / name
     return Cli(data_dir=data_dir, cwd=tmp_path, env=user_env(data_dir))
@@ -122,6 +159,17 @@ def make_cli(tmp_path: Path, name: str = "data") -> Cli:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return make_cli(tmp_path)
+
+
+def in_process_of(cli: Cli) -> InProcess:
+    """``cli``'s commands (its data directory, working directory and environment), run in
+    this process."""
+    return InProcess(data_dir=cli.data_dir, cwd=cli.cwd, env=cli.env)
+
+
+@pytest.fixture
+def in_process(tmp_path: Path) -> Cli:
+    return in_process_of(make_cli(tmp_path))
 
 
 def token_of(result: Result) -> str:
@@ -169,10 +217,12 @@ async def test_users_create_prints_the_token_alone(cli: Cli) -> None:
     assert token not in created.stderr
     assert await user_of(cli, token) == "alice"
 
+    # What the command says of a bad name is its own, not its process's.
+    inside = in_process_of(cli)
     again, invalid, listed = await asyncio.gather(
-        cli("users", "create", "alice"),
-        cli("users", "create", " alice"),
-        cli("users", "list"),
+        inside("users", "create", "alice"),
+        inside("users", "create", " alice"),
+        inside("users", "list"),
     )
     assert_fails(again, "user 'alice' exists already", "chatwire tokens create alice")
     assert_fails(invalid, "must not start or end with whitespace")
@@ -180,7 +230,8 @@ async def test_users_create_prints_the_token_alone(cli: Cli) -> None:
     assert [name for _, name in rows(listed)] == ["alice"]
 
 
-async def test_tokens_create_list_and_revoke(cli: Cli) -> None:
+async def test_tokens_create_list_and_revoke(in_process: Cli) -> None:
+    cli = in_process
     first = token_of(await cli.ok("users", "create", "alice"))
     created = await asyncio.gather(*(cli.ok("tokens", "create", "alice") for _ in range(3)))
     second, third, fourth = (token_of(result) for result in created)
@@ -232,7 +283,8 @@ async def test_tokens_create_list_and_revoke(cli: Cli) -> None:
     assert all(state.startswith("revoked 20") for state in states), states
 
 
-async def test_keys_set_list_and_clear(cli: Cli) -> None:
+async def test_keys_set_list_and_clear(in_process: Cli) -> None:
+    cli = in_process
     raw = "sk-raw-" + secrets.token_hex(16)  # random: an appearance can't be a coincidence
     await cli.ok("users", "create", "alice")
 

@@ -19,7 +19,7 @@ from chatwire.memory import FREE_THRESHOLD
 from tests.conftest import FAKE_KEY
 from tests.fakes.endless import Endless
 from tests.fakes.fake_mistral import FakeMistral
-from tests.test_cli import Cli, make_cli
+from tests.test_cli import Cli, in_process_of, make_cli
 from tests.test_serve import Launch, Served, banner_token, free_port, launcher
 
 CLIENTS = 300
@@ -105,7 +105,7 @@ async def serve(cli: Cli, launch: Launch, upstream: str, **env: str) -> tuple[Se
     )
     await served.wait_ready()
     token = banner_token(served)
-    await cli.ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
+    await in_process_of(cli).ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
     return served, port, token
 
 

@@ -21,7 +21,7 @@ import pytest
 from tests.api.test_metrics import metric
 from tests.conftest import FAKE_KEY
 from tests.fakes.fake_mistral import FakeMistral
-from tests.test_cli import TOKEN, Cli, make_cli, mode
+from tests.test_cli import TOKEN, Cli, in_process_of, make_cli, mode
 
 READY_WITHIN = 20.0
 STOP_WITHIN = 5.0
@@ -201,8 +201,9 @@ async def test_serve_first_start_then_chat_then_restart(
     token = banner_token(served)
 
     # The key goes in through stdin while the server runs; it is read fresh, as the server
-    # has not looked at this profile yet.
-    await cli.ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
+    # has not looked at this profile yet. (The command runs in this process: it is the
+    # server that is a process here.)
+    await in_process_of(cli).ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n")
     body = chat_body("Say hello from a subprocess")
     async with served.client(token) as client:
         chunks = await stream_chat(client, body)
@@ -283,7 +284,7 @@ async def test_serve_with_two_workers_answers_chats(
     token = banner_token(served)
     # /healthz may have been answered by the first worker alone: wait for the second.
     _, workers = await asyncio.gather(
-        cli.ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n"),
+        in_process_of(cli).ok("keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n"),
         wait_for_workers(served, 2),
     )
     assert len(workers) == 2, served.stderr()
@@ -324,7 +325,7 @@ async def test_workers_get_the_settings_the_command_was_given(
     await served.wait_ready()
     token = banner_token(served)
     _, workers = await asyncio.gather(
-        cli.ok(
+        in_process_of(cli).ok(
             "--env-file", str(env_file), "keys", "set", "local", "mistral", stdin=FAKE_KEY + "\n"
         ),
         wait_for_workers(served, 2),

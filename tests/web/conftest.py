@@ -3,13 +3,15 @@ chatwire and a fake Mistral on real TCP. Skipped, saying why, where either is mi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import pytest
+import pytest_asyncio
 
-from tests.conftest import FAKE_KEY, Running
+from tests.conftest import FAKE_KEY, Running, ServerFactory, Servers, add_user
 from tests.fakes.fake_mistral import FakeMistral
 
 if TYPE_CHECKING:
@@ -53,7 +55,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=f"browser tests: {reason}"))
 
 
-@pytest.fixture
+# Every browser test runs in the worker's one event loop: its chromium (started once per
+# worker process) and a module's chatwire server live there across tests.
+LOOP: Final = "session"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope=LOOP)
 async def browser() -> AsyncIterator[Browser]:
     from playwright.async_api import async_playwright
 
@@ -70,9 +77,10 @@ async def browser() -> AsyncIterator[Browser]:
 NewPage = Callable[..., Awaitable["Page"]]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope=LOOP)
 async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
-    """A page in a browser context of its own (its own cookies), 1100 px wide unless told."""
+    """A page in a browser context of its own (its own cookies and storage), closed with the
+    test; 1100 px wide unless told."""
     contexts: list[BrowserContext] = []
 
     async def make(width: int = 1100, height: int = 800) -> Page:
@@ -85,6 +93,66 @@ async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
     yield make
     for context in contexts:
         await context.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope=LOOP)
+async def fake() -> AsyncIterator[FakeMistral]:
+    """The module's fake Mistral, behind its shared chatwire (``server``)."""
+    upstream = FakeMistral(api_key=FAKE_KEY)
+    await upstream.start()
+    try:
+        yield upstream
+    finally:
+        await upstream.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope=LOOP)
+async def shared_server(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeMistral
+) -> AsyncIterator[Running]:
+    """One chatwire of the shipped settings for the module's tests; each signs in as a user
+    of its own (``make_user``)."""
+    servers = Servers(tmp_path_factory.mktemp("shared"), fake)
+    try:
+        yield await servers.start()
+    finally:
+        await servers.close()
+
+
+UserFactory = Callable[..., Awaitable[Running]]
+
+
+@pytest_asyncio.fixture(loop_scope=LOOP)
+async def make_user(
+    shared_server: Running, fake: FakeMistral, request: pytest.FixtureRequest
+) -> AsyncIterator[UserFactory]:
+    """New users of the module's shared chatwire, each with a token of her own and, unless
+    ``stored_key=None``, that key (by default the fake's) in her profile."""
+    made = itertools.count(1)
+
+    async def make(stored_key: str | None = FAKE_KEY) -> Running:
+        return await add_user(shared_server, f"{request.node.name}-{next(made)}", stored_key)
+
+    yield make
+    # A failure the test queued but never used must not reach the next test.
+    fake._failures.clear()
+
+
+@pytest_asyncio.fixture(loop_scope=LOOP)
+async def server(make_user: UserFactory) -> Running:
+    """The module's shared chatwire, as a user of this test's own."""
+    return await make_user()
+
+
+@pytest_asyncio.fixture(loop_scope=LOOP)
+async def make_server(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[ServerFactory]:
+    """A chatwire of the test's own, for settings or an upstream no other test shares (in
+    the browser's event loop; its Mistral the module's fake unless told)."""
+    servers = Servers(tmp_path, fake)
+    try:
+        yield servers.start
+    finally:
+        await servers.close()
 
 
 @pytest.fixture

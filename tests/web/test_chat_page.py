@@ -5,18 +5,41 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from playwright.async_api import FilePayload, Page, expect
 
 from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_mistral import FakeMistral
 from tests.fakes.fake_openai import FakeOpenAI
-from tests.web.conftest import NewPage, chat_page_ready, sign_in, slow_fake
+from tests.web.conftest import LOOP, NewPage, UserFactory, chat_page_ready, sign_in, slow_fake
+
+pytestmark = pytest.mark.asyncio(loop_scope=LOOP)
 
 WORDS = " ".join(f"word{n}" for n in range(1, 41))
+
+
+# Installed before a question is asked: records each new length of the last reply's text.
+GROWTH = """() => {
+    window.replyLengths = [];
+    window.replyDone = false;
+    const seen = () => {
+        const bodies = document.querySelectorAll(".message.assistant .body");
+        if (bodies.length === 0) return;
+        const text = bodies[bodies.length - 1].innerText;
+        const lengths = window.replyLengths;
+        if (lengths.length === 0 || lengths[lengths.length - 1] !== text.length) {
+            lengths.push(text.length);
+        }
+        if (text === WORDS) window.replyDone = true;
+    };
+    new MutationObserver(seen).observe(document.body, {
+        subtree: true, childList: true, characterData: true,
+    });
+}""".replace("WORDS", json.dumps(WORDS))
 
 
 async def ask(page: Page, text: str, model: str = "mistral/mistral-small-latest") -> None:
@@ -33,17 +56,13 @@ async def test_a_reply_grows_as_it_streams(
         server = await make_server(mistral_base_url=upstream.base_url)
         page = await new_page()
         await sign_in(page, server)
+        await page.evaluate(GROWTH)
         await ask(page, "Count for me")
+        # Every length the reply's text takes, recorded in the page as it changes (a
+        # MutationObserver), until it is the whole answer (or 10 s have gone by).
+        await page.wait_for_function("() => window.replyDone", timeout=10_000)
+        lengths: list[int] = await page.evaluate("window.replyLengths")
         reply = page.locator(".message.assistant .body").last
-        lengths: list[int] = []
-        started = time.monotonic()
-        while time.monotonic() - started < 10:
-            text = await reply.inner_text()
-            if not lengths or len(text) != lengths[-1]:
-                lengths.append(len(text))
-            if text == WORDS:
-                break
-            await asyncio.sleep(0.03)
         assert await reply.inner_text() == WORDS
         growing = [n for n in lengths if 0 < n < len(WORDS)]
         assert len(growing) >= 3, f"the reply did not grow in steps: {lengths}"
@@ -77,9 +96,9 @@ async def test_stop_cancels_the_upstream_at_once(
 
 
 async def test_the_apis_message_is_shown_when_the_chat_fails(
-    make_server: ServerFactory, new_page: NewPage, shots: Callable[[str], Path]
+    make_user: UserFactory, new_page: NewPage, shots: Callable[[str], Path]
 ) -> None:
-    server = await make_server(stored_key="not-the-key-of-the-fake-0000")
+    server = await make_user(stored_key="not-the-key-of-the-fake-0000")
     page = await new_page()
     await sign_in(page, server)
     await ask(page, "Hello")
@@ -91,9 +110,9 @@ async def test_the_apis_message_is_shown_when_the_chat_fails(
 
 
 async def test_with_no_key_the_picker_says_where_to_set_one(
-    make_server: ServerFactory, new_page: NewPage
+    make_user: UserFactory, new_page: NewPage
 ) -> None:
-    server = await make_server(stored_key=None)
+    server = await make_user(stored_key=None)
     page = await new_page()
     await sign_in(page, server)
     picker = page.get_by_label("Model")

@@ -6,18 +6,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.async_api import expect
 
 from chatwire.cli import open_store
 from chatwire.cli.accounts import sign_in_code, sign_in_url
-from tests.conftest import FAKE_KEY, Running, ServerFactory
-from tests.web.conftest import NewPage, chat_page_ready, sign_in
+from tests.conftest import FAKE_KEY, Running
+from tests.web.conftest import LOOP, NewPage, UserFactory, chat_page_ready, sign_in
+
+pytestmark = pytest.mark.asyncio(loop_scope=LOOP)
 
 
 async def test_a_key_set_is_shown_masked_and_makes_the_models_usable(
-    make_server: ServerFactory, new_page: NewPage, shots: Callable[[str], Path]
+    make_user: UserFactory, new_page: NewPage, shots: Callable[[str], Path]
 ) -> None:
-    server = await make_server(stored_key=None)
+    server = await make_user(stored_key=None)
     page = await new_page()
     await sign_in(page, server)
     await page.get_by_role("link", name="Settings").click()
@@ -80,11 +83,15 @@ async def test_a_new_token_is_shown_once_works_and_can_be_revoked(
     answer = await server.client.get("/api/models", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200
     await expect(page.locator("#token-list li")).to_have_count(2)
+    # Token ids count over every user of the server: the new one is the later of hers.
+    listed = (await server.client.get("/api/tokens", headers=server.auth)).json()
+    signed_in_with, created = sorted(listed_token["id"] for listed_token in listed)
     await page.reload()
     await page.locator("#token-list").wait_for()
     assert token not in await page.content()
-    await page.get_by_role("button", name="Revoke token 2").click()
-    await expect(page.locator("#token-list")).to_contain_text("Token 2, created")
+    await page.get_by_role("button", name=f"Revoke token {created}").click()
+    await expect(page.locator("#token-list")).to_contain_text(f"Token {created}, created")
+    await expect(page.get_by_role("button", name=f"Revoke token {signed_in_with}")).to_be_visible()
     await expect(page.locator("#token-list li.revoked")).to_have_count(1)
 
 
@@ -154,7 +161,7 @@ async def test_a_sign_in_link_signs_in_once_and_leaves_the_address_bar(
     server: Running, new_page: NewPage
 ) -> None:
     async with open_store(server.settings) as store:
-        code = await sign_in_code(store, "alice")
+        code = await sign_in_code(store, server.name)
     assert code is not None
     port = server.settings.port
     assert sign_in_url(server.settings, code) == f"http://127.0.0.1:{port}/#signin={code}"
