@@ -19,7 +19,7 @@ from chatwire.core.config import Settings
 from chatwire.dialects.openai_chat import OpenAIChat
 from chatwire.errors import RequestInvalid
 from chatwire.families.anthropic import Events as AnthropicChunks
-from chatwire.families.gemini import Chunks as GeminiChunks
+from chatwire.families.gemini_reply import Chunks as GeminiChunks
 from chatwire.families.ollama import Lines as OllamaChunks
 from chatwire.families.openai import Chunks as OpenAIChunks
 from chatwire.families.openai import _message

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from chatwire.dialects.openai_chat import collected_message
-from chatwire.families.gemini import Chunks as GeminiChunks
-from chatwire.families.gemini import signature_of
+from chatwire.families.gemini_reply import Chunks as GeminiChunks
+from chatwire.families.gemini_reply import signature_of
 
 
 def event(*parts: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:

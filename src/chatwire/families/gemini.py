@@ -23,7 +23,8 @@ call's thought signature when Gemini signed it: a signature must come back with 
 (Gemini 3 refuses a turn without it), and every client sends a call's id back, while few keep
 fields OpenAI does not define. Each ``functionCall`` part of the reply becomes one tool-call
 delta, whole; Gemini ends a reply that calls tools with ``STOP``, the client is told
-``tool_calls``.
+``tool_calls``. The reply's readers are in ``gemini_reply``, the embeddings in
+``gemini_embeddings``; this module builds the request.
 """
 
 from __future__ import annotations
@@ -49,20 +50,22 @@ from chatwire.families.base import (
     reply_budget,
     stop_sequences,
 )
-from chatwire.families.openai import mid_stream
-from chatwire.gateway.call import delta
-from chatwire.gateway.call import new_call_id as plain_call_id
-from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader
+from chatwire.families.gemini_reply import (
+    TEXT_CHUNK,
+    Chunks,
+    TextChunks,
+    key_refused,
+    signature_of,
+)
+from chatwire.gateway.lines import DeltaReader, TextReader
 from chatwire.gateway.upstream import UpstreamCall
 
 if TYPE_CHECKING:
     from chatwire.catalogue import ModelEntry
     from chatwire.gateway.call import ChatCall
-    from chatwire.gateway.embedding_call import EmbeddingCall
     from chatwire.gateway.upstream import Target
     from chatwire.providers.declaration import Provider
 
-KEY_REFUSED = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
 # OpenAI's name (and the mistralai SDK's, random_seed) -> generationConfig's.
 PARAMETERS: Final = {
     "top_p": "topP",
@@ -82,18 +85,7 @@ ACCEPTED: Final = (
         "reasoning_effort",
     }
 )
-FINISH: Final = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-}
 _CHOICES: Final = {"auto": "AUTO", "none": "NONE", "required": "ANY", "any": "ANY"}
-_OURS: Final = re.compile(r"call_[0-9a-f]{24}")
 _GENERATION: Final = re.compile(r"gemini-(\d+)")
 # Google's documented stand-in for a signature that was lost (a call made by another model, or
 # an id from elsewhere): Gemini 3 then skips the signature check of the turn.
@@ -141,36 +133,16 @@ class GeminiFamily(CatalogueModels):
         )
 
     def text_reader(self, provider: Provider) -> TextReader:
-        return _TextChunks(_TEXT_CHUNK)
+        return TextChunks(TEXT_CHUNK)
 
     def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
         return Chunks()
 
     def key_rejected(self, status: int, body: bytes) -> bool:
-        if status not in (400, 403):
-            return False
-        try:
-            parsed = _ERROR.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            return False
-        return parsed.error is not None and any(
-            d.reason in KEY_REFUSED for d in parsed.error.details
-        )
+        return key_refused(status, body)
 
 
 # The request.
-
-
-def new_call_id(signature: str | None = None) -> str:
-    """A fresh id for a call Gemini made, carrying its thought signature when it has one."""
-    call_id = plain_call_id()
-    return f"{call_id}.{signature}" if signature else call_id
-
-
-def signature_of(call_id: str) -> str | None:
-    """The thought signature inside an id chatwire gave, else None."""
-    head, dot, signature = call_id.partition(".")
-    return signature if dot and signature and _OURS.fullmatch(head) else None
 
 
 def signatures_required(model: str) -> bool:
@@ -417,213 +389,4 @@ def _response_format(value: object) -> dict[str, Any]:
     )
 
 
-# The reply as text: typed, reading only the text parts, the end and a blocked prompt.
-
-
-class _Part(msgspec.Struct):
-    text: str | None = None
-    thought: bool = False
-
-
-class _Content(msgspec.Struct):
-    parts: list[_Part] = msgspec.field(default_factory=list)
-
-
-class _Candidate(msgspec.Struct, rename="camel"):
-    content: _Content | None = None
-    finish_reason: str | None = None
-
-
-class _Feedback(msgspec.Struct, rename="camel"):
-    block_reason: str | None = None
-
-
-class _TextChunk(msgspec.Struct, rename="camel"):
-    candidates: list[_Candidate] = msgspec.field(default_factory=list)
-    prompt_feedback: _Feedback | None = None
-    error: Any = None
-
-
-class _ErrorDetail(msgspec.Struct):
-    reason: str | None = None
-
-
-class _ErrorInfo(msgspec.Struct):
-    details: list[_ErrorDetail] = msgspec.field(default_factory=list)
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorInfo | None = None
-
-
-_TEXT_CHUNK = msgspec.json.Decoder(_TextChunk)
-_ERROR = msgspec.json.Decoder(_ErrorBody)
-
-
-class _TextChunks(TextReader):
-    """Each ``data:`` line is a GenerateContentResponse; a finishReason ends the reply."""
-
-    __slots__ = ()
-    prefix = b"data:"
-
-    def item(self, chunk: _TextChunk) -> str | None:
-        if chunk.error is not None:
-            raise mid_stream(chunk.error)
-        if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:
-            raise StreamFailed(f"the prompt was blocked ({chunk.prompt_feedback.block_reason})")
-        if not chunk.candidates:
-            return None
-        candidate = chunk.candidates[0]
-        if candidate.finish_reason is not None:
-            self.finished = True
-        if candidate.content is None:
-            return None
-        # Thought summaries are not the reply.
-        return "".join(p.text for p in candidate.content.parts if p.text and not p.thought)
-
-
-# The reply as deltas.
-
-
-class Chunks(DeltaReader):
-    __slots__ = ("_calls", "_meta", "_started")
-    prefix = b"data:"
-
-    def __init__(self) -> None:
-        super().__init__(ANY_JSON)
-        self._calls = 0
-        self._started = False
-        # The counts so far: each chunk's usageMetadata is cumulative, but a chunk may leave
-        # a count out (the cached tokens told once), so each count is the last one told.
-        self._meta: dict[str, Any] = {}
-
-    def item(self, item: dict[str, Any]) -> list[dict[str, Any]]:
-        if item.get("error") is not None:
-            raise mid_stream(item["error"])
-        meta = item.get("usageMetadata")
-        if isinstance(meta, dict) and meta:
-            self._meta.update(meta)
-            self.usage = _usage(self._meta)
-        candidates = item.get("candidates") or []
-        out: list[dict[str, Any]] = []
-        if candidates:
-            candidate = candidates[0]
-            out = self._parts((candidate.get("content") or {}).get("parts") or ())
-            reason = candidate.get("finishReason")
-        else:
-            # A refused prompt gets no candidate at all, only the reason.
-            blocked = (item.get("promptFeedback") or {}).get("blockReason")
-            reason = "SAFETY" if blocked else None
-        if reason:
-            self.finished = True
-            called = self._calls > 0 and reason == "STOP"
-            out.append(delta(finish="tool_calls" if called else FINISH.get(reason, "stop")))
-        if out and not self._started:
-            self._started = True
-            out[0]["choices"][0]["delta"]["role"] = "assistant"
-        return out
-
-    def _parts(self, parts: Any) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        text: list[str] = []
-        for part in parts:
-            if not isinstance(part, dict):
-                continue
-            if part.get("thought"):
-                # A thought summary (asked for with reasoning_effort): reasoning, not the reply.
-                if part.get("text"):
-                    if text:
-                        out.append(delta("".join(text)))
-                        text = []
-                    out.append(_reasoning(part["text"]))
-                continue
-            call = part.get("functionCall")
-            if isinstance(call, dict):
-                if text:
-                    out.append(delta("".join(text)))
-                    text = []
-                out.append(self._call(call, part.get("thoughtSignature")))
-            elif part.get("text"):
-                text.append(part["text"])
-        if text:
-            out.append(delta("".join(text)))
-        return out
-
-    def _call(self, call: dict[str, Any], signature: Any) -> dict[str, Any]:
-        piece = {
-            "index": self._calls,
-            "id": new_call_id(signature if isinstance(signature, str) else None),
-            "type": "function",
-            "function": {
-                "name": call.get("name") or "",
-                "arguments": _encode(call.get("args") or {}).decode(),
-            },
-        }
-        self._calls += 1
-        return delta(tool_calls=[piece])
-
-
-def _reasoning(text: str) -> dict[str, Any]:
-    return {"choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}]}
-
-
-def _usage(meta: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's usage: the model's thinking counts as completion tokens, as OpenAI counts
-    reasoning tokens, and is told apart as ``reasoning_tokens``; the prompt of its tool use
-    (``toolUsePromptTokenCount``) is input too. ``promptTokenCount`` already counts the
-    cached content, told apart as ``cached_tokens``. Details only where Gemini gave them."""
-    prompt = (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0)
-    thoughts = meta.get("thoughtsTokenCount")
-    completion = (meta.get("candidatesTokenCount") or 0) + (thoughts or 0)
-    total = meta.get("totalTokenCount")
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": total if isinstance(total, int) else prompt + completion,
-    }
-    if thoughts is not None:
-        usage["completion_tokens_details"] = {"reasoning_tokens": thoughts}
-    cached = meta.get("cachedContentTokenCount")
-    if cached is not None:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    return usage
-
-
-class GeminiEmbeddings:
-    """Embeddings: ``models/{model}:batchEmbedContents``, one request per input text (its
-    ``content``, with ``outputDimensionality`` for ``dimensions``); the answer's
-    ``embeddings[].values`` in input order. Gemini's API reports no token counts for
-    embeddings, so the answer carries no usage. Token arrays and OpenAI's other parameters
-    (``user``) have no equivalent: a 400 naming them (``CHATWIRE_DROP_PARAMS`` drops them)."""
-
-    __slots__ = ()
-
-    def build(
-        self, provider: Provider, target: Target, call: EmbeddingCall, drop: bool
-    ) -> UpstreamCall:
-        label = provider.label
-        if call.texts is None:
-            raise RequestInvalid(
-                f"{label} embeds text only: send 'input' as a string or a list of strings, "
-                "not token arrays."
-            )
-        check_fields(label, call.params, (), drop)
-        model = f"models/{target.model}"
-        requests = []
-        for text in call.texts:
-            request: dict[str, Any] = {"model": model, "content": {"parts": [{"text": text}]}}
-            if call.dimensions is not None:
-                request["outputDimensionality"] = call.dimensions
-            requests.append(request)
-        return UpstreamCall(
-            url=f"{target.base_url}/models/{quote(target.model, safe='')}:batchEmbedContents",
-            headers={**provider.auth_headers(target.key), "Content-Type": "application/json"},
-            body=_encode({"requests": requests}),
-        )
-
-    def parse(self, answer: Any) -> tuple[list[Any], dict[str, int] | None]:
-        return [embedding["values"] for embedding in answer["embeddings"]], None
-
-
 GEMINI_FAMILY = GeminiFamily()
-GEMINI_EMBEDDINGS = GeminiEmbeddings()

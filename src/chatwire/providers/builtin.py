@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 from chatwire.families.anthropic import ANTHROPIC_FAMILY
-from chatwire.families.gemini import GEMINI_EMBEDDINGS, GEMINI_FAMILY
+from chatwire.families.gemini import GEMINI_FAMILY
+from chatwire.families.gemini_embeddings import GEMINI_EMBEDDINGS
 from chatwire.families.ollama import OLLAMA_EMBEDDINGS, OLLAMA_FAMILY
 from chatwire.families.openai import OPENAI_EMBEDDINGS, OPENAI_FAMILY, OpenAIEmbeddings
 from chatwire.providers.declaration import Credential, Provider, Rules, openai_compatible
