@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from typing import Literal
 
 MAX_FIELD_LENGTH = 1000  # characters of a stored value (a key, an endpoint, a deployment id)
 FIELD_NAME_LENGTH = 100  # characters of a credential field's name
@@ -23,10 +25,53 @@ class CredentialField:
     url: bool = False
 
 
+# How long a budget runs before it starts again: a calendar day, ISO week or month in UTC, or
+# the whole life of the token or user.
+BudgetPeriod = Literal["day", "week", "month", "total"]
+Role = Literal["admin", "member"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a token, a user or the operator's default allows; None: no limit of that kind.
+
+    ``models``: patterns of ``provider/model`` names (``mistral/*``, ``anthropic/claude-*``,
+    shell-style); ``rpm``/``tpm``: requests and tokens (input + output) per minute;
+    ``parallel``: chats at once; ``budget``: US dollars per ``budget_period``.
+    """
+
+    models: tuple[str, ...] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+    budget: Decimal | None = None
+    budget_period: BudgetPeriod = "month"
+
+    def empty(self) -> bool:
+        return (
+            self.models is None
+            and self.rpm is None
+            and self.tpm is None
+            and self.parallel is None
+            and self.budget is None
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
+    """A caller: the user, and when it came with a token, which one and what it may do.
+
+    ``policy`` is the user's own policy, or the operator's default for a user with none;
+    ``token_policy`` the token's. Both apply, each counted on its own (the token's per
+    token, the user's across all of the user's tokens), so the stricter one decides."""
+
     id: int
     name: str
+    role: Role = "member"
+    token_id: int | None = None
+    token_name: str | None = None
+    policy: Policy | None = None
+    token_policy: Policy | None = None
 
 
 @dataclass(frozen=True, slots=True)
