@@ -1,0 +1,213 @@
+"""A fleet as a team runs one: three ``chatwire serve`` processes on one PostgreSQL database
+and one Redis, behind HAProxy (Debian's ``haproxy``), all over TCP on 127.0.0.1.
+
+The Redis is the fleet's own (``redis-server`` on a port of its own), so a test may stop it
+mid-run and start it again; the shared one on 6379 is never touched. Every process it starts
+is killed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+from chatwire.cli import open_store, prepare
+from chatwire.core.config import Settings
+from tests.conftest import FAKE_KEY
+from tests.fakes.fake_mistral import FakeMistral
+from tests.store.conftest import POSTGRES_SERVER, create_postgres_database, drop_postgres_database
+from tests.test_cli import Cli, make_cli
+from tests.test_serve import Served, free_port, launcher
+
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+NO_HAPROXY = not os.access(HAPROXY, os.X_OK)
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+PROCESSES = 3
+
+FLEET = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        NO_HAPROXY, reason="needs Debian's haproxy (apt-get install haproxy; .ci/run installs it)"
+    ),
+]
+
+
+class RedisOfOwn:
+    """A redis-server of the test's own, on its own port, that the test may stop and start."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        self.proc = spawn(
+            [
+                REDIS_SERVER,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            None,
+        )
+        await _wait_for_port(self.port, 10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+
+def spawn(argv: list[str], log: IO[bytes] | None) -> subprocess.Popen[bytes]:
+    """A process of the fleet's, in a session of its own (so killing it kills it whole)."""
+    return subprocess.Popen(  # noqa: S603 (fixed commands of our own)
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log if log is not None else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def _wait_for_port(port: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + within
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if loop.time() > ends:
+                raise TimeoutError(f"nothing listens on port {port} after {within} s") from None
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            return
+
+
+@dataclass
+class Fleet:
+    url: str  # the load balancer's
+    processes: list[Served]
+    redis: RedisOfOwn
+    database_url: str
+    settings: Settings  # what the CLI and the tests use to reach the same database
+    cli: Cli
+    tokens: dict[str, str] = field(default_factory=dict)  # user name -> token
+
+    def client(self, user: str = "alice", **options: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.tokens[user]}"},
+            timeout=30,
+            **options,  # type: ignore[arg-type]
+        )
+
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-server-close
+frontend fleet
+    bind 127.0.0.1:{port}
+    default_backend chatwire
+    # Which process answered, for the tests.
+    http-response set-header X-Fleet-Server %s
+backend chatwire
+    balance roundrobin
+{servers}
+"""
+
+
+@pytest.fixture
+async def fleet_database() -> AsyncIterator[str]:
+    name = await create_postgres_database()
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        await drop_postgres_database(name)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[object]:
+    with launcher(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture
+async def fleet(
+    tmp_path: Path, fake: FakeMistral, fleet_database: str, launch: object
+) -> AsyncIterator[Fleet]:
+    assert fake.base_url is not None
+    cli = make_cli(tmp_path)
+    settings = Settings(data_dir=cli.data_dir, database_url=fleet_database, secret_key=None)
+    prepare(settings)
+    tokens = {}
+    async with open_store(settings) as store:
+        for user in ("alice", "bob"):
+            _, tokens[user] = await store.create_user(user)
+    redis = RedisOfOwn(tmp_path)
+    await redis.start()
+    env = {
+        "CHATWIRE_DATABASE_URL": fleet_database,
+        "CHATWIRE_REDIS_URL": redis.url,
+        "CHATWIRE_MISTRAL_BASE_URL": fake.base_url,
+        "MISTRAL_API_KEY": FAKE_KEY,
+    }
+    ports = [free_port() for _ in range(PROCESSES)]
+    processes = [
+        launch(cli, "serve", "--port", str(port), port=port, env=env)  # type: ignore[operator]
+        for port in ports
+    ]
+    for served in processes:
+        await served.wait_ready()
+    front = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        HAPROXY_CONFIG.format(
+            port=front,
+            servers="\n".join(
+                f"    server chatwire{n} 127.0.0.1:{port}" for n, port in enumerate(ports)
+            ),
+        )
+    )
+    with (tmp_path / "haproxy.log").open("wb") as log:
+        balancer = spawn([HAPROXY, "-db", "-f", str(config)], log)
+    try:
+        await _wait_for_port(front, 10)
+        yield Fleet(
+            f"http://127.0.0.1:{front}", processes, redis, fleet_database, settings, cli, tokens
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(balancer.pid, signal.SIGKILL)
+        balancer.wait(10)
+        redis.stop()
