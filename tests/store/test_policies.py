@@ -4,10 +4,12 @@ refused naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.store.records import Policy, UserRecord
@@ -195,3 +197,18 @@ async def test_users_listing_shows_their_own_policy(store: Store) -> None:
     ]
     assert [u.name for u in await store.user_listing(bob.id)] == ["bob"]
     assert await store.user_listing(999) == []
+
+
+async def test_concurrent_changes_make_one_row(store: Store, engine: AsyncEngine) -> None:
+    alice, _ = await store.create_user("alice")
+    results = await asyncio.gather(
+        *(store.change_user_policy(alice.id, {"rpm": n}) for n in range(1, 11)),
+        *(store.change_default_policy({"tpm": n}) for n in range(1, 11)),
+    )
+    assert all(result is not None for result in results)
+    async with engine.connect() as connection:
+        count = await connection.scalar(text("SELECT count(*) FROM policies"))
+    assert count == 2
+    own = await store.user_policy(alice.id)
+    assert own is not None
+    assert own.rpm in range(1, 11)

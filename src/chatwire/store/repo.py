@@ -388,23 +388,40 @@ class Store:
     async def change_default_policy(self, changes: Mapping[str, object]) -> Policy | None:
         """Change the given fields of the operator's default (None clears one; see
         ``_change_policy``); returns the result, None when nothing is left."""
-        async with self._begin() as session:
-            return await self._change_policy(session, {"is_default": True}, changes)
+        return await self._changing({"is_default": True}, changes)
 
     async def change_user_policy(
         self, user_id: int, changes: Mapping[str, object]
     ) -> Policy | None:
-        async with self._begin() as session:
-            await self._require_user(session, user_id)
-            return await self._change_policy(session, {"user_id": user_id}, changes)
+        return await self._changing({"user_id": user_id}, changes)
 
     async def change_token_policy(
         self, token_id: int, changes: Mapping[str, object]
     ) -> Policy | None:
-        async with self._begin() as session:
-            if await session.scalar(select(ApiToken.id).where(ApiToken.id == token_id)) is None:
-                raise TokenNotFound(token_id)
-            return await self._change_policy(session, {"token_id": token_id}, changes)
+        return await self._changing({"token_id": token_id}, changes)
+
+    async def _changing(
+        self, subject: dict[str, Any], changes: Mapping[str, object]
+    ) -> Policy | None:
+        """``_change_policy`` in a transaction of its own; tried once more when a concurrent
+        change created the same row first (the unique constraint refused the second)."""
+        for attempt in (1, 2):
+            try:
+                async with self._begin() as session:
+                    if "user_id" in subject:
+                        await self._require_user(session, subject["user_id"])
+                    elif "token_id" in subject:
+                        token_id = subject["token_id"]
+                        found = await session.scalar(
+                            select(ApiToken.id).where(ApiToken.id == token_id)
+                        )
+                        if found is None:
+                            raise TokenNotFound(token_id)
+                    return await self._change_policy(session, subject, changes)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _change_policy(
         self, session: AsyncSession, subject: dict[str, Any], changes: Mapping[str, object]
