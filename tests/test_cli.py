@@ -227,7 +227,7 @@ async def test_users_create_prints_the_token_alone(cli: Cli) -> None:
     assert_fails(again, "user 'alice' exists already", "chatwire tokens create alice")
     assert_fails(invalid, "must not start or end with whitespace")
     assert listed.returncode == 0, listed
-    assert [name for _, name in rows(listed)] == ["alice"]
+    assert [(name, role) for _, name, role, _ in rows(listed)] == [("alice", "admin")]
 
 
 async def test_tokens_create_list_and_revoke(in_process: Cli) -> None:
@@ -244,7 +244,7 @@ async def test_tokens_create_list_and_revoke(in_process: Cli) -> None:
     assert_fails(nobody, "no user 'bob'", "chatwire users create bob")
     for token in (first, second, third, fourth):
         assert token not in listed.stdout
-    ids = [int(token_id) for token_id, _, state in rows(listed) if state == "active"]
+    ids = [int(token_id) for token_id, _, state, _, _ in rows(listed) if state == "active"]
     assert len(ids) == 4
     first_id = min(ids)  # 'users create' made it before the others
 
@@ -278,7 +278,7 @@ async def test_tokens_create_list_and_revoke(in_process: Cli) -> None:
     assert_fails(nobody, "no user 'bob'")
     for token in (first, second, third, fourth):
         assert await user_of(cli, token) is None
-    states = [state for _, _, state in rows(await cli.ok("tokens", "list", "alice"))]
+    states = [state for _, _, state, _, _ in rows(await cli.ok("tokens", "list", "alice"))]
     assert len(states) == 4
     assert all(state.startswith("revoked 20") for state in states), states
 

@@ -20,6 +20,7 @@ from chatwire.api.bodies import BodyGuard, profile_body_limit
 from chatwire.api.heads import ResponseHeads
 from chatwire.api.openai_errors import openai_error
 from chatwire.api.routes import (
+    admin,
     chats,
     custom_models,
     keys,
@@ -153,6 +154,7 @@ def create_api(
     app.include_router(session.router)
     app.include_router(tokens.router)
     app.include_router(chats.router)
+    app.include_router(admin.router)
     pages.install(app)
 
     @app.get("/healthz", tags=["health"])

@@ -13,9 +13,12 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── MethodNotAllowed        405  anything but POST on a chat route
     ├── BodyTimeout             408  body not whole within CHATWIRE_BODY_TIMEOUT
     ├── LimitReached            409  the caller has CHATWIRE_MAX_CUSTOM_MODELS custom models
+    ├── AlreadyExists           409  a user or token name that is taken; the last admin demoted
     ├── BodyTooLarge            413  body over CHATWIRE_MAX_BODY_BYTES, or its route's own limit
     ├── AuthenticationRequired  401  no bearer token, or one that is unknown or revoked
     ├── CSRFRefused             403  a change signed in by cookie without its session's CSRF token
+    ├── AdminOnly               403  /api/admin/... for a caller whose role is not admin
+    ├── ModelNotAllowed         403  a model the token's or the user's policy does not allow
     ├── TooManyStreams          429  the caller has CHATWIRE_MAX_STREAMS_PER_USER open already
     ├── TooManyFailures         429  too many failed bearer tokens from the client's address
     ├── Overloaded              503  this process holds CHATWIRE_MAX_STREAMS streams already
@@ -106,6 +109,10 @@ class LimitReached(ChatwireError):
     status = 409
 
 
+class AlreadyExists(ChatwireError):
+    status = 409
+
+
 class BodyTooLarge(ChatwireError):
     status = 413
 
@@ -119,6 +126,20 @@ class AuthenticationRequired(ChatwireError):
 
 class CSRFRefused(ChatwireError):
     status = 403
+
+
+class AdminOnly(ChatwireError):
+    status = 403
+
+
+class ModelNotAllowed(ChatwireError):
+    """``allowed``: the patterns of the policy that refused (the message names them)."""
+
+    status = 403
+
+    def __init__(self, message: str, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class _RetryLater(ChatwireError):

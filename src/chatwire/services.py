@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aiohttp
 from async_lru import alru_cache
@@ -38,6 +39,16 @@ DISCOVERY_TTL = 10.0
 # Seconds between two deletions of expired Responses API replies (the first at start).
 PRUNE_EVERY = 3600.0
 ProfileLookup = Callable[[int], Awaitable[Profile]]
+# What changed (``Services.changed``), and its subject:
+#   "token"          a token revoked, renamed or its policy changed: the token's id
+#   "user"           a user's role or policy changed: the user's id
+#   "default"        the operator's default policy changed: None
+#   "profile"        a user's provider keys or settings changed: the user's id (None: anyone's)
+#   "custom_models"  a user's custom models changed: the user's id
+Change = Literal["token", "user", "default", "profile", "custom_models"]
+# Told of every change after this process has forgotten what it cached of it, to carry it
+# to the other processes (which call ``Services.forget``, not ``changed``, on receiving it).
+ChangeListener = Callable[[Change, int | None], None]
 CustomLookup = Callable[[int, str], Awaitable[CustomModel | None]]
 
 
@@ -70,6 +81,8 @@ class Services:
     trimmer: asyncio.Task[None] | None = field(default=None, repr=False)
     # Deletes the stored replies past CHATWIRE_RESPONSES_RETENTION_DAYS.
     pruner: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Told of every change (``changed``), to carry it to the other processes.
+    change_listeners: list[ChangeListener] = field(default_factory=list, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -154,15 +167,35 @@ class Services:
             ),
         )
 
-    def profile_changed(self, user_id: int) -> None:
-        invalidate = getattr(self.profile, "cache_invalidate", None)
-        if invalidate is not None:
-            invalidate(user_id)
+    def changed(self, kind: Change, subject: int | None = None) -> None:
+        """Something the caches hold changed in the store (``Change`` says what, and of
+        whom): this process forgets it at once, and the listeners carry it on to the others.
+        Every place that makes such a change calls this, after the change is committed."""
+        self.forget(kind, subject)
+        for listener in self.change_listeners:
+            try:
+                listener(kind, subject)
+            except Exception:
+                log.warning("a listener failed on the change %s %s", kind, subject, exc_info=True)
 
-    def custom_models_changed(self) -> None:
-        clear = getattr(self.custom_model, "cache_clear", None)
-        if clear is not None:
-            clear()
+    def forget(self, kind: Change, subject: int | None = None) -> None:
+        """This process's part of ``changed``: drop what its caches hold of the change.
+
+        A token, a user or the default changes who may do what: every cached caller is
+        dropped (the cache is keyed by token, not by user; such changes are rare, and each
+        caller's next request costs one indexed read). A profile drops that user's profile,
+        custom models the custom-model lookups."""
+        if kind in ("token", "user", "default"):
+            self.auth.forget_all()
+        elif kind == "profile":
+            if subject is None:
+                _clear(self.profile)
+            else:
+                invalidate = getattr(self.profile, "cache_invalidate", None)
+                if invalidate is not None:
+                    invalidate(subject)
+        elif kind == "custom_models":
+            _clear(self.custom_model)
 
     async def discovered(self, provider: Provider) -> list[tuple[str, ModelEntry]]:
         """The models a provider's own server lists (a local Ollama), asked at most every
@@ -189,6 +222,12 @@ class Services:
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
         await self.engine.dispose()
+
+
+def _clear(cached: object) -> None:
+    clear = getattr(cached, "cache_clear", None)
+    if clear is not None:
+        clear()
 
 
 async def _prune(responses: ResponseStore, days: float) -> None:

@@ -32,8 +32,9 @@ TABLES = {
     "response_items",
     "web_sessions",
     "web_chats",
+    "policies",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 def mode(path: Path) -> int:

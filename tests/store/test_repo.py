@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chatwire.core.security import TOKEN_PREFIX, hash_token
 from chatwire.providers.registry import credential_fields
 from chatwire.store.crypto import KeyBox, SecretKeyMismatch
-from chatwire.store.records import MAX_FIELD_LENGTH
+from chatwire.store.records import MAX_FIELD_LENGTH, UserRecord
 from chatwire.store.repo import CustomModelExists, Store, UserExists, UserNotFound
 
 KEY = "sk-ant-0123456789abcdefSECRET"
@@ -25,6 +26,12 @@ async def raw_rows(engine: AsyncEngine, table: str) -> list[dict[str, object]]:
         return [dict(row) for row in result.mappings()]
 
 
+async def user_of(store: Store, token: str) -> UserRecord | None:
+    """The user a token stands for, as ``get_user`` has it (without the token's own)."""
+    found = await store.user_for_token(token)
+    return None if found is None else replace(found, token_id=None, token_name=None)
+
+
 # Users and tokens
 
 
@@ -32,7 +39,11 @@ async def test_create_user_and_authenticate(store: Store) -> None:
     user, token = await store.create_user("alice")
     assert user.name == "alice"
     assert token.startswith(TOKEN_PREFIX)
-    assert await store.user_for_token(token) == user
+    assert user.role == "admin"  # the first user
+    found = await store.user_for_token(token)
+    assert found is not None
+    assert found.token_id is not None
+    assert found == replace(user, token_id=found.token_id)
     assert await store.get_user("alice") == user
     assert await store.get_user("bob") is None
     assert await store.count_users() == 1
@@ -80,7 +91,7 @@ async def test_only_the_token_hash_is_stored(store: Store, engine: AsyncEngine) 
 async def test_tokens_list_and_revoke(store: Store) -> None:
     alice, first = await store.create_user("alice")
     second = await store.create_token("alice")
-    assert await store.user_for_token(second) == alice
+    assert await user_of(store, second) == alice
     tokens = await store.list_tokens("alice")
     assert [t.revoked_at for t in tokens] == [None, None]
     assert all(t.user_name == "alice" and t.created_at.tzinfo is not None for t in tokens)
@@ -89,7 +100,7 @@ async def test_tokens_list_and_revoke(store: Store) -> None:
     assert await store.revoke_token(tokens[0].id) is False  # already revoked
     assert await store.revoke_token(999_999) is False
     assert await store.user_for_token(first) is None
-    assert await store.user_for_token(second) == alice
+    assert await user_of(store, second) == alice
     revoked = (await store.list_tokens("alice"))[0]
     assert revoked.revoked_at is not None
     assert revoked.revoked_at.utcoffset() == UTC.utcoffset(None)
@@ -106,7 +117,7 @@ async def test_revoke_all_tokens_touches_only_that_user(store: Store) -> None:
     bob, bob_token = await store.create_user("bob")
     assert await store.revoke_all_tokens("alice") == 2
     assert await store.revoke_all_tokens("alice") == 0
-    assert await store.user_for_token(bob_token) == bob
+    assert await user_of(store, bob_token) == bob
     assert [t.user_name for t in await store.list_tokens("bob")] == ["bob"]
 
 

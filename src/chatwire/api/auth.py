@@ -175,6 +175,14 @@ class Authenticator:
             )
         return user
 
+    def forget_all(self) -> None:
+        """Forget every token's and session's caller, so the next request of each reads its
+        user, role and policies again (after a change to any of them)."""
+        for cached in (self._lookup, self._session):
+            clear = getattr(cached, "cache_clear", None)
+            if clear is not None:
+                clear()
+
     def session_ended(self, session: str) -> None:
         """Forget a session this process signed out, so its cookie stops working at once."""
         invalidate = getattr(self._session, "cache_invalidate", None)

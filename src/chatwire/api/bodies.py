@@ -25,6 +25,8 @@ from chatwire.store.records import FIELD_NAME_LENGTH, MAX_FIELD_LENGTH
 # A custom model's text fields hold 4,100 characters at most: 16 KiB leaves room for
 # non-ASCII ones, in UTF-8 or escaped.
 CUSTOM_MODEL_BODY = 16 * 1024
+# An admin request: a policy's 100 patterns of 200 characters at most, escaped or not.
+ADMIN_BODY = 32 * 1024
 # What a route that takes no body may still be sent (an empty JSON object, say).
 NO_BODY = 1024
 # Where the request's user is left for the routes (``deps.current_user``), once known.
@@ -64,6 +66,8 @@ class BodyGuard:
             return CUSTOM_MODEL_BODY
         if path == "/api/chats" or path.startswith("/api/chats/"):
             return self._chats_limit
+        if path.startswith("/api/admin/"):
+            return ADMIN_BODY
         return NO_BODY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

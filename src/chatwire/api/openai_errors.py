@@ -13,6 +13,7 @@ from chatwire.errors import (
     AuthenticationRequired,
     ChatwireError,
     KeyMissing,
+    ModelNotAllowed,
     NotFound,
     ResponseNotFound,
     UnknownURL,
@@ -37,6 +38,9 @@ def openai_error(error: ChatwireError) -> dict[str, Any]:
     if isinstance(error, ResponseNotFound):
         code = "response_not_found"
         param = error.param
+    elif isinstance(error, ModelNotAllowed):
+        code = "model_not_allowed"
+        param = "model"
     elif isinstance(error, AuthenticationRequired):
         code = "invalid_api_key"
     elif isinstance(error, NotFound):

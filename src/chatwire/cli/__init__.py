@@ -57,7 +57,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     if first is not None:
         token, code = first
         click.echo(
-            "\n    No users yet: created user 'local'. Its bearer token (shown once):\n\n"
+            "\n    No users yet: created user 'local', an admin. Its bearer token (shown once):\n\n"
             f"        {token}\n\n"
             "    Use it as 'Authorization: Bearer <token>'. More: chatwire users create NAME\n"
             "\n    Or open chatwire's pages, signed in as 'local' (this link works once, "

@@ -64,6 +64,13 @@ def prepare(settings: Settings) -> None:
     upgrade(settings.resolved_database_url, KeyBox(load_secret_keys(settings)))
 
 
+def announce(settings: Settings, kind: str, subject: int | None) -> None:
+    """Where a command's change (``services.Change``: a token revoked, a policy or role
+    changed, stored keys) is told to the running servers, as ``Services.changed`` tells
+    the process it runs in. A command is a process of its own, with no caches to drop:
+    until the servers hear of it here, they see the change within CHATWIRE_CACHE_TTL."""
+
+
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 

@@ -1,8 +1,9 @@
 """The embeddings pipeline: ``POST /v1/embeddings``, through the chat pipeline's own steps.
 
-    heads -> auth -> admission -> body -> decode -> model/provider resolution -> credentials
-    -> the provider's embeddings wire builds the call -> upstream client (retries, timeouts,
-    disconnect watch) -> the wire reads the answer -> OpenAI's answer
+    heads -> auth -> admission -> body -> decode -> model/provider resolution -> the
+    policies' models -> credentials -> the provider's embeddings wire builds the call ->
+    upstream client (retries, timeouts, disconnect watch) -> the wire reads the answer ->
+    OpenAI's answer
 
 Each step is the chats' (``gateway.pipeline``): the same token check, the same admission
 (an embeddings request counts as a chat open), body limit and budget, the same resolution of
@@ -41,6 +42,7 @@ from chatwire.gateway.upstream import DisconnectWatch, Exchange
 from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider
 from chatwire.services import Services
+from chatwire.team.access import allow_model
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.embeddings")
@@ -84,6 +86,7 @@ class EmbeddingsPipeline:
                     services.providers, services.catalogue, call.name
                 )
                 call.name = f"{provider.name}/{call.model}"
+                allow_model(user, provider.name, call.model)
                 wire = _embeddings(services, provider, call)
                 profile = ProfileView(services.overrides, await services.profile(user.id))
                 custom = (

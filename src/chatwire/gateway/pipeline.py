@@ -1,8 +1,9 @@
 """The one pipeline every chat goes through, whatever its dialect.
 
     heads -> auth -> admission -> body -> dialect decode -> model/provider resolution
-    -> credentials -> family builds the upstream call -> upstream client (retries, idle
-    timeout, disconnect watch, drain) -> family reads the stream -> dialect encodes -> send
+    -> the policies' models -> credentials -> family builds the upstream call -> upstream
+    client (retries, idle timeout, disconnect watch, drain) -> family reads the stream
+    -> dialect encodes -> send
 
 It is the hot path, so it is a bare ASGI endpoint that writes straight to ``send``: no
 per-request Request/Response objects, no per-chunk allocations beyond the bytes themselves
@@ -72,6 +73,7 @@ from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider
 from chatwire.services import Services
 from chatwire.store.records import CustomModel, UserRecord
+from chatwire.team.access import allow_model
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")
@@ -134,6 +136,8 @@ class ChatPipeline:
                 if request.provider is None:
                     # Named by the model: answers name it in full, as /v1/models lists it.
                     request.name = f"{provider.name}/{call.model}"
+                # The policies' models, before anything is asked of an upstream.
+                allow_model(user, provider.name, call.model)
                 profile = ProfileView(services.overrides, await services.profile(user.id))
                 reader: Any = None
                 forwarded = request.native is not None and self._forwards(provider, request)

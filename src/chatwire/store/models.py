@@ -8,15 +8,19 @@ and the key column of ``custom_models`` hold Fernet ciphertext (``store.crypto``
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -87,16 +91,28 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+ROLE_LENGTH = 10
+
+
 class User(Base):
+    """``role``: "admin" (may use /api/admin) or "member"."""
+
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(USER_NAME_LENGTH), nullable=False, unique=True)
     created_at: Mapped[datetime] = _created_at()
+    role: Mapped[str] = mapped_column(
+        String(ROLE_LENGTH), nullable=False, default="member", server_default="member"
+    )
 
 
 class ApiToken(Base):
+    """``name``: what its owner calls it ("ci-bot"), unique among the user's tokens; the
+    limits' refusals name a token by it."""
+
     __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user_id_name", "user_id", "name", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = _owner()
@@ -105,6 +121,42 @@ class ApiToken(Base):
     )
     created_at: Mapped[datetime] = _created_at()
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    name: Mapped[str | None] = mapped_column(String(USER_NAME_LENGTH), nullable=True)
+
+
+class PolicyRow(Base):
+    """What a token, a user or the operator's default allows (``records.Policy``): the row
+    of one token (``token_id``), of one user (``user_id``), or the default (``is_default``
+    true; NULL elsewhere, so the unique constraint allows one default). ``models``: a JSON
+    list of patterns, NULL for any model; a NULL limit is no limit."""
+
+    __tablename__ = "policies"
+    __table_args__ = (
+        CheckConstraint(
+            "(CASE WHEN token_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN user_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN is_default IS NULL THEN 0 ELSE 1 END) = 1",
+            name="one_subject",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=True, unique=True
+    )
+    user_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=True, unique=True
+    )
+    is_default: Mapped[bool | None] = mapped_column(Boolean, nullable=True, unique=True)
+    models: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parallel: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), nullable=True)
+    budget_period: Mapped[str] = mapped_column(
+        String(10), nullable=False, default="month", server_default="month"
+    )
+    updated_at: Mapped[datetime] = _updated_at()
 
 
 class ProfileRow(Base):

@@ -76,10 +76,27 @@ class UserRecord:
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
+    """A token as listed (never its value): ``policy`` is the token's own."""
+
     id: int
     user_name: str
     created_at: datetime
     revoked_at: datetime | None
+    name: str | None = None
+    user_id: int | None = None
+    policy: Policy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserListing:
+    """A user as listed: ``policy`` is the user's own, None when the operator's default
+    stands in for it."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from chatwire.core.security import hash_token
 from chatwire.store.db import make_sessionmaker
 from chatwire.store.health import guarded
 from chatwire.store.models import User, WebChat, WebSession, utcnow
+from chatwire.store.policies import caller_joins, caller_query, caller_record
 from chatwire.store.records import UserRecord
 
 
@@ -75,21 +76,20 @@ class WebStore:
         return token
 
     async def user_for_session(self, token: str) -> UserRecord | None:
-        """The user of a session that has not ended nor expired; None otherwise."""
+        """The user of a session that has not ended nor expired, with its role and policy
+        (the user's own, else the default), in one query; None otherwise."""
         if not token:
             return None
         wanted = hash_token(token)
+        query = caller_query(WebSession.token_hash, with_token=False).select_from(WebSession)
+        query = caller_joins(query.join(User, User.id == WebSession.user_id), with_token=False)
+        query = query.where(WebSession.token_hash == wanted, WebSession.expires_at > utcnow())
         async with self._begin() as session:
-            row = (
-                await session.execute(
-                    select(WebSession.token_hash, User.id, User.name)
-                    .join(User, User.id == WebSession.user_id)
-                    .where(WebSession.token_hash == wanted, WebSession.expires_at > utcnow())
-                )
-            ).first()
+            row = (await session.execute(query)).first()
         if row is None or not hmac.compare_digest(row.token_hash, wanted):
             return None
-        return UserRecord(id=row.id, name=row.name)
+        # A browser carries no token: only the user's policy (or the default) applies.
+        return caller_record(row, with_token=False)
 
     async def redeem_link(self, code: str) -> UserRecord | None:
         """The user of a sign-in link's code (a session never handed to a browser), which

@@ -95,7 +95,7 @@ async def create_model(
         ) from exc
     except ValueError as exc:
         raise RequestInvalid(str(exc)) from exc
-    services.custom_models_changed()
+    services.changed("custom_models", user.id)
     return _public(record)
 
 
@@ -110,7 +110,7 @@ async def update_model(
         raise RequestInvalid(str(exc)) from exc
     if record is None:
         raise _missing(record_id)
-    services.custom_models_changed()
+    services.changed("custom_models", user.id)
     return _public(record)
 
 
@@ -118,5 +118,5 @@ async def update_model(
 async def delete_model(record_id: RecordId, user: CurrentUser, services: ServicesDep) -> Response:
     if not await services.store.delete_custom_model(user.id, record_id):
         raise _missing(record_id)
-    services.custom_models_changed()
+    services.changed("custom_models", user.id)
     return Response(status_code=204)

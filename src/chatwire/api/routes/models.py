@@ -1,6 +1,7 @@
-"""GET /api/models: the chat models the caller can use right now (``availability``),
-grouped by provider, each in chatbot-ui's LLM shape so its model picker can use the list as
-is (embedding models, which it cannot chat with, are left out: /v1/models lists them)."""
+"""GET /api/models: the chat models the caller can use right now (``availability``) and
+its policies allow, grouped by provider, each in chatbot-ui's LLM shape so its model picker
+can use the list as is (embedding models, which it cannot chat with, are left out:
+/v1/models lists them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.availability import usable_models
 from chatwire.gateway.resolve import ProfileView
+from chatwire.team.access import may_use
 
 router = APIRouter(prefix="/api", tags=["models"])
 
@@ -24,6 +26,8 @@ async def available_models(
     for item in await usable_models(services, profile):
         if item.entry.kind != "chat":
             continue  # chatbot-ui's model picker offers chat models only
+        if not may_use(user, f"{item.provider}/{item.model}"):
+            continue  # the caller's policies do not allow it
         grouped.setdefault(item.provider, []).append(
             {
                 "modelId": item.model,
@@ -35,7 +39,11 @@ async def available_models(
                 "maxOutput": item.entry.max_output,
             }
         )
-    custom = await services.store.list_custom_models(user.id)
+    custom = [
+        record
+        for record in await services.store.list_custom_models(user.id)
+        if may_use(user, f"custom/{record.model_id}")
+    ]
     if custom:
         grouped["custom"] = [
             {

@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, Request
 from chatwire.api.bodies import USER_KEY
 from chatwire.api.deps import ServicesDep
 from chatwire.availability import usable_models
-from chatwire.errors import NotFound
+from chatwire.errors import ChatwireError, NotFound
 from chatwire.gateway.resolve import ProfileView, model_named
+from chatwire.services import Services
 from chatwire.store.records import UserRecord
+from chatwire.team.access import allow_model, may_use
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
 
@@ -75,19 +77,37 @@ def _model(
     return entry
 
 
+def _alias_allowed(services: Services, user: UserRecord, target: str) -> bool:
+    try:
+        provider, model = model_named(services.providers, services.catalogue, target)
+    except ChatwireError:
+        return False
+    return may_use(user, f"{provider.name}/{model}")
+
+
 @router.get("/models")
 async def list_models(request: Request, user: Caller, services: ServicesDep) -> dict[str, Any]:
+    """The models the caller may use: those its policies' ``models`` allow among those it
+    has the keys for."""
     profile = ProfileView(services.overrides, await services.store.get_profile(user.id))
+    usable = [
+        item
+        for item in await usable_models(services, profile)
+        if may_use(user, f"{item.provider}/{item.model}")
+    ]
+    custom = [
+        record
+        for record in await services.store.list_custom_models(user.id)
+        if may_use(user, f"custom/{record.model_id}")
+    ]
     if _anthropic(request):
-        cards = [
-            _card(f"{item.provider}/{item.model}", item.entry.label)
-            for item in await usable_models(services, profile)
-        ]
+        cards = [_card(f"{item.provider}/{item.model}", item.entry.label) for item in usable]
+        cards += [_card(f"custom/{r.model_id}", r.name) for r in custom]
         cards += [
-            _card(f"custom/{r.model_id}", r.name)
-            for r in await services.store.list_custom_models(user.id)
+            _card(alias, None)
+            for alias, target in services.aliases.items()
+            if _alias_allowed(services, user, target)
         ]
-        cards += [_card(alias, None) for alias in services.aliases]
         return {
             "data": cards,
             "has_more": False,
@@ -102,12 +122,9 @@ async def list_models(request: Request, user: Caller, services: ServicesDep) -> 
             item.entry.image_input,
             item.entry.kind == "chat",
         )
-        for item in await usable_models(services, profile)
+        for item in usable
     ]
-    data += [
-        _model("custom", r.model_id, r.context_length)
-        for r in await services.store.list_custom_models(user.id)
-    ]
+    data += [_model("custom", r.model_id, r.context_length) for r in custom]
     return {"object": "list", "data": data}
 
 
@@ -116,6 +133,7 @@ async def read_model(
     name: str, request: Request, user: Caller, services: ServicesDep
 ) -> dict[str, Any]:
     provider, model = model_named(services.providers, services.catalogue, name, services.aliases)
+    allow_model(user, provider.name, model)
     if provider.uses_custom_models:
         raise NotFound(
             f"The model '{name[:200]}' does not exist: custom models are listed by /v1/models."

@@ -71,7 +71,7 @@ def build_router(fields: Mapping[str, CredentialField]) -> APIRouter:
             profile = await services.store.update_profile(user.id, changes)
         except ValueError as exc:
             raise RequestInvalid(str(exc)) from exc
-        services.profile_changed(user.id)
+        services.changed("profile", user.id)
         return public(user.name, profile)
 
     # The body's model exists only now; FastAPI reads it from the parameter's annotation.

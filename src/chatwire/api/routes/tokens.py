@@ -1,6 +1,7 @@
-"""/api/tokens: the caller's own bearer tokens: list, create (shown once), revoke.
+"""/api/tokens: the caller's own bearer tokens: list (with their names and policies, which
+admins set), create (shown once), revoke.
 
-Revoking takes effect within ``CHATWIRE_CACHE_TTL`` seconds (``api.auth``'s cache).
+Revoking takes effect at once (``Services.changed`` drops the cached callers).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 
 from chatwire.api.deps import CurrentUser, ServicesDep
+from chatwire.api.routes.admin import PolicyPublic, policy_public
 from chatwire.errors import NotFound
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
@@ -24,6 +26,8 @@ class TokenPublic(BaseModel):
     id: int
     created_at: datetime
     revoked_at: datetime | None
+    name: str | None = None
+    policy: PolicyPublic | None = None
 
 
 class TokenCreated(BaseModel):
@@ -33,7 +37,13 @@ class TokenCreated(BaseModel):
 @router.get("")
 async def list_tokens(user: CurrentUser, services: ServicesDep) -> list[TokenPublic]:
     return [
-        TokenPublic(id=t.id, created_at=t.created_at, revoked_at=t.revoked_at)
+        TokenPublic(
+            id=t.id,
+            created_at=t.created_at,
+            revoked_at=t.revoked_at,
+            name=t.name,
+            policy=policy_public(t.policy),
+        )
         for t in await services.store.list_tokens(user.name)
     ]
 
@@ -51,4 +61,5 @@ async def revoke_token(token_id: TokenId, user: CurrentUser, services: ServicesD
         raise NotFound(
             f"You have no token with id {token_id} that is still active (GET /api/tokens)."
         )
+    services.changed("token", token_id)
     return Response(status_code=204)
