@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from async_lru import alru_cache
@@ -30,6 +31,15 @@ from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 from chatwire.store.responses import ResponseStore
 from chatwire.store.web import WebStore
+from chatwire.team.bus import Bus
+from chatwire.team.limits import (
+    Limits,
+    MemoryCounters,
+    RedisCounters,
+    nothing_spent,
+    redis_client,
+)
+from chatwire.team.prices import Prices
 
 log = logging.getLogger("chatwire")
 
@@ -64,6 +74,11 @@ class Services:
     admission: Admission
     # The Responses API's stored replies.
     responses: ResponseStore
+    # The policies' counters (team.limits), and what models cost (CHATWIRE_PRICES_FILE).
+    limits: Limits
+    prices: Prices
+    # Changes told to every process through Redis (team.bus); None without Redis.
+    bus: Bus | None = None
     # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
     aliases: dict[str, str] = field(default_factory=dict)
     # Returns the heap's free memory to the system after a burst (chatwire.memory).
@@ -123,7 +138,11 @@ class Services:
                 _prune(responses, settings.responses_retention_days),
                 name="chatwire responses pruner",
             )
-        return cls(
+        limits, bus = _team(settings)
+        services = cls(
+            limits=limits,
+            bus=bus,
+            prices=Prices.load(settings.prices_file),
             trimmer=trimmer,
             aliases=settings.alias_map,
             pruner=pruner,
@@ -153,6 +172,27 @@ class Services:
                 settings.max_streams, settings.max_streams_per_user, settings.body_memory
             ),
         )
+        if bus is not None:
+            bus.bind(services.changed)
+            bus.start()
+        return services
+
+    def changed(self, kind: str, subject: Any) -> None:
+        """Forget what this process cached that a change may have made wrong: a token's
+        user and policies, a user's profile (``kind``: what changed, "all" for everything;
+        ``subject``: which one, when it matters)."""
+        self.auth.forget_all()
+        clear = getattr(self.profile, "cache_clear", None)
+        if clear is not None:
+            clear()
+        self.custom_models_changed()
+
+    async def announce(self, kind: str, subject: Any) -> None:
+        """A change made here: forgotten by this process now, and, through Redis, by every
+        other one."""
+        self.changed(kind, subject)
+        if self.bus is not None:
+            await self.bus.publish(kind, subject)
 
     def profile_changed(self, user_id: int) -> None:
         invalidate = getattr(self.profile, "cache_invalidate", None)
@@ -180,6 +220,11 @@ class Services:
         return found
 
     async def close(self) -> None:
+        await self.limits.close()
+        if self.bus is not None:
+            await self.bus.close()
+        if self.limits.redis is not None:
+            await self.limits.redis.client.aclose()
         for task in (self.trimmer, self.pruner):
             if task is not None:
                 task.cancel()
@@ -189,6 +234,38 @@ class Services:
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
         await self.engine.dispose()
+
+
+def _team(settings: Settings) -> tuple[Limits, Bus | None]:
+    """The limits' counters and the change bus: in Redis when CHATWIRE_REDIS_URL is set
+    (one client, every call bounded by CHATWIRE_REDIS_TIMEOUT and never retried: a Redis
+    that does not answer is down until it does, see ``Limits``), else in memory only."""
+    # What the ledger says was spent since a budget's period began, for its first count
+    # after a start; until the ledger answers it, a period counts from 0 here.
+    spent = nothing_spent
+    lease = (settings.max_chat_seconds or 86_400.0) + 60.0
+    if settings.redis_url is None:
+        return Limits(MemoryCounters(), lease_seconds=lease, spent=spent), None
+    url = settings.redis_url.get_secret_value()
+    client = redis_client(url, settings.redis_timeout)
+    limits = Limits(
+        MemoryCounters(),
+        RedisCounters(client, settings.redis_prefix),
+        failure=settings.redis_failure,
+        streams_per_user=settings.max_streams_per_user,
+        lease_seconds=lease,
+        spent=spent,
+        where=_where(url),
+    )
+    return limits, Bus(client, settings.redis_prefix)
+
+
+def _where(url: str) -> str:
+    """Redis's address for the logs: without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}:{parts.port or 6379}" if parts.hostname else url.split("@")[-1]
 
 
 async def _prune(responses: ResponseStore, days: float) -> None:

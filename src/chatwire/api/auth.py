@@ -175,6 +175,13 @@ class Authenticator:
             )
         return user
 
+    def forget_all(self) -> None:
+        """Forget every cached token and session (a token revoked, a policy changed)."""
+        for cached in (self._lookup, self._session):
+            clear = getattr(cached, "cache_clear", None)
+            if clear is not None:
+                clear()
+
     def session_ended(self, session: str) -> None:
         """Forget a session this process signed out, so its cookie stops working at once."""
         invalidate = getattr(self._session, "cache_invalidate", None)

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from chatwire.cli._support import fail, load_settings, prepare, read_secret, with_store
+from chatwire.cli._support import (
+    announce,
+    fail,
+    load_settings,
+    prepare,
+    read_secret,
+    with_store,
+)
 from chatwire.core.security import mask_secret
 from chatwire.store.records import CredentialField
 
@@ -138,6 +145,7 @@ def tokens_revoke(token_id: int | None, user: str | None) -> None:
             count = with_store(settings, lambda s: s.revoke_all_tokens(user))
         except UserNotFound:
             fail(f"no user '{user}'")
+        announce(settings, "user", user)
         click.echo(f"revoked {count} token(s) of '{user}'", err=True)
         return
     if token_id is not None:
@@ -147,6 +155,7 @@ def tokens_revoke(token_id: int | None, user: str | None) -> None:
         done = with_store(settings, lambda s: s.revoke_token_value(value))
     if not done:
         fail("no such active token")
+    announce(settings, "token", token_id)
     click.echo("revoked", err=True)
 
 
@@ -232,3 +241,4 @@ def _update_profile(settings: Settings, user: str, field: str, value: str | None
         fail(f"no user '{user}'")
     except ValueError as exc:
         fail(str(exc))
+    announce(settings, "profile", user)

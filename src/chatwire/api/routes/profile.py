@@ -72,6 +72,7 @@ def build_router(fields: Mapping[str, CredentialField]) -> APIRouter:
         except ValueError as exc:
             raise RequestInvalid(str(exc)) from exc
         services.profile_changed(user.id)
+        await services.announce("profile", user.id)
         return public(user.name, profile)
 
     # The body's model exists only now; FastAPI reads it from the parameter's annotation.

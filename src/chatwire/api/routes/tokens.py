@@ -51,4 +51,5 @@ async def revoke_token(token_id: TokenId, user: CurrentUser, services: ServicesD
         raise NotFound(
             f"You have no token with id {token_id} that is still active (GET /api/tokens)."
         )
+    await services.announce("token", token_id)
     return Response(status_code=204)
