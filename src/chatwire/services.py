@@ -31,7 +31,7 @@ from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 from chatwire.store.responses import ResponseStore
 from chatwire.store.web import WebStore
-from chatwire.team.bus import Bus
+from chatwire.team.bus import Bus, listener
 from chatwire.team.limits import (
     Limits,
     MemoryCounters,
@@ -172,6 +172,7 @@ class Services:
                 settings.max_streams, settings.max_streams_per_user, settings.body_memory
             ),
         )
+        await limits.warm()
         if bus is not None:
             bus.bind(services.changed)
             bus.start()
@@ -257,7 +258,7 @@ def _team(settings: Settings) -> tuple[Limits, Bus | None]:
         spent=spent,
         where=_where(url),
     )
-    return limits, Bus(client, settings.redis_prefix)
+    return limits, Bus(client, listener(url, settings.redis_timeout), settings.redis_prefix)
 
 
 def _where(url: str) -> str:

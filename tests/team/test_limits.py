@@ -42,7 +42,7 @@ async def counters(
     if request.param == "memory":
         yield MemoryCounters()
         return
-    client = redis_client(redis_url, 1.0)
+    client = redis_client(redis_url, 5.0)
     try:
         yield RedisCounters(client, prefix)
     finally:

@@ -137,12 +137,12 @@ class Settings(BaseSettings):
     # policy or key) told to all of them at once; unset, each process counts on its own.
     # Keys start with redis_prefix. redis_failure: what a chat with limits gets while Redis
     # does not answer: "open", counted in each process's memory; "closed", a 503.
-    # redis_timeout: seconds one Redis call may take before Redis counts as down.
+    # redis_timeout: seconds one Redis call may take (a chat waits no longer for it).
     prices_file: Path | None = None
     redis_url: SecretStr | None = None
     redis_prefix: str = "chatwire:"
     redis_failure: Literal["open", "closed"] = "open"
-    redis_timeout: float = Field(default=0.25, gt=0)
+    redis_timeout: float = Field(default=1.0, gt=0)
 
     @field_validator("model_aliases")
     @classmethod

@@ -51,8 +51,13 @@ def message(kind: str, subject: Any) -> bytes:
 class Bus:
     """Publishes this process's changes and listens for everyone's (``start``)."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, listener: redis.asyncio.Redis, prefix: str
+    ) -> None:
+        # ``client`` publishes (every call bounded by its timeout); ``listener`` holds the
+        # subscription, which waits for messages as long as there are none.
         self._client = client
+        self._listener = listener
         self._channel = channel(prefix)
         self._changed: Changed = _ignored
         self._task: asyncio.Task[None] | None = None
@@ -79,7 +84,7 @@ class Bus:
     async def _listen(self) -> None:
         broken = False
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 if broken:
@@ -92,8 +97,8 @@ class Bus:
                     got = await pubsub.get_message(timeout=PING_EVERY)
                     if got is None:
                         await pubsub.ping()
-                        continue
-                    self._deliver(got.get("data"))
+                    elif got.get("type") == "message":
+                        self._deliver(got.get("data"))
             except REDIS_ERRORS as exc:
                 if not broken:
                     log.warning(
@@ -125,6 +130,17 @@ class Bus:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._listener.aclose()
+
+
+def listener(url: str, timeout: float) -> redis.asyncio.Redis:
+    """The subscription's client: ``timeout`` to connect, none to wait for a message."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis.asyncio.Redis.from_url(
+        url, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def publish_now(url: str, prefix: str, kind: str, subject: Any, timeout: float = 1.0) -> bool:

@@ -46,6 +46,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
 
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from chatwire.errors import (
     LimitExceeded,
@@ -65,6 +66,8 @@ DEFAULT_OUTPUT = 4096
 MICRO = Decimal(1_000_000)
 # How often Redis is asked again while it is down.
 PROBE_EVERY = 0.5
+# Calls timing out one after the other that make Redis count as down.
+TIMEOUTS_IN_A_ROW = 3
 
 Kind = Literal["rpm", "tpm", "parallel", "streams", "budget"]
 # (kind, subject id, since): what the ledger says was spent since the period began (None:
@@ -392,7 +395,7 @@ _IDS = itertools.count()
 _PROCESS = os.urandom(4).hex()
 
 
-def redis_client(url: str, timeout: float, connections: int = 64) -> Any:
+def redis_client(url: str, timeout: float, connections: int = 32) -> Any:
     """A client whose every call takes at most ``timeout`` seconds (to connect, to answer,
     to wait for one of its ``connections``) and is never tried again: a Redis that does not
     answer is down until it does (``Limits``)."""
@@ -419,6 +422,11 @@ class RedisCounters(Counters):
         self._prefix = prefix
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
+
+    async def load(self) -> None:
+        """Load the scripts now (each call finds them loaded: one EVALSHA)."""
+        for script in (self._admit, self._settle):
+            await self.client.script_load(script.script)
 
     async def admit(
         self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
@@ -473,6 +481,7 @@ class Limits:
     up: bool = True
     outages: int = 0
     errors: int = 0
+    _timeouts: int = 0
     _probe: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def checks(self, user: UserRecord) -> list[Check] | None:
@@ -525,6 +534,7 @@ class Limits:
             hold.backend = self.redis
             try:
                 refusal = await self._admit(self.redis, hold, now_ms, lease_ms)
+                self._timeouts = 0
             except REDIS_ERRORS as exc:
                 self._down(exc)
                 hold.backend = self.memory
@@ -577,9 +587,18 @@ class Limits:
             self._down(exc)
 
     def _down(self, exc: BaseException) -> None:
+        """A Redis call failed (the chat it was for goes on as ``failure`` says). Redis is
+        taken for down, and left alone until it answers again, when it refused or dropped
+        the connection, or after TIMEOUTS_IN_A_ROW calls timed out: one slow answer on a
+        busy machine is not an outage."""
         self.errors += 1
         if not self.up:
             return
+        if isinstance(exc, RedisTimeout | TimeoutError):
+            self._timeouts += 1
+            if self._timeouts < TIMEOUTS_IN_A_ROW:
+                return
+        self._timeouts = 0
         self.up = False
         self.outages += 1
         then = (
@@ -590,6 +609,17 @@ class Limits:
         log.warning("Redis at %s does not answer (%r): %s", self.where, exc, then)
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._wait_for_redis(), name="chatwire redis probe")
+
+    async def warm(self) -> None:
+        """At start: load the scripts and open a connection, so the first chats do not; a
+        Redis that does not answer is down from the start."""
+        if self.redis is None:
+            return
+        try:
+            await self.redis.load()
+        except REDIS_ERRORS as exc:
+            self._timeouts = TIMEOUTS_IN_A_ROW
+            self._down(exc)
 
     async def _wait_for_redis(self) -> None:
         assert self.redis is not None
