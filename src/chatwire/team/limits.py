@@ -169,27 +169,56 @@ def _cutoff(now_ms: int) -> int:
     return now_ms - WINDOW_MS
 
 
+class _Window:
+    """The tokens of the last 60 s: entries in the order they came, their counts by id (an
+    entry settled early is gone from ``counts`` and skipped), and the sum of ``counts``."""
+
+    __slots__ = ("counts", "order", "total")
+
+    def __init__(self) -> None:
+        self.order: deque[tuple[int, str]] = deque()
+        self.counts: dict[str, int] = {}
+        self.total = 0
+
+    def add(self, at: int, entry: str, tokens: int) -> None:
+        self.order.append((at, entry))
+        self.counts[entry] = tokens
+        self.total += tokens
+
+    def expire(self, cutoff: int) -> None:
+        order, counts = self.order, self.counts
+        while order and order[0][0] <= cutoff:
+            self.total -= counts.pop(order.popleft()[1], 0)
+
+    def frees(self, tokens: int, limit: int, now_ms: int) -> int:
+        """When enough of the window will have passed for ``tokens`` more (or it is empty)."""
+        left, frees = self.total, now_ms
+        for at, entry in self.order:
+            left -= self.counts.get(entry, 0)
+            frees = at
+            if left <= 0 or left + tokens <= limit:
+                break
+        return frees + WINDOW_MS
+
+
 class MemoryCounters(Counters):
     """The counters in this process's memory: one process (the SQLite default), or a
     process's own while Redis is down. Admission runs without awaiting anything, so it is
     atomic on the event loop."""
 
     def __init__(self) -> None:
-        # rpm: times; tpm: (time, id, tokens) and their sum; leases: id -> until; budgets.
+        # rpm: times; tpm: a window; leases: id -> until; budgets: micro-dollars.
         self._times: dict[str, deque[int]] = {}
-        self._tokens: dict[str, tuple[deque[tuple[int, str, int]], list[int]]] = {}
+        self._tokens: dict[str, _Window] = {}
         self._leases: dict[str, dict[str, int]] = {}
         self._spent: dict[str, int] = {}
 
-    def _window(self, key: str, now_ms: int) -> tuple[deque[tuple[int, str, int]], list[int]]:
-        found = self._tokens.get(key)
-        if found is None:
-            found = self._tokens[key] = (deque(), [0])
-        entries, total = found
-        cutoff = _cutoff(now_ms)
-        while entries and entries[0][0] <= cutoff:
-            total[0] -= entries.popleft()[2]
-        return found
+    def _window(self, key: str, now_ms: int) -> _Window:
+        window = self._tokens.get(key)
+        if window is None:
+            window = self._tokens[key] = _Window()
+        window.expire(_cutoff(now_ms))
+        return window
 
     def _lease_set(self, key: str, now_ms: int) -> dict[str, int]:
         leases = self._leases.setdefault(key, {})
@@ -218,17 +247,9 @@ class MemoryCounters(Counters):
                 if len(times) >= limit:
                     return Refusal(i, times[0] + WINDOW_MS - now_ms)
             elif check.kind == "tpm":
-                entries, total = self._window(key, now_ms)
-                used = total[0]
-                if used > 0 and used + hold.tokens > limit:
-                    left = used
-                    frees = now_ms
-                    for at, _, tokens in entries:
-                        left -= tokens
-                        frees = at
-                        if left <= 0 or left + hold.tokens <= limit:
-                            break
-                    return Refusal(i, frees + WINDOW_MS - now_ms)
+                window = self._window(key, now_ms)
+                if window.total > 0 and window.total + hold.tokens > limit:
+                    return Refusal(i, window.frees(hold.tokens, limit, now_ms) - now_ms)
             elif check.kind in ("parallel", "streams"):
                 if len(self._lease_set(key, now_ms)) >= limit:
                     return Refusal(i, 1000)
@@ -241,9 +262,7 @@ class MemoryCounters(Counters):
             if check.kind == "rpm":
                 self._times[key].append(now_ms)
             elif check.kind == "tpm":
-                entries, total = self._tokens[key]
-                entries.append((now_ms, hold.id, hold.tokens))
-                total[0] += hold.tokens
+                self._tokens[key].add(now_ms, hold.id, hold.tokens)
             elif check.kind in ("parallel", "streams"):
                 self._leases[key][hold.id] = now_ms + lease_ms
             else:
@@ -254,16 +273,11 @@ class MemoryCounters(Counters):
         for check in hold.checks:
             key = check.key
             if check.kind == "tpm":
-                entries, total = self._window(key, now_ms)
-                for n, entry in enumerate(entries):
-                    if entry[1] == hold.id:
-                        del entries[n]
-                        total[0] -= entry[2]
-                        break
+                window = self._window(key, now_ms)
+                window.total -= window.counts.pop(hold.id, 0)
                 if tokens:
-                    entries.append((now_ms, hold.id, tokens))
-                    total[0] += tokens
-                if not entries:
+                    window.add(now_ms, hold.id + ":r", tokens)
+                if not window.counts:
                     del self._tokens[key]
             elif check.kind in ("parallel", "streams"):
                 leases = self._leases.get(key)
