@@ -242,3 +242,34 @@ def test_a_total_budget_never_starts_again() -> None:
     assert isinstance(
         refused(Hold("y", [streams], 0, 0, MemoryCounters()), Refusal(0, 1000), 0), TooManyStreams
     )
+
+
+async def test_closed_refuses_policies_but_not_the_per_user_cap_while_redis_is_down() -> None:
+    from chatwire.errors import LimitsUnavailable
+    from tests.team.conftest import free_port
+
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.2)
+    limits = Limits(
+        MemoryCounters(), RedisCounters(client, "x:"), failure="closed", streams_per_user=2
+    )
+    try:
+        await limits.warm()  # refused: down from the start, one warning
+        assert not limits.up
+        assert limits.outages == 1
+        plain = limits.checks(alice())
+        assert plain is not None
+        assert [c.kind for c in plain] == ["streams"]
+        held = [await limits.admit(plain, 1, 1, None, "m/x") for _ in range(2)]
+        with pytest.raises(TooManyStreams):
+            await limits.admit(plain, 1, 1, None, "m/x")
+        await limits.settle(held[0], None, None)
+        await limits.admit(plain, 1, 1, None, "m/x")
+        limited = limits.checks(alice(token_policy=Policy(rpm=5)))
+        assert limited is not None
+        with pytest.raises(LimitsUnavailable) as caught:
+            await limits.admit(limited, 1, 1, None, "m/x")
+        assert caught.value.status == 503
+        assert caught.value.headers() == [(b"retry-after", b"1")]
+    finally:
+        await limits.close()
+        await client.aclose()

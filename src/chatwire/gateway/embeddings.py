@@ -100,7 +100,7 @@ class EmbeddingsPipeline:
                 upstream = wire.build(provider, target, call, settings.drop_params)
                 place.hold_only(len(upstream.body))
                 # Limits as for a chat: its input reserved, no output.
-                hold = await admit(services, user, provider, call.model, size, 0)
+                hold = await admit(services, user, provider, call.model, size, None)
                 reader = EmbeddingsReader(wire.parse)
                 try:
                     ex = exchange(services, provider, target, upstream, timing, hops)

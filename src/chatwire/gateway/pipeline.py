@@ -168,9 +168,7 @@ class ChatPipeline:
                 call.drop_messages()
                 place.hold_only(len(upstream.body))
                 # The caller's limits, before any upstream is called; settled however it ends.
-                hold = await admit(
-                    services, user, provider, call.model, size, _reply_budget(call, asked)
-                )
+                hold = await admit(services, user, provider, call.model, size, call, asked)
                 try:
                     family = provider.family
                     ex = exchange(services, provider, target, upstream, timing, hops)
@@ -282,30 +280,24 @@ def caller(
     return services.auth.user_for_browser(scope["headers"], "POST", address)
 
 
-def _reply_budget(call: ChatCall, asked: Any) -> int | None:
-    """The reply's token budget the request set, if it did."""
-    params = call.params
-    budget = asked or params.get("max_tokens") or params.get("max_completion_tokens")
-    return budget if type(budget) is int and budget > 0 else None
-
-
 def admit(
     services: Services,
     user: UserRecord,
     provider: Provider,
     model: str,
     size: int,
-    reply_budget: int | None,
+    call: ChatCall | None,
+    asked: Any = None,
 ) -> Awaitable[Hold | None]:
     """Reserve the chat's place in the caller's limits (``team.limits``), or refuse it (429,
     403, 503); nothing to await, no call at all, for a caller with nothing counted. The
-    estimate: the body's bytes / 4 in, ``reply_budget`` out (None: the model's max output,
-    else 4096)."""
-    limits = services.limits
-    checks = limits.checks(user)
+    estimate: the body's ``size`` / 4 in; out, the reply budget the request set (``asked``,
+    a native body's, else the call's), else the model's max output, else 4096 (no ``call``:
+    embeddings, nothing out)."""
+    checks = services.limits.checks(user)
     if checks is None:
         return _NOTHING
-    return _admit(services, checks, provider, model, size, reply_budget)
+    return _admit(services, checks, provider, model, size, call, asked)
 
 
 async def _admit(
@@ -314,11 +306,18 @@ async def _admit(
     provider: Provider,
     model: str,
     size: int,
-    reply_budget: int | None,
+    call: ChatCall | None,
+    asked: Any,
 ) -> Hold:
-    if reply_budget is None:
-        entry = services.catalogue.entry(provider.name, model)
-        reply_budget = (entry.max_output if entry is not None else None) or DEFAULT_OUTPUT
+    reply_budget = 0
+    if call is not None:
+        params = call.params
+        given = asked or params.get("max_tokens") or params.get("max_completion_tokens")
+        if type(given) is int and given > 0:
+            reply_budget = given
+        else:
+            entry = services.catalogue.entry(provider.name, model)
+            reply_budget = (entry.max_output if entry is not None else None) or DEFAULT_OUTPUT
     price = services.prices.price(provider.name, model)
     return await services.limits.admit(
         checks, -(-size // 4), reply_budget, price, f"{provider.name}/{model}"

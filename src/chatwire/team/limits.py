@@ -562,7 +562,9 @@ class Limits:
         return hold
 
     async def _fallback(self, hold: Hold, now_ms: int, lease_ms: int) -> Refusal | None:
-        if self.failure == "closed":
+        # The per-user chat cap alone falls back to each process's own count, whatever
+        # the mode: it is not a policy's limit.
+        if self.failure == "closed" and any(c.kind != "streams" for c in hold.checks):
             raise LimitsUnavailable(
                 "chatwire cannot reach the Redis its limits are counted in, and is set to "
                 "refuse chats with limits until it can (CHATWIRE_REDIS_FAILURE=closed); "
