@@ -21,6 +21,10 @@ message that makes sense on its own (the chatbot-ui client shows only the messag
     ├── ModelNotAllowed         403  a model the token's or the user's policy does not allow
     ├── TooManyStreams          429  the caller has CHATWIRE_MAX_STREAMS_PER_USER open already
     ├── TooManyFailures         429  too many failed bearer tokens from the client's address
+    ├── LimitExceeded           429  a token's or user's rpm, tpm or chats at once (team.limits)
+    ├── QuotaExceeded           429  a token's or user's budget for the period is spent
+    ├── ModelUnpriced           403  a caller with a budget asks for a model without a price
+    ├── LimitsUnavailable       503  Redis does not answer, CHATWIRE_REDIS_FAILURE=closed
     ├── Overloaded              503  this process holds CHATWIRE_MAX_STREAMS streams already
     ├── ShuttingDown            503  the server stopped a chat before its reply started
     ├── StoreUnavailable        503  the database refused, timed out, is locked or is busy
@@ -157,6 +161,34 @@ class TooManyStreams(_RetryLater):
 
 class TooManyFailures(_RetryLater):
     status = 429
+
+
+class LimitExceeded(_RetryLater):
+    status = 429
+
+
+class QuotaExceeded(ChatwireError):
+    """A budget spent: ``retry_after`` is when its period starts again (None: a total
+    budget, which never does)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(self.retry_after).encode())]
+
+
+class ModelUnpriced(ChatwireError):
+    status = 403
+
+
+class LimitsUnavailable(_RetryLater):
+    status = 503
 
 
 class Overloaded(_RetryLater):

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from async_lru import alru_cache
@@ -31,6 +32,15 @@ from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 from chatwire.store.responses import ResponseStore
 from chatwire.store.web import WebStore
+from chatwire.team.bus import Bus, listener
+from chatwire.team.limits import (
+    Limits,
+    MemoryCounters,
+    RedisCounters,
+    nothing_spent,
+    redis_client,
+)
+from chatwire.team.prices import Prices
 
 log = logging.getLogger("chatwire")
 
@@ -46,6 +56,7 @@ ProfileLookup = Callable[[int], Awaitable[Profile]]
 #   "profile"        a user's provider keys or settings changed: the user's id (None: anyone's)
 #   "custom_models"  a user's custom models changed: the user's id
 Change = Literal["token", "user", "default", "profile", "custom_models"]
+CHANGES: tuple[Change, ...] = typing.get_args(Change)
 # Told of every change after this process has forgotten what it cached of it, to carry it
 # to the other processes (which call ``Services.forget``, not ``changed``, on receiving it).
 ChangeListener = Callable[[Change, int | None], None]
@@ -75,6 +86,11 @@ class Services:
     admission: Admission
     # The Responses API's stored replies.
     responses: ResponseStore
+    # The policies' counters (team.limits), and what models cost (CHATWIRE_PRICES_FILE).
+    limits: Limits
+    prices: Prices
+    # Changes told to every process through Redis (team.bus); None without Redis.
+    bus: Bus | None = None
     # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
     aliases: dict[str, str] = field(default_factory=dict)
     # Returns the heap's free memory to the system after a burst (chatwire.memory).
@@ -83,6 +99,8 @@ class Services:
     pruner: asyncio.Task[None] | None = field(default=None, repr=False)
     # Told of every change (``changed``), to carry it to the other processes.
     change_listeners: list[ChangeListener] = field(default_factory=list, repr=False)
+    # Announcements on their way to Redis (kept so they are not collected half done).
+    _telling: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -136,7 +154,11 @@ class Services:
                 _prune(responses, settings.responses_retention_days),
                 name="chatwire responses pruner",
             )
-        return cls(
+        limits, bus = _team(settings)
+        services = cls(
+            limits=limits,
+            bus=bus,
+            prices=Prices.load(settings.prices_file),
             trimmer=trimmer,
             aliases=settings.alias_map,
             pruner=pruner,
@@ -166,15 +188,40 @@ class Services:
                 settings.max_streams, settings.max_streams_per_user, settings.body_memory
             ),
         )
+        await limits.warm()
+        if bus is not None:
+            # Changes heard from every process are forgotten here; this one's are told.
+            bus.bind(services.heard)
+            services.change_listeners.append(services._tell)
+            bus.start()
+        return services
+
+    def heard(self, kind: str, subject: Any) -> None:
+        """A change another process (or a command) made, told through Redis: forgotten
+        here. One this process does not know, or "all" (the subscription was lost and
+        messages may have been missed), forgets everything."""
+        if kind in CHANGES and (subject is None or isinstance(subject, int)):
+            self.forget(kind, subject)
+        else:
+            for every in CHANGES:
+                self.forget(every)
+
+    def _tell(self, kind: Change, subject: int | None) -> None:
+        """Carry this process's change to the others (``Services.changed``'s listener)."""
+        if self.bus is None:
+            return
+        task = asyncio.create_task(self.bus.publish(kind, subject), name="chatwire announce")
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
 
     def changed(self, kind: Change, subject: int | None = None) -> None:
         """Something the caches hold changed in the store (``Change`` says what, and of
         whom): this process forgets it at once, and the listeners carry it on to the others.
         Every place that makes such a change calls this, after the change is committed."""
         self.forget(kind, subject)
-        for listener in self.change_listeners:
+        for tell in self.change_listeners:
             try:
-                listener(kind, subject)
+                tell(kind, subject)
             except Exception:
                 log.warning("a listener failed on the change %s %s", kind, subject, exc_info=True)
 
@@ -213,6 +260,11 @@ class Services:
         return found
 
     async def close(self) -> None:
+        await self.limits.close()
+        if self.bus is not None:
+            await self.bus.close()
+        if self.limits.redis is not None:
+            await self.limits.redis.client.aclose()
         for task in (self.trimmer, self.pruner):
             if task is not None:
                 task.cancel()
@@ -228,6 +280,38 @@ def _clear(cached: object) -> None:
     clear = getattr(cached, "cache_clear", None)
     if clear is not None:
         clear()
+
+
+def _team(settings: Settings) -> tuple[Limits, Bus | None]:
+    """The limits' counters and the change bus: in Redis when CHATWIRE_REDIS_URL is set
+    (one client, every call bounded by CHATWIRE_REDIS_TIMEOUT and never retried: a Redis
+    that does not answer is down until it does, see ``Limits``), else in memory only."""
+    # What the ledger says was spent since a budget's period began, for its first count
+    # after a start; until the ledger answers it, a period counts from 0 here.
+    spent = nothing_spent
+    lease = (settings.max_chat_seconds or 86_400.0) + 60.0
+    if settings.redis_url is None:
+        return Limits(MemoryCounters(), lease_seconds=lease, spent=spent), None
+    url = settings.redis_url.get_secret_value()
+    client = redis_client(url, settings.redis_timeout)
+    limits = Limits(
+        MemoryCounters(),
+        RedisCounters(client, settings.redis_prefix),
+        failure=settings.redis_failure,
+        streams_per_user=settings.max_streams_per_user,
+        lease_seconds=lease,
+        spent=spent,
+        where=_where(url),
+    )
+    return limits, Bus(client, listener(url, settings.redis_timeout), settings.redis_prefix)
+
+
+def _where(url: str) -> str:
+    """Redis's address for the logs: without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname or ''}:{parts.port or 6379}" if parts.hostname else url.split("@")[-1]
 
 
 async def _prune(responses: ResponseStore, days: float) -> None:

@@ -15,6 +15,7 @@ from chatwire.errors import (
     KeyMissing,
     ModelNotAllowed,
     NotFound,
+    QuotaExceeded,
     ResponseNotFound,
     UnknownURL,
     UpstreamKeyInvalid,
@@ -53,6 +54,16 @@ def openai_error(error: ChatwireError) -> dict[str, Any]:
             if isinstance(error, UpstreamKeyInvalid)
             else "provider_key_missing"
         )
+    elif isinstance(error, QuotaExceeded):
+        # OpenAI's own answer to an account out of credit (its SDK's RateLimitError).
+        return {
+            "error": {
+                "message": error.message,
+                "type": "insufficient_quota",
+                "param": None,
+                "code": "insufficient_quota",
+            }
+        }
     elif error.status == 429:
         code = "rate_limit_exceeded"
     else:

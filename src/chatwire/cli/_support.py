@@ -64,13 +64,6 @@ def prepare(settings: Settings) -> None:
     upgrade(settings.resolved_database_url, KeyBox(load_secret_keys(settings)))
 
 
-def announce(settings: Settings, kind: str, subject: int | None) -> None:
-    """Where a command's change (``services.Change``: a token revoked, a policy or role
-    changed, stored keys) is told to the running servers, as ``Services.changed`` tells
-    the process it runs in. A command is a process of its own, with no caches to drop:
-    until the servers hear of it here, they see the change within CHATWIRE_CACHE_TTL."""
-
-
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
@@ -84,3 +77,18 @@ def read_secret(label: str) -> str:
     if not value:
         fail(f"{label}: nothing was entered")
     return value
+
+
+def announce(settings: Settings, kind: str, subject: Any) -> None:
+    """Tell every running server, through Redis (CHATWIRE_REDIS_URL), that ``kind`` /
+    ``subject`` changed, so they forget what they cached of it at once; without Redis, or
+    when it does not answer (said on stderr), they do within CHATWIRE_CACHE_TTL."""
+    if settings.redis_url is None:
+        return
+    from chatwire.team.bus import publish_now
+
+    if not publish_now(settings.redis_url.get_secret_value(), settings.redis_prefix, kind, subject):
+        click.echo(
+            "Redis did not answer: running servers see this within CHATWIRE_CACHE_TTL",
+            err=True,
+        )

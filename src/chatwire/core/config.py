@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic_core
 from dotenv import dotenv_values
@@ -130,6 +130,19 @@ class Settings(BaseSettings):
     # A bearer token of the operator's own for /metrics and the API docs (/docs, /redoc,
     # /openapi.json); unset or empty, they are open to anyone who can reach the port.
     metrics_token: SecretStr | None = None
+
+    # The team layer. Prices per model (team.prices): a JSON file whose models replace the
+    # shipped table's. Redis (redis://host:port/db): every limit, reservation and per-user
+    # chat count shared by every process using it, and changes (a revoked token, a changed
+    # policy or key) told to all of them at once; unset, each process counts on its own.
+    # Keys start with redis_prefix. redis_failure: what a chat with limits gets while Redis
+    # does not answer: "open", counted in each process's memory; "closed", a 503.
+    # redis_timeout: seconds one Redis call may take (a chat waits no longer for it).
+    prices_file: Path | None = None
+    redis_url: SecretStr | None = None
+    redis_prefix: str = "chatwire:"
+    redis_failure: Literal["open", "closed"] = "open"
+    redis_timeout: float = Field(default=1.0, gt=0)
 
     @field_validator("model_aliases")
     @classmethod

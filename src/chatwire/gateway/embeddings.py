@@ -29,12 +29,14 @@ from chatwire.gateway.call import ChatCall
 from chatwire.gateway.deadline import BODY, Deadline
 from chatwire.gateway.embedding_call import EmbeddingCall, EmbeddingsReader
 from chatwire.gateway.pipeline import (
+    admit,
     caller,
     custom_named,
     exchange,
     expired,
     failed,
     relay,
+    settle_hold,
     stopped,
 )
 from chatwire.gateway.resolve import ProfileView, model_named, target_for
@@ -81,6 +83,7 @@ class EmbeddingsPipeline:
                 body_read = True
                 place.charge_parsing(body)
                 call = dialect.decode(body)
+                size = len(body)
                 del body
                 provider, call.model = model_named(
                     services.providers, services.catalogue, call.name
@@ -99,15 +102,21 @@ class EmbeddingsPipeline:
                 target = target_for(provider, profile, ChatCall(call.model, []), custom)
                 upstream = wire.build(provider, target, call, settings.drop_params)
                 place.hold_only(len(upstream.body))
-                ex = exchange(services, provider, target, upstream, timing, hops)
+                # Limits as for a chat: its input reserved, no output.
+                hold = await admit(services, user, provider, call.model, size, None)
                 reader = EmbeddingsReader(wire.parse)
-                out = dialect.output(send, rid, timing, call, reader)
-                watch = DisconnectWatch(receive)
                 try:
-                    await relay(ex, reader, out, watch, settings, deadline)
+                    ex = exchange(services, provider, target, upstream, timing, hops)
+                    out = dialect.output(send, rid, timing, call, reader)
+                    watch = DisconnectWatch(receive)
+                    try:
+                        await relay(ex, reader, out, watch, settings, deadline)
+                    finally:
+                        watch.close()
+                        deadline.close()
                 finally:
-                    watch.close()
-                    deadline.close()
+                    if hold is not None:
+                        await settle_hold(services, hold, reader, provider.name, call.model)
         except asyncio.CancelledError:
             late = expired(deadline, watch, ex, services.settings)
             if late is not None:

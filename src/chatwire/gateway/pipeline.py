@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from typing import Any, Protocol
 
 from starlette.datastructures import State
@@ -74,6 +74,8 @@ from chatwire.providers.declaration import Provider
 from chatwire.services import Services
 from chatwire.store.records import CustomModel, UserRecord
 from chatwire.team.access import allow_model
+from chatwire.team.limits import DEFAULT_OUTPUT, Check, Hold
+from chatwire.team.usage import Usage
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")
@@ -127,7 +129,10 @@ class ChatPipeline:
                     if native is None
                     else native.decode_native(scope, body)
                 )
+                size = len(body)
                 del body  # the call holds what it needs
+                # A native body's reply budget, read before the body goes as sent.
+                asked = None if request.native is None else request.native.body.get("max_tokens")
                 if request.state is not None:
                     # The dialect's step that needs the caller (a stored conversation).
                     await request.state.prepare(services, user.id)
@@ -166,23 +171,30 @@ class ChatPipeline:
                     upstream = build_call(provider, target, call, entry, drop)
                 call.drop_messages()
                 place.hold_only(len(upstream.body))
-                family = provider.family
-                ex = exchange(services, provider, target, upstream, timing, hops)
-                if reader is None:
-                    reader = (
-                        family.text_reader(provider)
-                        if dialect.reads_text
-                        else family.reader(provider, call)
-                    )
-                headers = family.response_headers(provider, call)
-                out = dialect.output(send, rid, timing, request, reader, headers)
-                # A client that goes away cancels the upstream request at once, in any phase.
-                watch = DisconnectWatch(receive)
+                # The caller's limits, before any upstream is called; settled however it ends.
+                hold = await admit(services, user, provider, call.model, size, call, asked)
                 try:
-                    await relay(ex, reader, out, watch, services.settings, deadline)
+                    family = provider.family
+                    ex = exchange(services, provider, target, upstream, timing, hops)
+                    if reader is None:
+                        reader = (
+                            family.text_reader(provider)
+                            if dialect.reads_text
+                            else family.reader(provider, call)
+                        )
+                    headers = family.response_headers(provider, call)
+                    out = dialect.output(send, rid, timing, request, reader, headers)
+                    # A client that goes away cancels the upstream request at once, in any
+                    # phase.
+                    watch = DisconnectWatch(receive)
+                    try:
+                        await relay(ex, reader, out, watch, services.settings, deadline)
+                    finally:
+                        watch.close()
+                        deadline.close()
                 finally:
-                    watch.close()
-                    deadline.close()
+                    if hold is not None:
+                        await settle_hold(services, hold, reader, provider.name, call.model)
         except asyncio.CancelledError:
             late = expired(deadline, watch, ex, services.settings)
             if late is not None:
@@ -270,6 +282,75 @@ def caller(
         return services.auth.user_for_authorization(authorization.decode("latin-1"), address)
     # chatwire's own chat page: its session cookie and CSRF token.
     return services.auth.user_for_browser(scope["headers"], "POST", address)
+
+
+def admit(
+    services: Services,
+    user: UserRecord,
+    provider: Provider,
+    model: str,
+    size: int,
+    call: ChatCall | None,
+    asked: Any = None,
+) -> Awaitable[Hold | None]:
+    """Reserve the chat's place in the caller's limits (``team.limits``), or refuse it (429,
+    403, 503); nothing to await, no call at all, for a caller with nothing counted. The
+    estimate: the body's ``size`` / 4 in; out, the reply budget the request set (``asked``,
+    a native body's, else the call's), else the model's max output, else 4096 (no ``call``:
+    embeddings, nothing out)."""
+    checks = services.limits.checks(user)
+    if checks is None:
+        return _NOTHING
+    return _admit(services, checks, provider, model, size, call, asked)
+
+
+async def _admit(
+    services: Services,
+    checks: list[Check],
+    provider: Provider,
+    model: str,
+    size: int,
+    call: ChatCall | None,
+    asked: Any,
+) -> Hold:
+    reply_budget = 0
+    if call is not None:
+        params = call.params
+        given = asked or params.get("max_tokens") or params.get("max_completion_tokens")
+        if type(given) is int and given > 0:
+            reply_budget = given
+        else:
+            entry = services.catalogue.entry(provider.name, model)
+            reply_budget = (entry.max_output if entry is not None else None) or DEFAULT_OUTPUT
+    price = services.prices.price(provider.name, model)
+    return await services.limits.admit(
+        checks, -(-size // 4), reply_budget, price, f"{provider.name}/{model}"
+    )
+
+
+class _Nothing:
+    """An awaitable of None that needs no coroutine."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_NOTHING: Awaitable[None] = _Nothing()
+
+
+async def settle_hold(
+    services: Services, hold: Hold, reader: Any, provider: str, model: str
+) -> None:
+    """A chat's real tokens and cost in place of its reservation, from the usage its reader
+    has (the provider's, in the canonical shape); without one, the reservation stands."""
+    reported = getattr(reader, "usage", None)
+    if not reported:
+        await services.limits.settle(hold, None, None)
+        return
+    usage = Usage.from_canonical(reported)
+    cost = services.prices.cost(provider, model, usage) if hold.cost else None
+    await services.limits.settle(hold, usage.total, cost)
 
 
 async def custom_named(services: Services, user_id: int, model: str) -> CustomModel:

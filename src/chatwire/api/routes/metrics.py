@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.datastructures import State
@@ -44,6 +44,24 @@ class _Live(Collector):
             "(chatwire serve freezes; an app served by another program leaves it to that one).",
             gc.get_freeze_count(),
         )
+        limits = services.limits
+        if limits.redis is not None:
+            yield GaugeMetricFamily(
+                "chatwire_redis_up",
+                "1 while the Redis the limits are shared in answers, 0 while it does not "
+                "(CHATWIRE_REDIS_FAILURE says what chats get meanwhile).",
+                1 if limits.up else 0,
+            )
+            yield CounterMetricFamily(
+                "chatwire_redis_outages",
+                "Times this process found Redis not answering.",
+                limits.outages,
+            )
+            yield CounterMetricFamily(
+                "chatwire_redis_errors",
+                "Redis calls of this process that failed or timed out.",
+                limits.errors,
+            )
 
 
 @router.get("/metrics", response_class=Response)
