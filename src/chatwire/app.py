@@ -31,6 +31,7 @@ from chatwire.api.routes import (
     responses,
     session,
     tokens,
+    usage,
 )
 from chatwire.core.config import Settings
 from chatwire.dialects.anthropic_messages import COUNT_PATH as COUNT_TOKENS
@@ -152,6 +153,7 @@ def create_api(
     app.include_router(metrics.router)
     app.include_router(session.router)
     app.include_router(tokens.router)
+    app.include_router(usage.router)
     app.include_router(chats.router)
     pages.install(app)
 

@@ -26,10 +26,13 @@ from chatwire.providers.declaration import Provider
 from chatwire.providers.registry import build_providers, operator_values
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
+from chatwire.store.ledger import Ledger
 from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 from chatwire.store.responses import ResponseStore
 from chatwire.store.web import WebStore
+from chatwire.team.accounting import Accounts
+from chatwire.team.prices import Prices
 
 log = logging.getLogger("chatwire")
 
@@ -64,12 +67,16 @@ class Services:
     admission: Admission
     # The Responses API's stored replies.
     responses: ResponseStore
+    # Every chat's usage: its ledger row (written in batches) and this process's counters.
+    usage: Accounts
     # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
     aliases: dict[str, str] = field(default_factory=dict)
     # Returns the heap's free memory to the system after a burst (chatwire.memory).
     trimmer: asyncio.Task[None] | None = field(default=None, repr=False)
     # Deletes the stored replies past CHATWIRE_RESPONSES_RETENTION_DAYS.
     pruner: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Rolls the usage ledger's rows past CHATWIRE_USAGE_RETENTION_DAYS into daily sums.
+    roller: asyncio.Task[None] | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -123,7 +130,17 @@ class Services:
                 _prune(responses, settings.responses_retention_days),
                 name="chatwire responses pruner",
             )
+        ledger = Ledger(engine)
+        ledger.start()
+        usage = Accounts(ledger, Prices.load(settings.prices_file))
+        roller = None
+        if settings.usage_retention_days:
+            roller = asyncio.create_task(
+                _roll(ledger, settings.usage_retention_days), name="chatwire usage roller"
+            )
         return cls(
+            usage=usage,
+            roller=roller,
             trimmer=trimmer,
             aliases=settings.alias_map,
             pruner=pruner,
@@ -180,11 +197,12 @@ class Services:
         return found
 
     async def close(self) -> None:
-        for task in (self.trimmer, self.pruner):
+        for task in (self.trimmer, self.pruner, self.roller):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.usage.ledger.close()  # the rows still buffered
         await self.http.close()
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
@@ -203,6 +221,20 @@ async def _prune(responses: ResponseStore, days: float) -> None:
         else:
             if removed:
                 log.info("deleted %d stored responses older than %g days", removed, days)
+        await asyncio.sleep(PRUNE_EVERY)
+
+
+async def _roll(ledger: Ledger, days: float) -> None:
+    """Sum the ledger's rows past the retention period into daily rows, now and every
+    PRUNE_EVERY seconds; idempotent and safe from every process sharing the database."""
+    while True:
+        try:
+            moved = await ledger.roll(days)
+        except Exception:
+            log.warning("rolling up the usage ledger's old rows failed", exc_info=True)
+        else:
+            if moved:
+                log.info("rolled %d usage rows older than %g days into daily sums", moved, days)
         await asyncio.sleep(PRUNE_EVERY)
 
 

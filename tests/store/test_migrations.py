@@ -32,8 +32,10 @@ TABLES = {
     "response_items",
     "web_sessions",
     "web_chats",
+    "usage",
+    "usage_daily",
 }
-HEAD = "0004"
+HEAD = "0006"
 
 
 def mode(path: Path) -> int:
