@@ -32,6 +32,7 @@ from chatwire.api.routes import (
     responses,
     session,
     tokens,
+    usage,
 )
 from chatwire.core.config import Settings
 from chatwire.dialects.anthropic_messages import COUNT_PATH as COUNT_TOKENS
@@ -153,6 +154,7 @@ def create_api(
     app.include_router(metrics.router)
     app.include_router(session.router)
     app.include_router(tokens.router)
+    app.include_router(usage.router)
     app.include_router(chats.router)
     app.include_router(admin.router)
     pages.install(app)

@@ -9,6 +9,8 @@ import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 import aiohttp
@@ -28,16 +30,18 @@ from chatwire.providers.declaration import Provider
 from chatwire.providers.registry import build_providers, operator_values
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
+from chatwire.store.ledger import Ledger
 from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
 from chatwire.store.responses import ResponseStore
 from chatwire.store.web import WebStore
+from chatwire.team.accounting import Accounts
 from chatwire.team.bus import Bus, listener
 from chatwire.team.limits import (
     Limits,
     MemoryCounters,
     RedisCounters,
-    nothing_spent,
+    Spent,
     redis_client,
 )
 from chatwire.team.prices import Prices
@@ -89,6 +93,8 @@ class Services:
     # The policies' counters (team.limits), and what models cost (CHATWIRE_PRICES_FILE).
     limits: Limits
     prices: Prices
+    # Every chat's usage: its ledger row (written in batches) and this process's counters.
+    usage: Accounts
     # Changes told to every process through Redis (team.bus); None without Redis.
     bus: Bus | None = None
     # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
@@ -101,6 +107,8 @@ class Services:
     change_listeners: list[ChangeListener] = field(default_factory=list, repr=False)
     # Announcements on their way to Redis (kept so they are not collected half done).
     _telling: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    # Rolls the usage ledger's rows past CHATWIRE_USAGE_RETENTION_DAYS into daily sums.
+    roller: asyncio.Task[None] | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -154,11 +162,21 @@ class Services:
                 _prune(responses, settings.responses_retention_days),
                 name="chatwire responses pruner",
             )
-        limits, bus = _team(settings)
+        ledger = Ledger(engine)
+        ledger.start()
+        usage = Accounts(ledger, Prices.load(settings.prices_file))
+        roller = None
+        if settings.usage_retention_days:
+            roller = asyncio.create_task(
+                _roll(ledger, settings.usage_retention_days), name="chatwire usage roller"
+            )
+        limits, bus = _team(settings, ledger)
         services = cls(
             limits=limits,
             bus=bus,
-            prices=Prices.load(settings.prices_file),
+            prices=usage.prices,
+            usage=usage,
+            roller=roller,
             trimmer=trimmer,
             aliases=settings.alias_map,
             pruner=pruner,
@@ -265,11 +283,12 @@ class Services:
             await self.bus.close()
         if self.limits.redis is not None:
             await self.limits.redis.client.aclose()
-        for task in (self.trimmer, self.pruner):
+        for task in (self.trimmer, self.pruner, self.roller):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self.usage.ledger.close()  # the rows still buffered
         await self.http.close()
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
@@ -282,13 +301,13 @@ def _clear(cached: object) -> None:
         clear()
 
 
-def _team(settings: Settings) -> tuple[Limits, Bus | None]:
+def _team(settings: Settings, ledger: Ledger) -> tuple[Limits, Bus | None]:
     """The limits' counters and the change bus: in Redis when CHATWIRE_REDIS_URL is set
     (one client, every call bounded by CHATWIRE_REDIS_TIMEOUT and never retried: a Redis
     that does not answer is down until it does, see ``Limits``), else in memory only."""
     # What the ledger says was spent since a budget's period began, for its first count
-    # after a start; until the ledger answers it, a period counts from 0 here.
-    spent = nothing_spent
+    # after a start (or after Redis forgot it).
+    spent = _spent_in(ledger)
     lease = (settings.max_chat_seconds or 86_400.0) + 60.0
     if settings.redis_url is None:
         return Limits(MemoryCounters(), lease_seconds=lease, spent=spent), None
@@ -304,6 +323,20 @@ def _team(settings: Settings) -> tuple[Limits, Bus | None]:
         where=_where(url),
     )
     return limits, Bus(client, listener(url, settings.redis_timeout), settings.redis_prefix)
+
+
+def _spent_in(ledger: Ledger) -> Spent:
+    """The ledger's figure of what a user or token spent since a time (all of it: None)."""
+
+    async def spent(
+        kind: Literal["token", "user"], subject: int, since: datetime | None
+    ) -> Decimal:
+        start = since if since is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        if kind == "user":
+            return await ledger.spent(start, user_id=subject)
+        return await ledger.spent(start, token_id=subject)
+
+    return spent
 
 
 def _where(url: str) -> str:
@@ -326,6 +359,20 @@ async def _prune(responses: ResponseStore, days: float) -> None:
         else:
             if removed:
                 log.info("deleted %d stored responses older than %g days", removed, days)
+        await asyncio.sleep(PRUNE_EVERY)
+
+
+async def _roll(ledger: Ledger, days: float) -> None:
+    """Sum the ledger's rows past the retention period into daily rows, now and every
+    PRUNE_EVERY seconds; idempotent and safe from every process sharing the database."""
+    while True:
+        try:
+            moved = await ledger.roll(days)
+        except Exception:
+            log.warning("rolling up the usage ledger's old rows failed", exc_info=True)
+        else:
+            if moved:
+                log.info("rolled %d usage rows older than %g days into daily sums", moved, days)
         await asyncio.sleep(PRUNE_EVERY)
 
 

@@ -33,8 +33,10 @@ TABLES = {
     "web_sessions",
     "web_chats",
     "policies",
+    "usage",
+    "usage_daily",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 def mode(path: Path) -> int:

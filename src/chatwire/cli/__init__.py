@@ -24,6 +24,7 @@ from chatwire.cli.accounts import (
 from chatwire.cli.custom import custom_models
 from chatwire.cli.database import db
 from chatwire.cli.tools import demo
+from chatwire.cli.usage import usage
 
 if TYPE_CHECKING:
     from chatwire.store.repo import Store
@@ -83,3 +84,4 @@ main.add_command(tokens)
 main.add_command(keys)
 main.add_command(custom_models)
 main.add_command(demo)
+main.add_command(usage)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(default=256, ge=0)
 
     models_file: Path | None = None
+    # A JSON price table (the shape of chatwire's prices.json) whose models replace the
+    # shipped prices of the same models: added models, negotiated prices, price changes.
+    prices_file: Path | None = None
 
     # Upstream timeouts, in seconds.
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -124,6 +127,9 @@ class Settings(BaseSettings):
     # Days a stored Responses API reply is kept for previous_response_id and its GET routes
     # (0: until deleted); older ones are deleted in the background.
     responses_retention_days: float = Field(default=30, ge=0)
+    # Whole UTC days the usage ledger keeps one row per chat (0: for ever); older rows are
+    # summed by day, user, token and model into usage_daily and deleted, in the background.
+    usage_retention_days: float = Field(default=90, ge=0)
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.
     cors_origins: str = ""
@@ -131,14 +137,12 @@ class Settings(BaseSettings):
     # /openapi.json); unset or empty, they are open to anyone who can reach the port.
     metrics_token: SecretStr | None = None
 
-    # The team layer. Prices per model (team.prices): a JSON file whose models replace the
-    # shipped table's. Redis (redis://host:port/db): every limit, reservation and per-user
+    # The team layer. Redis (redis://host:port/db): every limit, reservation and per-user
     # chat count shared by every process using it, and changes (a revoked token, a changed
     # policy or key) told to all of them at once; unset, each process counts on its own.
     # Keys start with redis_prefix. redis_failure: what a chat with limits gets while Redis
     # does not answer: "open", counted in each process's memory; "closed", a 503.
     # redis_timeout: seconds one Redis call may take (a chat waits no longer for it).
-    prices_file: Path | None = None
     redis_url: SecretStr | None = None
     redis_prefix: str = "chatwire:"
     redis_failure: Literal["open", "closed"] = "open"

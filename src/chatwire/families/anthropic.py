@@ -445,10 +445,17 @@ class _TextDelta(msgspec.Struct):
     text: str | None = None
 
 
+class _Message(msgspec.Struct):
+    usage: dict[str, Any] | None = None
+
+
 class _Event(msgspec.Struct):
     type: str
     delta: _TextDelta | None = None
     error: Any = None
+    # message_start's message (its usage), message_delta's usage: decoded only there.
+    message: _Message | None = None
+    usage: dict[str, Any] | None = None
 
 
 _EVENT = msgspec.json.Decoder(_Event)
@@ -467,6 +474,12 @@ class _TextEvents(TextReader):
             return change.text if change is not None and change.type == "text_delta" else None
         if event.type == "message_stop":
             self.finished = True
+        elif event.type == "message_delta":
+            if event.usage:
+                self.usage = added_usage(self.usage, event.usage)
+        elif event.type == "message_start":
+            if event.message is not None and event.message.usage:
+                self.usage = added_usage(self.usage, event.message.usage)
         elif event.type == "error":
             raise mid_stream(event.error)
         return None

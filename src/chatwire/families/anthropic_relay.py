@@ -45,6 +45,11 @@ class Relayed(Relay):
     __slots__ = ()
     prefix = b"data:"
     marks = (b'"message_start"', b'"message_delta"', b'"message_stop"', b'"error"')
+    # A text, thinking or tool input delta: its line less the JSON around the piece.
+    text_mark = b'"content_block_delta"'
+    framing = len(
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}'
+    )
 
     def __init__(self) -> None:
         super().__init__(ANY_JSON)

@@ -51,7 +51,6 @@ from chatwire.families.base import (
     stop_sequences,
 )
 from chatwire.families.gemini_reply import (
-    TEXT_CHUNK,
     Chunks,
     TextChunks,
     key_refused,
@@ -133,7 +132,7 @@ class GeminiFamily(CatalogueModels):
         )
 
     def text_reader(self, provider: Provider) -> TextReader:
-        return TextChunks(TEXT_CHUNK)
+        return TextChunks()
 
     def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
         return Chunks()

@@ -67,6 +67,7 @@ class _TextChunk(msgspec.Struct, rename="camel"):
     candidates: list[_Candidate] = msgspec.field(default_factory=list)
     prompt_feedback: _Feedback | None = None
     error: Any = None
+    usage_metadata: dict[str, Any] | None = None
 
 
 class _ErrorDetail(msgspec.Struct):
@@ -86,14 +87,22 @@ _ERROR = msgspec.json.Decoder(_ErrorBody)
 
 
 class TextChunks(TextReader):
-    """Each ``data:`` line is a GenerateContentResponse; a finishReason ends the reply."""
+    """Each ``data:`` line is a GenerateContentResponse; a finishReason ends the reply. Each
+    chunk's usageMetadata is cumulative (a count may be told once): the counts are kept as
+    they come and made the canonical usage when the reply ends."""
 
-    __slots__ = ()
+    __slots__ = ("_meta",)
     prefix = b"data:"
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_CHUNK)
+        self._meta: dict[str, Any] = {}
 
     def item(self, chunk: _TextChunk) -> str | None:
         if chunk.error is not None:
             raise mid_stream(chunk.error)
+        if chunk.usage_metadata:
+            self._meta.update(chunk.usage_metadata)
         if chunk.prompt_feedback is not None and chunk.prompt_feedback.block_reason:
             raise StreamFailed(f"the prompt was blocked ({chunk.prompt_feedback.block_reason})")
         if not chunk.candidates:
@@ -101,6 +110,7 @@ class TextChunks(TextReader):
         candidate = chunk.candidates[0]
         if candidate.finish_reason is not None:
             self.finished = True
+            self.usage = _usage(self._meta) if self._meta else None
         if candidate.content is None:
             return None
         # Thought summaries are not the reply.

@@ -348,6 +348,9 @@ class _TextLine(msgspec.Struct):
     message: _TextMessage | None = None
     done: bool = False
     error: str | None = None
+    # On the last line only.
+    prompt_eval_count: int = 0
+    eval_count: int = 0
 
 
 _TEXT_LINE = msgspec.json.Decoder(_TextLine)
@@ -363,6 +366,12 @@ class _TextLines(TextReader):
             raise mid_stream(item.error)
         if item.done:
             self.finished = True
+            prompt, completion = item.prompt_eval_count, item.eval_count
+            self.usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
         return item.message.content if item.message is not None else None
 
 

@@ -82,7 +82,7 @@ class OpenAIFamily(CatalogueModels):
         )
 
     def text_reader(self, provider: Provider) -> TextReader:
-        return _TextEvents(_CHUNK)
+        return _TextEvents(provider.rules.ask_for_usage)
 
     def reader(self, provider: Provider, call: ChatCall) -> DeltaReader:
         if not call.stream:
@@ -199,31 +199,67 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
+class _PromptDetails(msgspec.Struct, omit_defaults=True):
+    cached_tokens: Any = None
+    cache_write_tokens: Any = None
+
+
+class _CompletionDetails(msgspec.Struct, omit_defaults=True):
+    reasoning_tokens: Any = None
+
+
+class _Usage(msgspec.Struct, omit_defaults=True):
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+    total_tokens: Any = None
+    prompt_tokens_details: _PromptDetails | None = None
+    completion_tokens_details: _CompletionDetails | None = None
+
+
 class _Chunk(msgspec.Struct):
     choices: list[_Choice] | None = None
     error: Any = None
+    # On the last chunk only (decoded only where present).
+    usage: _Usage | None = None
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
 
 
 class _TextEvents(TextReader):
-    """Data-only server-sent events; each ``data:`` line is one JSON chunk, then [DONE]."""
+    """Data-only server-sent events; each ``data:`` line is one JSON chunk, then [DONE]. A
+    provider asked for its usage (``stream_options``) sends it in a chunk of its own after
+    the finish reason: its reply ends at [DONE] (or with the body), else at the finish
+    reason."""
 
-    __slots__ = ()
+    __slots__ = ("_finish_seen", "_usage_follows")
     prefix = b"data:"
+
+    def __init__(self, usage_follows: bool = False) -> None:
+        super().__init__(_CHUNK)
+        self._usage_follows = usage_follows
+        self._finish_seen = False
 
     def item(self, chunk: _Chunk) -> str | None:
         if chunk.error is not None:
             raise mid_stream(chunk.error)
+        if chunk.usage is not None:
+            self.usage = msgspec.to_builtins(chunk.usage)
         if not chunk.choices:
             return None
         choice = chunk.choices[0]
         if choice.finish_reason is not None:
             if choice.finish_reason == "error":
                 raise StreamFailed("the reply ended with finish_reason 'error'")
-            self.finished = True
+            if self._usage_follows:
+                self._finish_seen = True
+            else:
+                self.finished = True
         return choice.delta.content if choice.delta is not None else None
+
+    def close(self) -> str:
+        self.finished = self.finished or self._finish_seen
+        return super().close()
 
 
 def mid_stream(error: Any) -> StreamFailed:

@@ -44,6 +44,7 @@ from chatwire.gateway.upstream import DisconnectWatch, Exchange
 from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider
 from chatwire.services import Services
+from chatwire.store.records import UserRecord
 from chatwire.team.access import allow_model
 from chatwire.timing import Timing
 
@@ -69,6 +70,13 @@ class EmbeddingsPipeline:
         watch: DisconnectWatch | None = None
         deadline: Deadline | None = None
         body_read = False
+        # For the request's ledger row (``team.accounting``).
+        user: UserRecord | None = None
+        call: EmbeddingCall | None = None
+        reader: EmbeddingsReader | None = None
+        provider: Provider | None = None
+        fault: BaseException | None = None
+        size = 0
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
@@ -81,9 +89,9 @@ class EmbeddingsPipeline:
                     receive, settings.max_body_bytes, heads.content_length, place.charge
                 )
                 body_read = True
+                size = len(body)
                 place.charge_parsing(body)
                 call = dialect.decode(body)
-                size = len(body)
                 del body
                 provider, call.model = model_named(
                     services.providers, services.catalogue, call.name
@@ -117,18 +125,36 @@ class EmbeddingsPipeline:
                 finally:
                     if hold is not None:
                         await settle_hold(services, hold, reader, provider.name, call.model)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             late = expired(deadline, watch, ex, services.settings)
+            fault = late or exc
             if late is not None:
                 await failed(dialect, send, late, ex, out, body_read, rid, timing)
             elif await stopped(dialect, send, watch, out, rid, timing):
                 raise
-        except ClientGone:
+        except ClientGone as exc:
+            fault = exc
             log.debug("request %s: client went away before its body arrived", rid.decode())
         except Exception as exc:
+            fault = exc
             if deadline is not None:
                 deadline.close()
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
+        finally:
+            if user is not None:
+                services.usage.chat(
+                    user,
+                    rid,
+                    dialect.route,
+                    timing,
+                    None if provider is None else provider.name,
+                    None if call is None or provider is None else call.model,
+                    reader,
+                    out is not None and out.started,
+                    fault,
+                    watch is not None and watch.gone,
+                    size,
+                )
 
 
 def _embeddings(services: Services, provider: Provider, call: EmbeddingCall) -> Embeddings:

@@ -4,9 +4,12 @@ wire format, and the two kinds of reader a family gives.
 Each block the socket hands over is split into lines here, and every complete line goes to
 the format's ``item`` (after the ``data:`` prefix of server-sent events, when the format has
 one); a line cut between two blocks waits for the rest. A ``TextReader`` gives the reply's text
-of a block as one string (the chatbot-ui route's fast path: typed decoding of the text only);
-a ``DeltaReader`` gives OpenAI chat.completion.chunk bodies (``choices``, and ``usage`` where
-the format places it), the canonical deltas every other dialect encodes.
+of a block as one string (the chatbot-ui route's fast path: typed decoding of the text, and
+of the usage on the lines that carry it, only); a ``DeltaReader`` gives OpenAI
+chat.completion.chunk bodies (``choices``, and ``usage`` where the format places it), the
+canonical deltas every other dialect encodes. Every reader keeps the provider's usage in the
+canonical shape in ``usage`` (``team.usage``), and counts the characters of text it relayed
+in ``relayed``, from which the ledger estimates the output of a reply cut before its usage.
 
 Why not aiohttp's ``readline``: it costs a Python-level buffer walk and an await per line
 (two lines per event), which measured as the largest single cost of relaying a reply on the
@@ -45,13 +48,17 @@ class Lines(Generic[T]):
     seen; a body that ends without it is a failure (``close`` raises), never a silently
     truncated reply."""
 
-    __slots__ = ("_decode", "_rest", "finished")
+    __slots__ = ("_decode", "_rest", "finished", "relayed", "usage")
     prefix: ClassVar[bytes] = b""
 
     def __init__(self, decoder: msgspec.json.Decoder[Any]) -> None:
         self._rest = b""
         self._decode = decoder.decode
         self.finished = False
+        # The provider's usage in the canonical shape, once reported.
+        self.usage: dict[str, Any] | None = None
+        # Characters of the reply's text (and reasoning, and tool-call arguments) relayed.
+        self.relayed = 0
 
     def lines(self, block: bytes) -> list[bytes]:
         if self._rest:
@@ -152,13 +159,17 @@ class TextReader(Lines[str]):
         texts = self.items(block)
         if not texts:
             return ""
-        return texts[0] if len(texts) == 1 else "".join(texts)
+        text = texts[0] if len(texts) == 1 else "".join(texts)
+        self.relayed += len(text)
+        return text
 
     def close(self) -> str:
         """The body ended: decode what is left and check the reply was complete."""
         rest = self.rest()
         text = self.value(rest) if rest.strip() else None
         self.check_end()
+        if text:
+            self.relayed += len(text)
         return text or ""
 
 
@@ -168,42 +179,63 @@ Chunk = dict[str, Any]
 class DeltaReader(Lines[list[Chunk]]):
     """The reply as OpenAI chunk bodies; ``usage`` keeps what the provider reported."""
 
-    __slots__ = ("usage",)
+    __slots__ = ()
     # Whether the reader puts the usage on its chunks itself (else the dialect adds it to the
     # finish chunk when the client did not ask for OpenAI's usage chunk).
     places_usage: ClassVar[bool] = False
 
-    def __init__(self, decoder: msgspec.json.Decoder[Any]) -> None:
-        super().__init__(decoder)
-        self.usage: dict[str, Any] | None = None
-
     def feed(self, block: bytes) -> list[Chunk]:
-        return self.items(block, flat=True)
+        chunks = self.items(block, flat=True)
+        if chunks:
+            self.relayed += text_size(chunks)
+        return chunks
 
     def close(self) -> list[Chunk]:
         rest = self.rest()
         out = (self.value(rest) or []) if rest.strip() else []
         self.check_end()
+        if out:
+            self.relayed += text_size(out)
         return out
+
+
+def text_size(chunks: list[Chunk]) -> int:
+    """Characters of text, reasoning and tool-call arguments in canonical chunks."""
+    size = 0
+    for chunk in chunks:
+        for choice in chunk.get("choices") or ():
+            change = choice.get("delta") or choice.get("message")
+            if not change:
+                continue
+            for key in ("content", "reasoning_content"):
+                value = change.get(key)
+                if type(value) is str:
+                    size += len(value)
+            for call in change.get("tool_calls") or ():
+                arguments = (call.get("function") or {}).get("arguments")
+                if type(arguments) is str:
+                    size += len(arguments)
+    return size
 
 
 class Relay(Lines[None]):
     """An upstream's body passed on as it came, to a client of the provider's own API
     (``feed`` gives each block back unchanged); the format reads what it needs on the way
     (``item`` for the lines holding one of its ``marks``: the usage, the end), never changing
-    a byte."""
+    a byte. The lines holding ``text_mark`` carry the reply's text: their length less
+    ``framing`` (the JSON around the text) counts as text relayed, unread."""
 
-    __slots__ = ("usage",)
+    __slots__ = ()
     marks: ClassVar[tuple[bytes, ...]] = ()
-
-    def __init__(self, decoder: msgspec.json.Decoder[Any]) -> None:
-        super().__init__(decoder)
-        self.usage: dict[str, Any] | None = None
+    text_mark: ClassVar[bytes] = b""
+    framing: ClassVar[int] = 0
 
     def feed(self, block: bytes) -> bytes:
-        marks = self.marks
+        marks, text_mark = self.marks, self.text_mark
         for line in self.lines(block):
-            if any(mark in line for mark in marks):
+            if text_mark and text_mark in line:
+                self.relayed += max(len(line) - self.framing, 0)
+            elif any(mark in line for mark in marks):
                 self.value(line)
         return block
 

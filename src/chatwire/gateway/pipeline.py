@@ -109,6 +109,13 @@ class ChatPipeline:
         watch: DisconnectWatch | None = None
         deadline: Deadline | None = None
         body_read = False
+        # For the chat's ledger row (``team.accounting``), whatever becomes of it.
+        user: UserRecord | None = None
+        provider: Provider | None = None
+        request: Request | None = None
+        reader: Any = None
+        fault: BaseException | None = None
+        size = 0
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
@@ -123,6 +130,7 @@ class ChatPipeline:
                     receive, settings.max_body_bytes, heads.content_length, place.charge
                 )
                 body_read = True
+                size = len(body)
                 place.charge_parsing(body)
                 request = (
                     dialect.decode(scope["path"], body)
@@ -144,7 +152,6 @@ class ChatPipeline:
                 # The policies' models, before anything is asked of an upstream.
                 allow_model(user, provider.name, call.model)
                 profile = ProfileView(services.overrides, await services.profile(user.id))
-                reader: Any = None
                 forwarded = request.native is not None and self._forwards(provider, request)
                 if forwarded:
                     # The family speaks the dialect's own format: the body goes as sent.
@@ -152,9 +159,10 @@ class ChatPipeline:
                 else:
                     drop = services.settings.drop_params
                     if request.native is not None and self._translate(request, drop):
-                        # Answered by the dialect itself (a token count's estimate).
+                        # Answered by the dialect itself (a token count's estimate): no chat.
                         out = dialect.output(send, rid, timing, request, None, [])
                         await out.end()
+                        user = None
                         return
                     custom = (
                         await self._custom(services, user.id, request)
@@ -195,18 +203,36 @@ class ChatPipeline:
                 finally:
                     if hold is not None:
                         await settle_hold(services, hold, reader, provider.name, call.model)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             late = expired(deadline, watch, ex, services.settings)
+            fault = late or exc
             if late is not None:
                 await failed(dialect, send, late, ex, out, body_read, rid, timing)
             elif await stopped(dialect, send, watch, out, rid, timing):
                 raise
-        except ClientGone:
+        except ClientGone as exc:
+            fault = exc
             log.debug("request %s: client went away before its body arrived", rid.decode())
         except Exception as exc:
+            fault = exc
             if deadline is not None:
                 deadline.close()
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
+        finally:
+            if user is not None:
+                services.usage.chat(
+                    user,
+                    rid,
+                    dialect.route,
+                    timing,
+                    None if provider is None else provider.name,
+                    None if request is None or provider is None else request.call.model,
+                    reader,
+                    out is not None and out.started,
+                    fault,
+                    watch is not None and watch.gone,
+                    size,
+                )
 
     def _forwards(self, provider: Provider, request: Request) -> bool:
         native, family = request.native, provider.family

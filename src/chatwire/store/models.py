@@ -7,13 +7,15 @@ and the key column of ``custom_models`` hold Fernet ciphertext (``store.crypto``
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Dialect,
     ForeignKey,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from chatwire.store.records import FIELD_NAME_LENGTH, MAX_FIELD_LENGTH
 
@@ -269,3 +272,105 @@ class WebChat(Base):
     messages: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+# US dollars to 12 decimal places: exact for any price per million tokens given to 6 places.
+DOLLAR_PLACES = 12
+_PLACE = Decimal(1).scaleb(-DOLLAR_PLACES)
+
+
+class Dollars(TypeDecorator[Decimal]):
+    """An exact amount of US dollars: NUMERIC(24, 12) on PostgreSQL; on SQLite, whose
+    numbers are floats or integers, an integer count of 10^-12 dollars, so that sums in
+    SQL stay exact there too. Amounts are rounded (half to even) to 12 places."""
+
+    impl = Numeric(24, DOLLAR_PLACES)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(24, DOLLAR_PLACES))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        exact = Decimal(value).quantize(_PLACE)
+        return int(exact.scaleb(DOLLAR_PLACES)) if dialect.name == "sqlite" else exact
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-DOLLAR_PLACES)
+        return Decimal(value)
+
+
+# One row of the usage ledger: an integer id on SQLite (its only auto-incrementing kind).
+LedgerId = BigInteger().with_variant(Integer(), "sqlite")
+NAME_LENGTH = 200  # characters of a provider's or model's name kept in the ledger
+
+
+class UsageRow(Base):
+    """One chat (or embeddings request) that passed authentication: who, what, how it
+    ended, the tokens it used and what they cost. Compact: no request bodies, no prices
+    copied. ``cost`` is None when the model has no price (``priced`` false), never 0 for
+    that; ``estimated``: chatwire counted the tokens, not the provider (no usage reported,
+    or the reply cut before it). Rows older than ``CHATWIRE_USAGE_RETENTION_DAYS`` are
+    added to ``usage_daily`` and deleted."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_user_id_at", "user_id", "at"),
+        Index("ix_usage_token_id_at", "token_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
+    # When the request arrived.
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Not foreign keys: the accounts of a deleted user or token stay.
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dialect: Mapped[str] = mapped_column(String(24), nullable=False)
+    provider: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    deployment: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    input_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    estimated: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    cost: Mapped[Decimal | None] = mapped_column(Dollars, nullable=True)
+    priced: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    first_byte_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class UsageDayRow(Base):
+    """The ledger's rows past the retention period, summed by UTC day, user, token, provider
+    and model. A day may have several rows of one group (each roll adds its own); readers
+    sum them. ``cost`` sums the priced requests; ``unpriced`` counts the others."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (
+        Index("ix_usage_daily_user_id_day", "user_id", "day"),
+        Index("ix_usage_daily_token_id_day", "token_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date, nullable=False, index=True)
+    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    requests: Mapped[int] = mapped_column(Integer, nullable=False)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cached_input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cost: Mapped[Decimal] = mapped_column(Dollars, nullable=False)
+    unpriced: Mapped[int] = mapped_column(Integer, nullable=False)

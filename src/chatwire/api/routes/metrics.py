@@ -62,6 +62,53 @@ class _Live(Collector):
                 "Redis calls of this process that failed or timed out.",
                 limits.errors,
             )
+        yield from _usage(services)
+
+
+def _usage(services: Services) -> Iterable[Metric]:
+    """The usage ledger's counters (``team.accounting``): tokens and dollars by provider and
+    model, chats without a price, chats by outcome, rows written and dropped."""
+    accounts = services.usage
+    tokens = CounterMetricFamily(
+        "chatwire_usage_tokens",
+        "Tokens of the chats this process served, by provider, model and kind (input counts "
+        "cached_input and cache_write; output counts reasoning).",
+        labels=["provider", "model", "kind"],
+    )
+    for (provider, model, kind), count in sorted(accounts.tokens.items()):
+        tokens.add_metric([provider, model, kind], count)
+    yield tokens
+    cost = CounterMetricFamily(
+        "chatwire_usage_cost_dollars",
+        "US dollars the priced chats of this process cost, by provider and model.",
+        labels=["provider", "model"],
+    )
+    for (provider, model), dollars in sorted(accounts.cost.items()):
+        cost.add_metric([provider, model], float(dollars))
+    yield cost
+    unpriced = CounterMetricFamily(
+        "chatwire_usage_unpriced_chats",
+        "Chats of models with no price (recorded with no cost), by provider and model.",
+        labels=["provider", "model"],
+    )
+    for (provider, model), count in sorted(accounts.unpriced.items()):
+        unpriced.add_metric([provider, model], count)
+    yield unpriced
+    outcomes = CounterMetricFamily(
+        "chatwire_usage_chats", "Chats this process recorded, by outcome.", labels=["outcome"]
+    )
+    for outcome, count in sorted(accounts.outcomes.items()):
+        outcomes.add_metric([outcome], count)
+    yield outcomes
+    ledger = accounts.ledger
+    yield CounterMetricFamily(
+        "chatwire_usage_rows_written", "Ledger rows this process wrote.", ledger.written
+    )
+    yield CounterMetricFamily(
+        "chatwire_usage_rows_dropped",
+        "Ledger rows this process dropped (its buffer full, the database not answering).",
+        ledger.dropped,
+    )
 
 
 @router.get("/metrics", response_class=Response)
