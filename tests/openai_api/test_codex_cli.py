@@ -21,18 +21,12 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from tests.conftest import FAKE_KEY, Running, Servers
-from tests.fakes._server import FakeServer
-from tests.fakes.fake_anthropic import FakeAnthropic
-from tests.fakes.fake_mistral import FakeMistral
-from tests.fakes.fake_openai import FakeOpenAI
+from tests.openai_api._clients import MODELS, Gateway, bodies, gateway, said
 
 
 def _codex() -> str | None:
@@ -55,67 +49,36 @@ PROMPT = "Say hello to chatwire"
 NOTE = "The note says: chatwire was here."
 
 
-@dataclass
-class Gateway:
-    """The module's chatwire and the fakes behind it, with Codex's home."""
-
-    server: Running
-    fakes: dict[str, FakeServer]
-    codex_home: Path
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
-    folder = tmp_path_factory.mktemp("codex")
-    async with (
-        FakeOpenAI() as openai,
-        FakeAnthropic() as anthropic,
-        FakeMistral(api_key=FAKE_KEY) as mistral,
-    ):
-        servers = Servers(folder, mistral)
-        try:
-            server = await servers.start(
-                openai_base_url=openai.base_url,
-                openai_api_key=str(openai.api_key),
-                anthropic_base_url=anthropic.base_url,
-                anthropic_api_key=anthropic.api_key,
+async def codex_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """The module's chatwire, and Codex's home with chatwire as its provider."""
+    async with gateway(tmp_path_factory.mktemp("codex")) as wired:
+        home = wired.folder / "codex-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            "\n".join(
+                [
+                    'model_provider = "chatwire"',
+                    'web_search = "disabled"',
+                    "check_for_update_on_startup = false",
+                    "[model_providers.chatwire]",
+                    'name = "chatwire"',
+                    f'base_url = "{wired.server.url}/v1"',
+                    'env_key = "CHATWIRE_TOKEN"',
+                    'wire_api = "responses"',
+                    "",
+                ]
             )
-            home = folder / "codex-home"
-            home.mkdir()
-            (home / "config.toml").write_text(
-                "\n".join(
-                    [
-                        'model_provider = "chatwire"',
-                        'web_search = "disabled"',
-                        "check_for_update_on_startup = false",
-                        "[model_providers.chatwire]",
-                        'name = "chatwire"',
-                        f'base_url = "{server.url}/v1"',
-                        'env_key = "CHATWIRE_TOKEN"',
-                        'wire_api = "responses"',
-                        "",
-                    ]
-                )
-            )
-            fakes = {"openai": openai, "anthropic": anthropic, "mistral": mistral}
-            yield Gateway(server, fakes, home)
-        finally:
-            await servers.close()
-
-
-MODELS = {
-    "openai": "openai/gpt-4o",
-    "anthropic": "anthropic/claude-sonnet-4-5",
-    "mistral": "mistral/mistral-small-latest",
-}
+        )
+        yield wired
 
 
 @pytest.fixture(params=sorted(MODELS))
-def family(request: pytest.FixtureRequest, gateway: Gateway) -> Iterator[str]:
+def family(request: pytest.FixtureRequest, codex_gateway: Gateway) -> Iterator[str]:
     """Each provider family in turn, its fake's record of requests this test's own; its tool
     settings put back after the test."""
     name: str = request.param
-    fake = gateway.fakes[name]
+    fake = codex_gateway.fakes[name]
     fake.requests.clear()
     yield name
     fake.calls_tools, fake.tool_arguments = True, None
@@ -127,7 +90,7 @@ async def codex(gateway: Gateway, work: Path, model: str, prompt: str) -> tuple[
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(work.parent),
-        "CODEX_HOME": str(gateway.codex_home),
+        "CODEX_HOME": str(gateway.folder / "codex-home"),
         "CHATWIRE_TOKEN": gateway.server.token,
     }
     process = await asyncio.create_subprocess_exec(
@@ -158,21 +121,10 @@ def workspace(tmp_path: Path) -> Path:
     return work
 
 
-def bodies(fake: FakeServer) -> list[dict[str, Any]]:
-    """The chat bodies the fake received (Anthropic's messages, the others' chats)."""
-    paths = ("/v1/messages", "/v1/chat/completions")
-    return [r.json for r in fake.requests if r.path in paths and r.method == "POST"]
-
-
-def said(body: dict[str, Any]) -> str:
-    """All the text of a body's messages, whatever its provider's shape."""
-    return json.dumps(body["messages"], ensure_ascii=False)
-
-
-async def test_codex_answers_a_prompt(gateway: Gateway, family: str, tmp_path: Path) -> None:
-    fake = gateway.fakes[family]
+async def test_codex_answers_a_prompt(codex_gateway: Gateway, family: str, tmp_path: Path) -> None:
+    fake = codex_gateway.fakes[family]
     fake.calls_tools = False
-    status, out, err = await codex(gateway, workspace(tmp_path), MODELS[family], PROMPT)
+    status, out, err = await codex(codex_gateway, workspace(tmp_path), MODELS[family], PROMPT)
     assert status == 0, err
     # The fake's echo of the user's words: to Anthropic, Codex's context and the prompt are
     # one user turn (consecutive user messages are joined).
@@ -189,11 +141,13 @@ async def test_codex_answers_a_prompt(gateway: Gateway, family: str, tmp_path: P
 
 
 async def test_codex_runs_the_command_the_model_asks_for(
-    gateway: Gateway, family: str, tmp_path: Path
+    codex_gateway: Gateway, family: str, tmp_path: Path
 ) -> None:
-    fake = gateway.fakes[family]
+    fake = codex_gateway.fakes[family]
     fake.tool_arguments = {"cmd": "cat note.txt"}
-    status, out, err = await codex(gateway, workspace(tmp_path), MODELS[family], "Read the note")
+    status, out, err = await codex(
+        codex_gateway, workspace(tmp_path), MODELS[family], "Read the note"
+    )
     assert status == 0, err
     # Codex ran the command and said so in its log; its answer is the fake's reply to the
     # command's output.
