@@ -200,9 +200,10 @@ async def test_claude_code_s_tool_turns_through_chatwire_to_mistral(
     assert any(m["role"] == "tool" for body in sent for m in body["messages"])
 
 
-# Claude Code keeps the signed thinking blocks of its turns for the next request only when
-# it is told a model by Anthropic's own id: told "anthropic/claude-sonnet-4-5" (or an alias),
-# it leaves them out, and Anthropic refuses a tool turn with thinking on without them.
+# Claude Code (2.1) sends the signed thinking blocks of its turns back only for a model it
+# knows by name, Anthropic's own ids: told "anthropic/claude-sonnet-4-5", or an alias of a
+# name of its own, it leaves them out, and Anthropic refuses a tool turn with thinking on
+# without them. chatwire routes the bare id to Anthropic.
 @pytest.mark.parametrize(
     ("family", "model"),
     [("anthropic", "claude-sonnet-4-5"), ("mistral", TO_MISTRAL), ("openai", TO_OPENAI)],
