@@ -111,9 +111,11 @@ async def claude(
     prompt: str = PROMPT,
     key_as: str = "ANTHROPIC_AUTH_TOKEN",
     tools: str | None = "",
+    json_output: bool = False,
 ) -> tuple[int, str, str]:
     """``claude -p PROMPT`` at chatwire in ``cwd`` (with only ``tools``, none by default;
-    None: all of them), at most three turns: its status, output and errors."""
+    None: all of them), at most three turns: its status, output (its JSON result with
+    ``json_output``) and errors."""
     assert CLAUDE is not None
     home = cwd / "home"
     home.mkdir(exist_ok=True)
@@ -130,6 +132,8 @@ async def claude(
         "DISABLE_ERROR_REPORTING": "1",
     }
     options = ["--max-turns", "3"] + ([] if tools is None else ["--tools", tools])
+    if json_output:
+        options += ["--output-format", "json"]
     process = await asyncio.create_subprocess_exec(
         CLAUDE,
         "-p",
@@ -178,13 +182,20 @@ async def test_claude_code_with_an_api_key(gateway: Gateway, tmp_path: Path) -> 
 
 
 async def test_claude_code_through_chatwire_to_mistral(gateway: Gateway, tmp_path: Path) -> None:
-    status, out, err = await claude(gateway, tmp_path, TO_MISTRAL)
+    before = len(gateway.mistral.usages)
+    status, out, err = await claude(gateway, tmp_path, TO_MISTRAL, json_output=True)
     assert status == 0, out + err
-    assert said(out)
+    result = json.loads(out)
+    assert said(result["result"])
     sent = [r.json for r in chats(gateway.mistral)]
     assert sent
     assert all(body["model"] == "mistral-small-latest" for body in sent)
     assert sent[-1]["messages"][0]["role"] == "system"
+    # The usage Claude Code counted (message_start's, then message_delta's, over its
+    # requests) is what Mistral reported, which it tells only at the end of each reply.
+    reported = gateway.mistral.usages[before:]
+    assert result["usage"]["input_tokens"] == sum(u["prompt_tokens"] for u in reported)
+    assert result["usage"]["output_tokens"] == sum(u["completion_tokens"] for u in reported)
 
 
 async def test_claude_code_s_tool_turns_through_chatwire_to_mistral(
