@@ -28,7 +28,9 @@ import pytest_asyncio
 from tests.conftest import FAKE_KEY, Running, Servers
 from tests.fakes._server import FakeServer
 from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.fake_mistral import FakeMistral
+from tests.fakes.fake_ollama import FakeOllama
 from tests.fakes.fake_openai import FakeOpenAI
 
 
@@ -53,21 +55,27 @@ PROMPT = "Say hello to chatwire"
 NOTE = "The note says: chatwire was here."
 # Claude Code's names for the translated providers' models (CHATWIRE_MODEL_ALIASES).
 TO_MISTRAL = "claude-code-model"
-TO_OPENAI = "claude-code-openai"
+ALIASES = {
+    "mistral": (TO_MISTRAL, "mistral/mistral-small-latest"),
+    "openai": ("claude-code-openai", "openai/gpt-4o"),
+    "gemini": ("claude-code-gemini", "google/gemini-2.5-flash"),
+    "ollama": ("claude-code-ollama", "ollama/llama3.2"),
+}
 
 
 @dataclass
 class Gateway:
-    """The module's chatwire: Anthropic's fake passed through, Mistral's and OpenAI's
-    translated."""
+    """The module's chatwire: Anthropic's fake passed through, the others translated."""
 
     server: Running
     anthropic: FakeAnthropic
     mistral: FakeMistral
     openai: FakeOpenAI
+    gemini: FakeGemini
+    ollama: FakeOllama
 
     def fakes(self) -> tuple[FakeServer, ...]:
-        return self.anthropic, self.mistral, self.openai
+        return self.anthropic, self.mistral, self.openai, self.gemini, self.ollama
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -76,6 +84,8 @@ async def module_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
         FakeAnthropic() as anthropic,
         FakeMistral(api_key=FAKE_KEY) as mistral,
         FakeOpenAI() as openai,
+        FakeGemini() as gemini,
+        FakeOllama() as ollama,
     ):
         servers = Servers(tmp_path_factory.mktemp("claude-code"), mistral)
         try:
@@ -84,10 +94,12 @@ async def module_gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
                 anthropic_api_key=anthropic.api_key,
                 openai_base_url=openai.base_url,
                 openai_api_key=str(openai.api_key),
-                model_aliases=f"{TO_MISTRAL}=mistral/mistral-small-latest,"
-                f"{TO_OPENAI}=openai/gpt-4o",
+                google_base_url=gemini.base_url,
+                google_gemini_api_key=gemini.api_key,
+                ollama_base_url=ollama.base_url,
+                model_aliases=",".join(f"{name}={model}" for name, model in ALIASES.values()),
             )
-            yield Gateway(server, anthropic, mistral, openai)
+            yield Gateway(server, anthropic, mistral, openai, gemini, ollama)
         finally:
             await servers.close()
 
@@ -157,7 +169,21 @@ def said(out: str) -> bool:
 
 
 def chats(fake: Any) -> list[Any]:
-    return [r for r in fake.requests if r.path in ("/v1/messages", "/v1/chat/completions")]
+    """The chat requests a fake received, whatever its provider's shape."""
+    return [
+        r
+        for r in fake.requests
+        if r.method == "POST"
+        and (
+            r.path in ("/v1/messages", "/v1/chat/completions", "/api/chat")
+            or r.path.endswith(":streamGenerateContent")
+        )
+    ]
+
+
+def turns(body: dict[str, Any]) -> str:
+    """A chat body's turns as JSON, whatever its provider's shape."""
+    return json.dumps(body.get("messages", body.get("contents")), ensure_ascii=False)
 
 
 async def test_claude_code_through_chatwire_to_anthropic(gateway: Gateway, tmp_path: Path) -> None:
@@ -198,6 +224,18 @@ async def test_claude_code_through_chatwire_to_mistral(gateway: Gateway, tmp_pat
     assert result["usage"]["output_tokens"] == sum(u["completion_tokens"] for u in reported)
 
 
+@pytest.mark.parametrize("family", ["openai", "gemini", "ollama"])
+async def test_claude_code_through_chatwire_to_the_other_families(
+    gateway: Gateway, tmp_path: Path, family: str
+) -> None:
+    status, out, err = await claude(gateway, tmp_path, ALIASES[family][0])
+    assert status == 0, out + err
+    assert said(out)
+    sent = [r.json for r in chats(getattr(gateway, family))]
+    assert sent
+    assert all(PROMPT in turns(body) for body in sent)
+
+
 async def test_claude_code_s_tool_turns_through_chatwire_to_mistral(
     gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -217,7 +255,7 @@ async def test_claude_code_s_tool_turns_through_chatwire_to_mistral(
 # without them. chatwire routes the bare id to Anthropic.
 @pytest.mark.parametrize(
     ("family", "model"),
-    [("anthropic", "claude-sonnet-4-5"), ("mistral", TO_MISTRAL), ("openai", TO_OPENAI)],
+    [("anthropic", "claude-sonnet-4-5")] + [(name, alias) for name, (alias, _) in ALIASES.items()],
 )
 async def test_claude_code_reads_a_file_the_model_asks_for(
     gateway: Gateway, tmp_path: Path, family: str, model: str
@@ -232,10 +270,10 @@ async def test_claude_code_reads_a_file_the_model_asks_for(
     assert status == 0, out + err
     assert out.startswith("The tool said:")
     assert NOTE in out
-    asked, answered = [r.json for r in chats(fake) if r.json.get("stream")][-2:]
-    assert NOTE not in json.dumps(asked["messages"])
-    last = answered["messages"][-1]
+    asked, answered = [r.json for r in chats(fake)][-2:]
+    assert NOTE not in turns(asked)
     if family == "anthropic":
+        last = answered["messages"][-1]
         # Passed through: Claude Code's own tool_result block, after its signed thinking.
         [result, *_] = last["content"]
         assert result["type"] == "tool_result"
@@ -245,9 +283,9 @@ async def test_claude_code_reads_a_file_the_model_asks_for(
         assert turn["content"][0]["signature"]
         assert answered["thinking"]["type"] == "enabled"
     else:
-        # Translated: the result a tool message of its call, Claude Code's reminders after it.
-        tool = next(m for m in answered["messages"] if m["role"] == "tool")
-        assert NOTE in tool["content"]
-        [call] = answered["messages"][answered["messages"].index(tool) - 1]["tool_calls"]
-        assert call["function"]["name"] == "Read"
-        assert json.loads(call["function"]["arguments"]) == {"file_path": str(note)}
+        # Translated: the call and its result in the provider's shape, Claude Code's
+        # reminders after them.
+        said_back = turns(answered)
+        assert NOTE in said_back
+        assert '"Read"' in said_back
+        assert json.dumps(str(note)) in said_back.replace('\\"', '"')

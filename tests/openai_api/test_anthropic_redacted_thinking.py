@@ -65,7 +65,8 @@ class Wired:
     def redacted_block(self, number: int = -1) -> dict[str, Any]:
         """The redacted_thinking block the fake made for its ``number``th request."""
         thinking = self.fake.thinking_of(self.sent(number))
-        assert thinking is not None and thinking.redacted is not None
+        assert thinking is not None
+        assert thinking.redacted is not None
         return thinking.block()
 
 
@@ -235,7 +236,7 @@ async def test_passed_through_as_it_is(wired: Wired, stream: bool) -> None:
             assert await raw.http_response.aread() == wired.fake.replies[-1]
             first = await raw.parse()
         block = wired.redacted_block()
-        assert [b.model_dump() for b in first.content][0] == block
+        assert first.content[0].model_dump() == block
         [use] = [b for b in first.content if b.type == "tool_use"]
         back: Any = {
             "role": "user",

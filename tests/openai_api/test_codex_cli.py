@@ -1,5 +1,5 @@
-"""Codex CLI (``codex exec``) with chatwire as its Responses API provider, against the fake
-OpenAI, the fake Anthropic and the fake Mistral (each through translation), over TCP.
+"""Codex CLI (``codex exec``) with chatwire as its Responses API provider, against the fakes
+of OpenAI, Anthropic, Mistral, Gemini and Ollama (each through translation), over TCP.
 
 Skipped, saying so, where ``CHATWIRE_TEST_CODEX`` is not set; it names the directory where
 ``npm install @openai/codex`` was run (its ``node_modules/.bin/codex``), and ``.ci/run``
@@ -131,11 +131,8 @@ async def test_codex_answers_a_prompt(codex_gateway: Gateway, family: str, tmp_p
     assert out.startswith("Hello! You said:")
     assert out.strip().endswith(PROMPT)
     [sent] = bodies(fake)
-    assert sent["model"] == MODELS[family].split("/", 1)[1]
-    assert sent["stream"] is True
     # Codex's instructions and tools arrive in the provider's shape.
-    tools = [t.get("name") or t["function"]["name"] for t in sent["tools"]]
-    assert "exec_command" in tools
+    assert '"exec_command"' in json.dumps(sent["tools"])
     assert "You are a coding agent running in the Codex CLI" in json.dumps(sent)
     assert PROMPT in said(sent)
 
