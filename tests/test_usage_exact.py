@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
@@ -240,3 +241,31 @@ async def test_the_reported_usage_arrives_unchanged_on_every_door(family: Family
         assert reasoning == REASONING
     if family.model.startswith("anthropic/"):
         assert details["cache_write_tokens"] == WRITTEN
+
+
+async def test_the_anthropic_sdk_s_stream_gathers_the_reported_usage(family: Family) -> None:
+    """The usage of the anthropic SDK's final message (``message_start``'s, updated by
+    ``message_delta``'s, as Claude Code counts too) is what the provider reported;
+    ``message_start`` tells the input already where the provider told it before the reply
+    (Anthropic, Gemini), and zeros where it tells it only at the end."""
+    server = family.server
+    async with (
+        anthropic.AsyncAnthropic(
+            base_url=server.url, api_key=server.token, max_retries=0
+        ) as client,
+        client.messages.stream(model=family.model, max_tokens=256, messages=USER) as stream,
+    ):
+        [started] = [event.message.usage async for event in stream if event.type == "message_start"]
+        final = await stream.get_final_message()
+    expected = messages_usage(family.reported)
+    names = (
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    )
+    assert {name: getattr(final.usage, name) for name in names} == {
+        name: expected.get(name) for name in names
+    }
+    early = family.model.startswith(("anthropic/", "google/"))
+    assert started.input_tokens == (expected["input_tokens"] if early else 0)

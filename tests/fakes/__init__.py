@@ -11,7 +11,10 @@ answering each in its provider's own words. ``run_fake`` serves one until a sign
 
 The Mistral, OpenAI and Ollama fakes also call tools (``_tool_calls``), and so do the
 Anthropic and Gemini fakes in their own wire shapes (``_anthropic_tools``, ``_gemini_tools``):
-``will_call_tool`` and ``expected_tool_call`` tell a test which call a request gets.
+``will_call_tool`` and ``expected_tool_call`` tell a test which call a request gets;
+``calls_tools = False`` has a fake answer with text even when tools are offered, and
+``tool_arguments`` gives every call its arguments (for clients whose tools and words a test
+does not choose, as coding agents).
 """
 
 from __future__ import annotations

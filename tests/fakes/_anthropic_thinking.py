@@ -10,6 +10,12 @@ Anthropic documents it: ``content_block_start`` with ``{"type": "thinking", "thi
 content starts with ``{"type": "thinking", "thinking", "signature"}``. The signature is the
 base64 of the thinking's SHA-256, so a test can tell it (``thinking_of(body)``). Thinking
 pieces count as output tokens, as Anthropic bills them.
+
+When the user's words hold ``REDACTED_TRIGGER`` (the string Anthropic documents for testing
+redacted thinking), the thinking is redacted: one ``redacted_thinking`` block with an opaque
+``data`` string instead (streamed: its ``content_block_start`` carries it whole, then
+``content_block_stop``). The data is the fake's own (``redacted_data``): given back, a block
+whose data the fake did not make is refused, as Anthropic refuses altered thinking.
 """
 
 from __future__ import annotations
@@ -23,15 +29,26 @@ from typing import Any
 from tests.fakes._text import message_text, split_pieces
 
 MIN_BUDGET = 1024
+REDACTED_TRIGGER = (
+    "ANTHROPIC_MAGIC_STRING_TRIGGER_REDACTED_THINKING_46C9A13E193C177646C7398A98432ECCCE4C1253"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Thinking:
     text: str
     signature: str
+    # The data of a redacted_thinking block, which the reply then has instead.
+    redacted: str | None = None
 
     def pieces(self) -> list[str]:
-        return split_pieces(self.text)
+        return split_pieces(self.text) if self.redacted is None else []
+
+    def block(self) -> dict[str, Any]:
+        """The block whole, as a message's content gives it."""
+        if self.redacted is not None:
+            return {"type": "redacted_thinking", "data": self.redacted}
+        return {"type": "thinking", "thinking": self.text, "signature": self.signature}
 
 
 def thinking_of(body: Mapping[str, Any]) -> Thinking | None:
@@ -45,12 +62,36 @@ def thinking_of(body: Mapping[str, Any]) -> Thinking | None:
             said = message_text(message.get("content"))
             break
     text = f"Considering: {said}" if said else "Considering the request."
+    if REDACTED_TRIGGER in said:
+        return Thinking("", "", redacted_data(text))
     return Thinking(text, signed(text))
 
 
 def signed(text: str) -> str:
     """The fake's signature of a thinking text: the base64 of its SHA-256."""
     return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def redacted_data(text: str) -> str:
+    """The opaque data of a redacted thinking: a digest of its text and the fake's seal on
+    that digest, in base64."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return base64.b64encode(digest + _seal(digest)).decode()
+
+
+def redacted_data_is_the_fake_s(data: object) -> bool:
+    """Whether a redacted_thinking block's data is one ``redacted_data`` made."""
+    if not isinstance(data, str):
+        return False
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    return len(raw) == 64 and raw[32:] == _seal(raw[:32])
+
+
+def _seal(digest: bytes) -> bytes:
+    return hashlib.sha256(b"redacted thinking " + digest).digest()
 
 
 def thinking_problem(body: Mapping[str, Any]) -> str | None:

@@ -34,7 +34,8 @@ start with its thinking block, given back with its signature: ``messages.1.conte
 Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is enabled, a
 final `assistant` message must start with a thinking block ...``; a thinking block whose
 signature is not the fake's for its text: ``messages.1.content.0: Invalid `signature` in
-`thinking` block``.
+`thinking` block``; a ``redacted_thinking`` block whose data is not the fake's likewise,
+``Invalid `data` in `redacted_thinking` block``.
 
 Checked in this order, the first failure answers: the body is an object; model, max_tokens,
 messages are present; no unknown top-level field; the scalars' types and ranges; ``system``;
@@ -54,7 +55,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-from tests.fakes._anthropic_thinking import signed
+from tests.fakes._anthropic_thinking import redacted_data_is_the_fake_s, signed
 
 ACCEPTED_FIELDS: Final = frozenset(
     {
@@ -79,7 +80,15 @@ ACCEPTED_FIELDS: Final = frozenset(
     }
 )
 # Blocks other than text and image are accepted as they come: the fake does not use them.
-BLOCK_TYPES: Final = ("text", "image", "document", "tool_use", "tool_result", "thinking")
+BLOCK_TYPES: Final = (
+    "text",
+    "image",
+    "document",
+    "tool_use",
+    "tool_result",
+    "thinking",
+    "redacted_thinking",
+)
 IMAGE_SIGNATURES: Final[Mapping[str, tuple[bytes, ...]]] = MappingProxyType(
     {
         "image/jpeg": (b"\xff\xd8\xff",),
@@ -226,6 +235,11 @@ def _block_problem(loc: str, block: object) -> str | None:
                 return f"{loc}.thinking.{name}: Field required"
         if block["signature"] != signed(block["thinking"]):
             return f"{loc}: Invalid `signature` in `thinking` block"
+    if block["type"] == "redacted_thinking":
+        if not isinstance(block.get("data"), str):
+            return f"{loc}.redacted_thinking.data: Field required"
+        if not redacted_data_is_the_fake_s(block["data"]):
+            return f"{loc}: Invalid `data` in `redacted_thinking` block"
     return None
 
 

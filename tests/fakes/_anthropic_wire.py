@@ -9,7 +9,9 @@ sends it; every other event is compact JSON.
 
 A reply with thinking (``_anthropic_thinking``) starts with its thinking block, whole, in the
 opening: ``content_block_start`` (``{"type": "thinking", "thinking": "", "signature": ""}``),
-a ``thinking_delta`` per piece, a ``signature_delta``, ``content_block_stop``.
+a ``thinking_delta`` per piece, a ``signature_delta``, ``content_block_stop``; redacted
+thinking is ``content_block_start`` with the whole ``redacted_thinking`` block, then
+``content_block_stop``.
 
 A reply that uses a tool has one more block, after the text (or first, when there is no
 text): ``content_block_start`` with ``{"type": "tool_use", "id", "name", "input": {}}``, an
@@ -98,9 +100,7 @@ def message_body(
     the ``tool_use`` block."""
     content: list[Mapping[str, Any]] = []
     if stop_reason is not None and thinking is not None:
-        content.append(
-            {"type": "thinking", "thinking": thinking.text, "signature": thinking.signature}
-        )
+        content.append(thinking.block())
     if stop_reason is not None:
         if text or tool_use is None:
             content.append({"type": "text", "text": text})
@@ -169,6 +169,11 @@ class AnthropicFraming:
         assert self._thinking is not None
         self._block += 1
         index = self._block
+        if self._thinking.redacted is not None:
+            start = {"index": index, "content_block": self._thinking.block()}
+            return event("content_block_start", start) + event(
+                "content_block_stop", {"index": index}
+            )
         block = {"type": "thinking", "thinking": "", "signature": ""}
         out = [event("content_block_start", {"index": index, "content_block": block})]
         for piece in self._thinking.pieces():

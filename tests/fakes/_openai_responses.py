@@ -29,7 +29,7 @@ from aiohttp import web
 from tests.fakes import _openai_wire as wire
 from tests.fakes import _send
 from tests.fakes._text import compact, count_tokens, message_text
-from tests.fakes._tool_calls import argument_fragments, planned_call
+from tests.fakes._tool_calls import argument_fragments
 
 if TYPE_CHECKING:
     from tests.fakes.fake_openai import FakeOpenAI
@@ -212,7 +212,7 @@ async def responses(fake: FakeOpenAI, request: web.Request) -> web.StreamRespons
         return fake._error(404, wire.model_not_found(model), code="model_not_found")
     view = chat_view(body)
     limit = body.get("max_output_tokens")
-    call = planned_call(view)
+    call = fake.planned(view)
     plan = fake._plan(model, view["messages"], None if call else limit)
     pieces = plan.pieces
     if call is not None:

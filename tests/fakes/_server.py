@@ -91,6 +91,12 @@ class FakeServer:
         # when it ends: the last counts it sent), in the order the replies began.
         self.usages: list[dict[str, Any]] = []
         self.streams_completed = 0
+        # A test's say in the tool calls that follow: with ``calls_tools`` False every request
+        # gets text, tools offered or not, as a model that chooses to answer;
+        # ``tool_arguments`` are each call's arguments in place of those derived from the
+        # tool's schema.
+        self.calls_tools = True
+        self.tool_arguments: dict[str, Any] | None = None
         self.base_url: str | None = None
         # Providers take bodies of many megabytes (long contexts, inline images); aiohttp's
         # default would refuse anything past 1 MiB.

@@ -17,7 +17,10 @@ required, the first property) gets a value by its schema:
 
 When the last message is a tool message (the tool's result), the text reply is
 ``"The tool said: <content>"``, the contents of the trailing tool messages joined by ``"; "``.
-A ``reply`` option replaces text replies only: tool calls are still made.
+A ``reply`` option replaces text replies only: tool calls are still made. A test may turn tool
+calls off (``calls_tools = False``: text, tools offered or not) or give every call its
+arguments (``tool_arguments``), for clients whose tools and words it does not choose (coding
+agents).
 """
 
 from __future__ import annotations
@@ -166,16 +169,24 @@ def argument_fragments(arguments: str) -> list[str]:
 class ToolCallingServer(FakeServer):
     """A fake whose requests carry OpenAI-shaped ``messages``, ``tools`` and ``tool_choice``."""
 
+    def planned(self, request: Mapping[str, Any]) -> ToolCall | None:
+        """The tool call a chat request gets, as the test set the fake (``calls_tools``,
+        ``tool_arguments``), or None when it is answered with text."""
+        call = planned_call(request) if self.calls_tools else None
+        if call is not None and self.tool_arguments is not None:
+            call = ToolCall(call.name, dict(self.tool_arguments))
+        return call
+
     def will_call_tool(self, request: Mapping[str, Any]) -> bool:
         """Whether this chat request (its JSON body) is answered with a tool call."""
-        return planned_call(request) is not None
+        return self.planned(request) is not None
 
     def expected_tool_call(self, request: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The name and arguments of the tool call this chat request (its JSON body) gets.
 
         ValueError when the request is answered with text (see ``will_call_tool``).
         """
-        call = planned_call(request)
+        call = self.planned(request)
         if call is None:
             raise ValueError(
                 "this request is answered with text, not a tool call: it needs function"

@@ -38,7 +38,8 @@ tool's ``input_schema`` (``expected_tool_use(body)`` tells which, and the text s
 and ``stop_reason: "tool_use"``; ``reply`` and ``max_tokens`` do not change it. Tool turns are
 validated as Anthropic does (a result must answer a call of the message before it, each call
 must be answered at the start of the next message); a request whose last message starts with
-tool results gets ``"The tool said: <content>"``.
+tool results gets ``"The tool said: <content>"``. A test may turn tool calls off
+(``calls_tools = False``) or give every call its input (``tool_arguments``).
 """
 
 from __future__ import annotations
@@ -134,16 +135,24 @@ class FakeAnthropic(FakeServer):
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_route("*", "/{tail:.*}", self._unknown_route)
 
+    def planned_use(self, body: Mapping[str, Any]) -> ToolUse | None:
+        """The tool call a (valid) Messages API body gets, as the test set the fake
+        (``calls_tools``, ``tool_arguments``), or None when it gets text."""
+        use = planned_use(body) if self.calls_tools else None
+        if use is not None and self.tool_arguments is not None:
+            use = replace(use, input=dict(self.tool_arguments))
+        return use
+
     def will_call_tool(self, body: Mapping[str, Any]) -> bool:
         """Whether this Messages API body is answered with a tool call."""
-        return planned_use(body) is not None
+        return self.planned_use(body) is not None
 
     def expected_tool_use(self, body: Mapping[str, Any]) -> ToolUse:
         """The tool call this Messages API body gets: the text said first, name and input.
 
         ValueError when the body is answered with text (see ``will_call_tool``).
         """
-        use = planned_use(body)
+        use = self.planned_use(body)
         if use is None:
             raise ValueError(
                 "this request is answered with text, not a tool call: it needs tools, a"
@@ -275,7 +284,7 @@ class FakeAnthropic(FakeServer):
         self, request: web.Request, body: dict[str, Any], streamed: bool
     ) -> web.StreamResponse:
         model: str = body["model"]
-        use = planned_use(body)
+        use = self.planned_use(body)
         plan = self._plan(model, body["messages"], None if use else body["max_tokens"])
         block: dict[str, Any] | None = None
         input_pieces: list[str] = []

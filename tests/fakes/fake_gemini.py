@@ -58,6 +58,7 @@ from tests.fakes._faults import (
     RETRY_AFTER_SECONDS,
 )
 from tests.fakes._gemini_tools import (
+    FunctionCall,
     new_signature,
     planned_call,
     signs_calls,
@@ -123,16 +124,24 @@ class FakeGemini(FakeServer):
         self.app.router.add_post("/v1beta/models/{model:[^/:]+}:{method:[^/:]+}", self._generate)
         self.app.router.add_get("/v1beta/models", self._models)
 
+    def planned(self, body: Mapping[str, Any]) -> FunctionCall | None:
+        """The function call a request gets, as the test set the fake (``calls_tools``,
+        ``tool_arguments``), or None when it gets text."""
+        call = planned_call(body) if self.calls_tools else None
+        if call is not None and self.tool_arguments is not None:
+            call = FunctionCall(call.name, dict(self.tool_arguments))
+        return call
+
     def will_call_tool(self, body: Mapping[str, Any]) -> bool:
         """Whether this request (its JSON body) is answered with a function call."""
-        return planned_call(body) is not None
+        return self.planned(body) is not None
 
     def expected_tool_call(self, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The name and args of the function call this request (its JSON body) gets.
 
         ValueError when the request is answered with text (see ``will_call_tool``).
         """
-        call = planned_call(body)
+        call = self.planned(body)
         if call is None:
             raise ValueError(
                 "this request is answered with text, not a function call: it needs function"
@@ -216,7 +225,7 @@ class FakeGemini(FakeServer):
         self, request: web.Request, model: str, method: str, body: dict[str, Any]
     ) -> web.StreamResponse:
         plan = self._plan(model, body["contents"], wire.max_output_tokens(body))
-        call = planned_call(body)
+        call = self.planned(body)
         part: dict[str, Any] | None = None
         if call is not None:
             part = {"functionCall": {"name": call.name, "args": call.args}}

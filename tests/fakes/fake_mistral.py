@@ -87,7 +87,7 @@ from tests.fakes._mistral_validate import (
 from tests.fakes._run import serve
 from tests.fakes._server import RecordedRequest
 from tests.fakes._text import count_tokens
-from tests.fakes._tool_calls import ToolCallingServer, planned_call
+from tests.fakes._tool_calls import ToolCallingServer
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -208,7 +208,7 @@ class FakeMistral(ToolCallingServer):
             return refusal
         if model == FAULT_STALL:
             await forever()
-        call = planned_call(body)
+        call = self.planned(body)
         plan = self._plan(model, body["messages"], None if call else body.get("max_tokens"))
         if call is None:
             reply = Reply(

@@ -63,7 +63,7 @@ from tests.fakes._faults import (
 )
 from tests.fakes._run import serve
 from tests.fakes._text import count_tokens, split_pieces
-from tests.fakes._tool_calls import ToolCall, ToolCallingServer, planned_call
+from tests.fakes._tool_calls import ToolCall, ToolCallingServer
 
 OLLAMA_MODELS: Final = (
     "llama3.2:latest",
@@ -212,7 +212,7 @@ class FakeOllama(ToolCallingServer):
         options = body.get("options") or {}
         limit = options.get("num_predict")
         max_tokens = int(limit) if isinstance(limit, int | float) and limit >= 0 else None
-        call = planned_call(_without_choice(body))
+        call = self.planned(_without_choice(body))
         plan = self._plan(
             model.removesuffix(":latest"), body["messages"], None if call else max_tokens
         )

@@ -69,7 +69,7 @@ from tests.fakes._faults import (
 from tests.fakes._openai_responses import responses
 from tests.fakes._run import serve
 from tests.fakes._text import compact, count_tokens, message_text
-from tests.fakes._tool_calls import ToolCallingServer, argument_fragments, planned_call
+from tests.fakes._tool_calls import ToolCallingServer, argument_fragments
 
 OPENAI_MODELS: Final = (
     "gpt-3.5-turbo",
@@ -296,7 +296,7 @@ class FakeOpenAI(ToolCallingServer):
         """Replies as ``model``; ``fault`` (the model or deployment asked for) picks faults."""
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         max_tokens = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-        call = planned_call(body)
+        call = self.planned(body)
         plan = self._plan(fault, body["messages"], None if call else max_tokens)
         pieces, tool_call = plan.pieces, None
         if call is not None:

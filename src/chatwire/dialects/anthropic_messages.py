@@ -287,7 +287,7 @@ class Estimate:
         raise error
 
 
-def _message(rid: bytes, name: str) -> dict[str, Any]:
+def _message(rid: bytes, name: str, usage: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "id": f"msg_{rid.decode()}",
         "type": "message",
@@ -296,7 +296,7 @@ def _message(rid: bytes, name: str) -> dict[str, Any]:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": 0, "output_tokens": 0},
+        "usage": message_usage(usage),
     }
 
 
@@ -321,8 +321,12 @@ class EventsOutput:
         out = [event(kind, data) for kind, data in events]
         if not self._opened:
             self._opened = True
-            start = event("message_start", {"message": _message(self._response.rid, self._name)})
-            out.insert(0, start)
+            # The usage so far: the input's count where the provider tells it before the reply
+            # (Gemini), else zeros; message_delta's, at the end, has every count, as
+            # Anthropic's own does, and clients take its counts over these.
+            usage = self._reader.usage
+            message = _message(self._response.rid, self._name, usage)
+            out.insert(0, event("message_start", {"message": message}))
         return out
 
     async def write(self, chunks: list[dict[str, Any]]) -> None:

@@ -257,9 +257,11 @@ class AnswerOutput:
 def collected_message(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
     """One assistant message from a reply's chunks, as OpenAI's clients gather them: text
     concatenated, each tool call by its ``index`` with its arguments concatenated; reasoning
-    as ``reasoning_content`` and its signature as ``reasoning_signature``, when there are."""
+    as ``reasoning_content`` and its signature as ``reasoning_signature``, redacted reasoning
+    as the list ``reasoning_redacted``, when there are."""
     texts: list[str] = []
     thoughts: list[str] = []
+    redacted: list[str] = []
     signature = None
     calls: dict[int, dict[str, Any]] = {}
     finish = None
@@ -269,6 +271,8 @@ def collected_message(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str
             texts.append(change.get("content") or "")
             thoughts.append(change.get("reasoning_content") or "")
             signature = change.get("reasoning_signature") or signature
+            if change.get("reasoning_redacted"):
+                redacted.append(change["reasoning_redacted"])
             for piece in change.get("tool_calls") or ():
                 call = calls.setdefault(
                     piece.get("index", 0),
@@ -285,6 +289,8 @@ def collected_message(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str
         message["reasoning_content"] = reasoning
     if signature:
         message["reasoning_signature"] = signature
+    if redacted:
+        message["reasoning_redacted"] = redacted
     if calls:
         message["tool_calls"] = [calls[index] for index in sorted(calls)]
     elif message["content"] is None:

@@ -18,8 +18,11 @@ Every event is ``event: <type>`` and ``data: {..., "type", "sequence_number"}``,
 an item of their own when the previous one was of another kind; a tool call of a new
 ``index`` opens a new one. A reasoning signature (``delta.reasoning_signature``, Anthropic's
 thinking) is its reasoning item's ``encrypted_content``, which the client gives back (or the
-stored response keeps) for the conversation's next turn. A reply cut by its budget (finish
-reason ``length``) is ``incomplete`` with ``{"reason": "max_output_tokens"}``.
+stored response keeps) for the conversation's next turn; redacted reasoning
+(``delta.reasoning_redacted``, Anthropic's ``redacted_thinking``) is a reasoning item of its
+own with no summary, its ``encrypted_content`` the data marked as redacted (``REDACTED``).
+A reply cut by its budget (finish reason ``length``) is ``incomplete`` with
+``{"reason": "max_output_tokens"}``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, Final
 import msgspec
 
 from chatwire.api.openai_errors import openai_error
-from chatwire.dialects.responses_request import item_id
+from chatwire.dialects.responses_request import REDACTED, item_id
 from chatwire.errors import ChatwireError
 from chatwire.gateway.call import new_call_id
 
@@ -101,6 +104,9 @@ class Reply:
                     signature = change.get("reasoning_signature")
                     if signature and isinstance(signature, str):
                         self._signed(signature)
+                    redacted = change.get("reasoning_redacted")
+                    if redacted and isinstance(redacted, str):
+                        self._redacted(redacted)
                     text = change.get("content")
                     if text and isinstance(text, str):
                         self._text(text)
@@ -160,6 +166,20 @@ class Reply:
         """The signature of the reasoning just told (it comes once that reasoning ends)."""
         self._open_reasoning()
         self._item["encrypted_content"] = signature
+
+    def _redacted(self, data: str) -> None:
+        """A redacted reasoning: an item of its own, whole, with nothing to tell."""
+        self._close()
+        item = {
+            "id": item_id("rs"),
+            "type": "reasoning",
+            "summary": [],
+            "encrypted_content": REDACTED + data,
+        }
+        where = {"output_index": len(self.output)}
+        self._emit("response.output_item.added", {**where, "item": dict(item)})
+        self._emit("response.output_item.done", {**where, "item": item})
+        self.output.append(item)
 
     def _call(self, piece: dict[str, Any]) -> None:
         index = piece.get("index", 0)

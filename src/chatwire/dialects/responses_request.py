@@ -8,8 +8,9 @@ carries an image), ``input_image`` an ``image_url`` part. ``function_call`` item
 assistant's), ``function_call_output`` items ``tool`` messages. A ``reasoning`` item with its
 ``encrypted_content`` (the signature of a provider's thinking, as chatwire's replies give it)
 goes with the assistant message that follows it, as its ``reasoning_content`` (the summary's
-text) and ``reasoning_signature``; a reasoning item without one is dropped, as no provider
-takes unsigned reasoning back. An ``item_reference`` stands for an output item of one of the
+text) and ``reasoning_signature``, or, when it is marked as redacted (``REDACTED``), as one of
+its ``reasoning_redacted``; a reasoning item without one is dropped, as no provider takes
+unsigned reasoning back. An ``item_reference`` stands for an output item of one of the
 caller's stored responses.
 
 Parameters: function ``tools`` from the flat shape to the nested one (a ``namespace``'s
@@ -61,6 +62,9 @@ UNSUPPORTED: Final = frozenset(
     {"background", "conversation", "prompt", "max_tool_calls", "top_logprobs"}
 )
 _TEXT_PARTS: Final = frozenset({"input_text", "output_text", "text", "summary_text"})
+# The mark of a reasoning item's encrypted_content that holds redacted reasoning's data (a
+# signature, base64, never starts so).
+REDACTED: Final = "redacted_thinking:"
 
 
 def item_id(prefix: str) -> str:
@@ -246,11 +250,11 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
     if instructions:
         messages.append({"role": "system", "content": instructions})
     # Signed reasoning waiting for the assistant message it belongs to.
-    reasoning: dict[str, str] | None = None
+    reasoning: dict[str, Any] | None = None
     for index, item in enumerate(items):
         kind = item["type"]
         if kind == "reasoning":
-            reasoning = _signed_reasoning(item)
+            reasoning = _signed_reasoning(item, reasoning)
         elif kind == "message":
             message: dict[str, Any] = {"role": item["role"], "content": _content(index, item)}
             if item["role"] == "assistant" and reasoning is not None:
@@ -266,7 +270,7 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
-                if reasoning is not None and "reasoning_signature" not in last:
+                if reasoning is not None and not any(key in last for key in _REASONING):
                     last.update(reasoning)
             else:
                 last = {"role": "assistant", "content": None, "tool_calls": [call]}
@@ -284,18 +288,32 @@ def chat_messages(instructions: str | None, items: list[dict[str, Any]]) -> list
     return messages
 
 
-def _signed_reasoning(item: dict[str, Any]) -> dict[str, str] | None:
-    """A reasoning item as an assistant message's ``reasoning_content`` and
-    ``reasoning_signature``; None without its signature."""
+_REASONING = ("reasoning_signature", "reasoning_redacted")
+
+
+def _signed_reasoning(
+    item: dict[str, Any], waiting: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A reasoning item added to the signed reasoning ``waiting`` for its assistant message:
+    its ``reasoning_content`` and ``reasoning_signature``, or one more of its
+    ``reasoning_redacted``; the reasoning as it was without a signature."""
     signature = item.get("encrypted_content")
     if not isinstance(signature, str) or not signature:
-        return None
+        return waiting
+    found = dict(waiting or {})
+    if signature.startswith(REDACTED):
+        found["reasoning_redacted"] = [
+            *found.get("reasoning_redacted", ()),
+            signature.removeprefix(REDACTED),
+        ]
+        return found
     texts = [
         part["text"]
         for part in item.get("summary") or ()
         if isinstance(part, dict) and isinstance(part.get("text"), str)
     ]
-    return {"reasoning_content": "".join(texts), "reasoning_signature": signature}
+    found.update(reasoning_content="".join(texts), reasoning_signature=signature)
+    return found
 
 
 def _content(index: int, item: dict[str, Any]) -> str | list[dict[str, Any]]:

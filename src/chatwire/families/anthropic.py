@@ -14,12 +14,15 @@ parameter is refused by name (or dropped).
 
 With thinking on, an assistant message's signed reasoning (``reasoning_content`` and
 ``reasoning_signature``, as the reply gave them) is its turn's first block, a ``thinking``
-block, as Anthropic wants it given back. Anthropic refuses a request whose last assistant
-turn calling a tool does not start with its thinking; when that turn was given back without
-it, the request goes without thinking (which Anthropic allows), said in a debug log.
+block, as Anthropic wants it given back, and its redacted reasoning (``reasoning_redacted``,
+the data of each ``redacted_thinking`` block) the ``redacted_thinking`` blocks after it.
+Anthropic refuses a request whose last assistant turn calling a tool does not start with its
+thinking; when that turn was given back without it, the request goes without thinking (which
+Anthropic allows), said in a debug log.
 
 The reply: text deltas as content; thinking as ``reasoning_content`` and a thinking block's
-signature, once it ends, as ``reasoning_signature``; each ``tool_use`` block as one OpenAI tool
+signature, once it ends, as ``reasoning_signature``; a ``redacted_thinking`` block's data as
+``reasoning_redacted``; each ``tool_use`` block as one OpenAI tool
 call, numbered from 0 in the order the blocks start, delivered whole once its arguments are
 complete.
 
@@ -231,11 +234,20 @@ def conversation(
 
 
 def _signed_thinking(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The thinking block of an assistant message's signed reasoning, if it has one."""
+    """The thinking blocks of an assistant message: its signed reasoning's, if it has one,
+    then its redacted reasoning's."""
+    found: list[dict[str, Any]] = []
     text, signature = message.get("reasoning_content"), message.get("reasoning_signature")
-    if not isinstance(signature, str) or not signature or not isinstance(text, str):
-        return []
-    return [{"type": "thinking", "thinking": text, "signature": signature}]
+    if isinstance(signature, str) and signature and isinstance(text, str):
+        found.append({"type": "thinking", "thinking": text, "signature": signature})
+    redacted = message.get("reasoning_redacted")
+    if redacted is not None:
+        if not isinstance(redacted, list) or not all(isinstance(d, str) for d in redacted):
+            raise RequestInvalid(
+                "'reasoning_redacted' must be the list of redacted thinking data a reply gave."
+            )
+        found.extend({"type": "redacted_thinking", "data": data} for data in redacted if data)
+    return found
 
 
 def _thinking_given_back(turns: list[dict[str, Any]]) -> bool:
@@ -247,7 +259,7 @@ def _thinking_given_back(turns: list[dict[str, Any]]) -> bool:
         content: list[dict[str, Any]] = turn["content"]
         if not any(block["type"] == "tool_use" for block in content):
             return True
-        return bool(content[0]["type"] == "thinking")
+        return content[0]["type"] in ("thinking", "redacted_thinking")
     return True
 
 
@@ -548,6 +560,8 @@ class Events(DeltaReader):
             return [delta(block["text"])]
         if block.get("type") == "thinking" and block.get("thinking"):
             return [_reasoning("reasoning_content", block["thinking"])]
+        if block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            return [_reasoning("reasoning_redacted", block["data"])]
         return []
 
     def _arguments(self, index: Any, piece: Any) -> None:

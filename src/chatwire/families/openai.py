@@ -5,9 +5,9 @@ provider's ``Rules``: parameters renamed where the provider calls them otherwise
 a 400 naming them where it cannot take them (or dropped, when the operator sets
 ``CHATWIRE_DROP_PARAMS``), passed on as given otherwise; messages changed only where the rules
 say (roles, fields, tool call ids). chatbot-ui's typed messages go as they are. Signed
-reasoning on an assistant message (``reasoning_signature``, with its ``reasoning_content``)
-is Anthropic's, given back for Anthropic's models: it is left out, as these providers have no
-use for it and some refuse fields they do not know.
+reasoning on an assistant message (``reasoning_signature``, with its ``reasoning_content``,
+and ``reasoning_redacted``) is Anthropic's, given back for Anthropic's models: it is left
+out, as these providers have no use for it and some refuse fields they do not know.
 
 The reply: the text reader decodes just each chunk's delta text, finish reason and error,
 skipping the rest (the chatbot-ui route's fast path); the delta reader passes the chunks on,
@@ -113,19 +113,21 @@ def translate(
     return out
 
 
-_SIGNED = ("reasoning_content", "reasoning_signature")
+_SIGNED = ("reasoning_content", "reasoning_signature", "reasoning_redacted")
+
+
+def _signs(message: Any) -> bool:
+    return isinstance(message, dict) and (
+        "reasoning_signature" in message or "reasoning_redacted" in message
+    )
 
 
 def _unsigned(messages: list[Any]) -> list[Any]:
-    """The messages without signed reasoning (the list as it is when none has any)."""
-    if not any(isinstance(m, dict) and "reasoning_signature" in m for m in messages):
+    """The messages without signed (or redacted) reasoning (the list as it is when none has
+    any)."""
+    if not any(_signs(m) for m in messages):
         return messages
-    return [
-        {k: v for k, v in m.items() if k not in _SIGNED}
-        if isinstance(m, dict) and "reasoning_signature" in m
-        else m
-        for m in messages
-    ]
+    return [{k: v for k, v in m.items() if k not in _SIGNED} if _signs(m) else m for m in messages]
 
 
 def _message(rules: Rules, label: str, index: int, message: Any, drop: bool) -> dict[str, Any]:

@@ -14,8 +14,11 @@ when that reasoning ends). Given back, it is an assistant message's own two fiel
     {"role": "assistant", "content": ..., "tool_calls": [...],
      "reasoning_content": "<the reasoning's text>", "reasoning_signature": "<its signature>"}
 
-(one piece of signed reasoning per message, the one its reply began with). The Anthropic
-family gives it back as the turn's thinking block; the others leave signed reasoning out.
+(one piece of signed reasoning per message, the one its reply began with). Reasoning the
+provider redacted (Anthropic's ``redacted_thinking``) is ``delta.reasoning_redacted``, the
+block's opaque data, once per block; given back, the message's ``reasoning_redacted`` is the
+list of them, in order. The Anthropic family gives these back as the turn's thinking blocks;
+the others leave signed and redacted reasoning out.
 """
 
 from __future__ import annotations
