@@ -27,7 +27,7 @@ from chatwire.core.config import Settings
 from tests.conftest import FAKE_KEY
 from tests.fakes.fake_mistral import FakeMistral
 from tests.store.conftest import POSTGRES_SERVER, create_postgres_database, drop_postgres_database
-from tests.test_cli import Cli, make_cli
+from tests.test_cli import Cli, InProcess, make_cli
 from tests.test_serve import Served, free_port, launcher
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -117,6 +117,16 @@ class Fleet:
     settings: Settings  # what the CLI and the tests use to reach the same database
     cli: Cli
     tokens: dict[str, str] = field(default_factory=dict)  # user name -> token
+
+    @property
+    def command(self) -> InProcess:
+        """``chatwire ...`` run as an operator would, against the fleet's database and Redis."""
+        env = {
+            **self.cli.env,
+            "CHATWIRE_DATABASE_URL": self.database_url,
+            "CHATWIRE_REDIS_URL": self.redis.url,
+        }
+        return InProcess(data_dir=self.cli.data_dir, cwd=self.cli.cwd, env=env)
 
     def client(self, user: str = "alice", **options: object) -> httpx.AsyncClient:
         return httpx.AsyncClient(
