@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -32,13 +32,22 @@ import uvloop
 
 from chatbench import load
 from chatbench.procs import Processes, cpu_of_named
-from chatbench.report import Figures, goals, latency_table, table, users_table
+from chatbench.report import (
+    Figures,
+    goals,
+    latency_table,
+    table,
+    team_goals,
+    team_table,
+    users_table,
+)
 from chatbench.targets import (
     LITELLM_VERSION,
     PORTKEY_PACKAGE,
     Setup,
     Target,
     asyncpg_url,
+    chatwire_command,
     floor_requirements,
     install_baseline,
     install_portkey,
@@ -59,7 +68,7 @@ from chatbench.upstream import Upstream, start_nginx
 PROJECT = Path(__file__).resolve().parents[2]
 STREAMS_GOAL = 10_000
 USERS_GOAL = 10_000
-PHASES = ("fast", "long", "sequential", "slow", "users")
+PHASES = ("fast", "long", "sequential", "slow", "users", "team")
 # chatwire's default CHATWIRE_CACHE_TTL: how long a token's user and a profile are reused.
 CACHE_TTL = 1.0
 # File descriptors kept back from the limit for everything but the streams' sockets.
@@ -93,7 +102,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432",
-        help="users phase: the PostgreSQL server, where the bench makes and drops its database",
+        help="users and team phases: the PostgreSQL server (the bench makes, drops its database)",
+    )
+    ap.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/0",
+        help="team phase: the Redis the limits are counted in (keys of the bench's own prefix)",
     )
     ap.add_argument("--streams", type=int, help=f"slow streams ({STREAMS_GOAL:,}; quick 1,000)")
     ap.add_argument(
@@ -155,6 +169,7 @@ class Bench:
     figures: dict[str, Figures]
     notes: list[str]
     users: dict[str, Figures]
+    team: dict[str, Figures] = field(default_factory=dict)
     # Whether Portkey's streamed replies work: None until it was tried.
     portkey_streams: bool | None = None
 
@@ -296,6 +311,87 @@ class Bench:
             self._many_users(server, database)
         finally:
             postgres_database(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def governance(self) -> None:
+        """What the team layer costs: chatwire on PostgreSQL (its usage ledger written for
+        every chat either way), called with a token of no policy and no Redis ("limits
+        off"), and with a token that has every limit (rpm, tpm, chats at once, a budget),
+        counted in Redis ("limits on"); alternating rounds of the fast phase's load and of
+        first bytes at one connection."""
+        server = self.args.postgres.rstrip("/")
+        database = f"chatwire_bench_{secrets.token_hex(4)}"
+        try:
+            postgres_database(server, f'CREATE DATABASE "{database}"')
+        except Exception as exc:  # any refusal: the phase is skipped, and said so
+            self.notes.append(f"team phase skipped: PostgreSQL at {server} refused: {exc!r}")
+            return
+        try:
+            self._governance(f"{asyncpg_url(server)}/{database}")
+        finally:
+            postgres_database(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def _governance(self, database_url: str) -> None:
+        run = self.setup.run
+        (off_token,) = make_users(self.setup, database_url, 1, run / "logs" / "make-users.log")
+        # Limits far above the bench's load: every chat is counted, none refused.
+        on_token = chatwire_command(
+            self.setup,
+            {"CHATWIRE_DATABASE_URL": database_url},
+            [
+                "tokens",
+                "create",
+                "bench-00000",
+                "--name",
+                "limited",
+                "--rpm",
+                "1000000000",
+                "--tpm",
+                "1000000000000",
+                "--parallel",
+                "100000",
+                "--budget",
+                "1000000",
+                "--budget-period",
+                "day",
+            ],
+            run / "logs" / "chatwire-cli.log",
+        )
+        base = self.upstream.base_url("fast")
+        workers = self.args.workers
+        off = {"CHATWIRE_DATABASE_URL": database_url}
+        on = {
+            **off,
+            "CHATWIRE_REDIS_URL": self.args.redis,
+            "CHATWIRE_REDIS_PREFIX": f"chatwire-bench-{secrets.token_hex(4)}:",
+        }
+        pairs = [
+            ("limits off", start_chatwire(self.procs, self.setup, base, workers, off, off_token)),
+            ("limits on", start_chatwire(self.procs, self.setup, base, workers, on, on_token)),
+        ]
+        targets = []
+        for label, pair in pairs:
+            for t in pair:
+                asyncio.run(load.check(t))
+                targets.append(
+                    (
+                        f"{t.name}, {label}",
+                        t,
+                        load.wrk_script(t, run / f"team-{label}-{t.name}.lua".replace(" ", "-")),
+                    )
+                )
+        conns, seconds = self.args.connections, self.args.seconds
+        for _, t, script in targets:  # warm-up, not counted
+            load.run_wrk(t, script, conns, 1)
+        for number in range(1, self.args.rounds + 1):
+            for name, t, script in targets:
+                result = load.run_wrk(t, script, conns, seconds)
+                fig = self.team.setdefault(name, Figures(route=t.route))
+                fig.fast.append(result)
+                firsts, _ = load.sequential(t, self.args.first_byte_requests)
+                fig.first_byte_s += firsts
+                note(f"team round {number}: {name}: {result.rps:,.0f} req/s")
+        for _, pair in pairs:
+            self.stop_targets(list(pair))
 
     def _many_users(self, server: str, database: str) -> None:
         count, run = self.args.users, self.setup.run
@@ -447,6 +543,7 @@ def main() -> int:
                 "sequential": bench.sequential,
                 "slow": bench.slow_streams,
                 "users": bench.many_users,
+                "team": bench.governance,
             }
             for phase in args.phases:
                 phases[phase]()
@@ -481,6 +578,16 @@ def main() -> int:
         print()
         print(users_table(bench.users))
         print()
+    if bench.team:
+        print(
+            "chatwire on PostgreSQL writing its usage ledger, limits off (a token with no "
+            "policy, no Redis) and on (every limit, counted in Redis); ratios to 'limits off':"
+        )
+        print()
+        print(team_table(bench.team))
+        print()
+        for line in team_goals(bench.team):
+            print(f"- {line}")
     for line in goals(bench.figures, STREAMS_GOAL, bench.users):
         print(f"- {line}")
     for text in dict.fromkeys(bench.notes):

@@ -191,6 +191,48 @@ def users_table(figures: dict[str, Figures]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
+def team_table(figures: dict[str, Figures]) -> str:
+    """The team phase: each row with its ratio to the 'limits off' row of its API."""
+    head = ["target", "req/s", "last byte p50 ms", "first byte p50 ms", "CPU µs/request"]
+    rows = [head, ["---"] * len(head)]
+    for name, f in figures.items():
+        off = figures.get(name.split(",")[0] + ", limits off", Figures())
+        rows.append(
+            [
+                name,
+                _cell(f.rps, off.rps, ",.0f"),
+                _cell(f.last_p50, off.last_p50, ".2f"),
+                _cell(f.first_p50, off.first_p50, ".3f"),
+                _cell(f.cpu_per_request_us, off.cpu_per_request_us, ",.0f"),
+            ]
+        )
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def team_goals(figures: dict[str, Figures]) -> list[str]:
+    """The team issue's goals: limits on keep >= 0.9x of the requests/s with them off, and
+    add <= 0.1 ms to the first byte (p50, one connection)."""
+    lines = []
+    for name, f in figures.items():
+        if not name.endswith("limits on"):
+            continue
+        api = name.split(",")[0]
+        off = figures.get(f"{api}, limits off")
+        if off is None:
+            continue
+        ratio = _over(f.rps, off.rps)
+        added = f.first_p50 - off.first_p50
+        lines.append(
+            f"{api}: limits on {ratio:.3f}x the req/s with them off (goal >= 0.9): "
+            f"{_verdict(ratio >= 0.9)}"
+        )
+        lines.append(
+            f"{api}: limits on add {added:+.3f} ms p50 to the first byte (goal <= 0.1): "
+            f"{_verdict(added <= 0.1)}"
+        )
+    return lines
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 

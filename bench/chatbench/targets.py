@@ -493,6 +493,19 @@ def postgres_sessions(server: str, database: str) -> int:
     return int(found) if isinstance(found, int) else -1
 
 
+def chatwire_command(setup: Setup, env: dict[str, str], args: list[str], log: Path) -> str:
+    """``chatwire ARGS...`` with the setup's data directory and ``env``; what it printed."""
+    full = {**_clean_env(), "CHATWIRE_DATA_DIR": str(setup.data_dir), **env}
+    with log.open("ab") as out:
+        done = subprocess.run(
+            [str(setup.chatwire), *args], env=full, cwd=setup.run, capture_output=True, check=False
+        )
+        out.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"chatwire {' '.join(args[:2])} failed: see {log}")
+    return done.stdout.decode().strip()
+
+
 def make_users(setup: Setup, database_url: str, count: int, log: Path) -> list[str]:
     """``count`` users with a token and a stored Mistral key each, in chatwire's database,
     through chatwire's own store (chatbench.make_users, run by chatwire's Python); their
