@@ -158,6 +158,7 @@ async def test_rpm_is_exact_across_two_processes(start_fleet: Start) -> None:
         for client in clients:
             await client.aclose()
     statuses = [answer.status_code for answer in answers]
+    # Each process had 50 of them: counted apart, all 100 would have passed.
     assert statuses.count(200) == 60, [p.stderr.read_text()[-3000:] for p in fleet.processes]
     assert statuses.count(429) == 40, statuses
     refused = next(answer for answer in answers if answer.status_code == 429)
@@ -166,11 +167,9 @@ async def test_rpm_is_exact_across_two_processes(start_fleet: Start) -> None:
         "Token 'local-bot' is at its 60 requests per minute; try again in"
         in (refused.json()["error"]["message"])
     )
-    # Both processes let some through and refused some.
-    for side in (0, 1):
-        mine = statuses[side::2]
-        assert 200 in mine
-        assert 429 in mine
+    # Both processes let some through.
+    assert 200 in statuses[0::2]
+    assert 200 in statuses[1::2]
 
 
 async def test_200_concurrent_requests_overshoot_a_budget_and_a_tpm_within_the_bound(

@@ -273,3 +273,28 @@ async def test_closed_refuses_policies_but_not_the_per_user_cap_while_redis_is_d
     finally:
         await limits.close()
         await client.aclose()
+
+
+async def test_the_per_user_chat_cap_is_shared_by_every_process_on_one_redis(
+    redis_url: str, prefix: str
+) -> None:
+    from chatwire.core.config import Settings
+    from chatwire.services import _team
+
+    settings = Settings(redis_url=redis_url, redis_prefix=prefix, max_streams_per_user=1)
+    (here, _), (there, _) = _team(settings), _team(settings)
+    try:
+        await here.warm()
+        await there.warm()
+        checks = here.checks(alice())
+        assert checks is not None
+        held = await here.admit(checks, 1, 1, None, "m/x")
+        with pytest.raises(TooManyStreams):
+            await there.admit(checks, 1, 1, None, "m/x")
+        await here.settle(held, None, None)
+        await there.settle(await there.admit(checks, 1, 1, None, "m/x"), None, None)
+    finally:
+        for limits in (here, there):
+            await limits.close()
+            assert limits.redis is not None
+            await limits.redis.client.aclose()
