@@ -279,10 +279,14 @@ async def test_the_per_user_chat_cap_is_shared_by_every_process_on_one_redis(
     redis_url: str, prefix: str
 ) -> None:
     from chatwire.core.config import Settings
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     from chatwire.services import _team
+    from chatwire.store.ledger import Ledger
 
     settings = Settings(redis_url=redis_url, redis_prefix=prefix, max_streams_per_user=1)
-    (here, _), (there, _) = _team(settings), _team(settings)
+    ledger = Ledger(create_async_engine("sqlite+aiosqlite://"))
+    (here, _), (there, _) = _team(settings, ledger), _team(settings, ledger)
     try:
         await here.warm()
         await there.warm()

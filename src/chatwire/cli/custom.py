@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from chatwire.cli._support import fail, load_settings, prepare, read_secret, with_store
+from chatwire.cli._support import announce, fail, load_settings, prepare, read_secret, with_store
 from chatwire.core.security import mask_secret
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def add(
         fail(f"no user '{user}'")
     except ValueError as exc:
         fail(str(exc))
+    announce(settings, "custom_models", None)
     click.echo(record.id)
 
 
@@ -113,4 +114,5 @@ def remove(user: str, model: int) -> None:
         fail(f"no user '{user}'")
     if not done:
         fail(f"'{user}' has no custom model {model}")
+    announce(settings, "custom_models", None)
     click.echo("removed", err=True)

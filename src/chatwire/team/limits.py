@@ -269,6 +269,10 @@ class MemoryCounters(Counters):
                 self._spent[key] += hold.cost
         return None
 
+    def forget_budgets(self) -> None:
+        """Drop every budget's count: each starts again from the ledger's figure."""
+        self._spent.clear()
+
     async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
         for check in hold.checks:
             key = check.key
@@ -610,7 +614,10 @@ class Limits:
         self.errors += 1
         if not self.up:
             return
-        if isinstance(exc, RedisTimeout | TimeoutError):
+        # All of this process's connections busy past the timeout (redis-py's pool says "No
+        # connection available") is a slow Redis or a busy process, not an outage: counted
+        # as a timeout.
+        if isinstance(exc, RedisTimeout | TimeoutError) or "No connection available" in str(exc):
             self._timeouts += 1
             if self._timeouts < TIMEOUTS_IN_A_ROW:
                 return
@@ -647,6 +654,9 @@ class Limits:
                 self.errors += 1
                 continue
             self.up = True
+            # What this process counted of the budgets meanwhile is stale from now on (the
+            # fleet spends through Redis again): a next outage counts again from the ledger.
+            self.memory.forget_budgets()
             log.warning("Redis at %s answers again: the limits are shared again", self.where)
             return
 

@@ -95,6 +95,8 @@ async def sign_out(user: CurrentUser, request: Request, services: ServicesDep) -
     if session is not None:
         await services.web.end_session(session)
         services.auth.session_ended(session)
+        # The other processes forget their cached sessions too (through Redis, when set).
+        services.changed("user", user.id)
     response = Response(status_code=204)
     response.delete_cookie(
         SESSION_COOKIE,
