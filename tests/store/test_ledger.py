@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -234,3 +235,6 @@ def test_moments() -> None:
     assert moment("2026-11-01", NOW) == datetime(2026, 11, 1, tzinfo=UTC)
     assert moment("2026-11-01T12:00:00+01:00", NOW) == datetime(2026, 11, 1, 11, tzinfo=UTC)
     assert date(2026, 11, 1) == moment("2026-11-01").date()
+    for wrong in ("yesterday", "99999999999999d", "0001-01-01T00:00:00+01:00", "²d"):
+        with pytest.raises(ValueError, match="is not a time"):
+            moment(wrong, NOW)

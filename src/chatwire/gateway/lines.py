@@ -203,16 +203,21 @@ def text_size(chunks: list[Chunk]) -> int:
     """Characters of text, reasoning and tool-call arguments in canonical chunks."""
     size = 0
     for chunk in chunks:
-        for choice in chunk.get("choices") or ():
-            change = choice.get("delta") or choice.get("message")
-            if not change:
+        choices = chunk.get("choices") if type(chunk) is dict else None
+        for choice in choices if type(choices) is list else ():
+            change = (
+                (choice.get("delta") or choice.get("message")) if type(choice) is dict else None
+            )
+            if type(change) is not dict:
                 continue
             for key in ("content", "reasoning_content"):
                 value = change.get(key)
                 if type(value) is str:
                     size += len(value)
-            for call in change.get("tool_calls") or ():
-                arguments = (call.get("function") or {}).get("arguments")
+            calls = change.get("tool_calls")
+            for call in calls if type(calls) is list else ():
+                function = call.get("function") if type(call) is dict else None
+                arguments = function.get("arguments") if type(function) is dict else None
                 if type(arguments) is str:
                     size += len(arguments)
     return size

@@ -401,13 +401,13 @@ def moment(text: str, now: datetime | None = None) -> datetime:
     "2w"), or an ISO date or date and time (UTC when it names no zone)."""
     now = now or datetime.now(UTC)
     text = text.strip()
-    if len(text) > 1 and text[-1] in UNITS and text[:-1].isdigit():
-        return now - timedelta(seconds=int(text[:-1]) * UNITS[text[-1]])
     try:
+        if len(text) > 1 and text[-1] in UNITS and text[:-1].isascii() and text[:-1].isdigit():
+            return now - timedelta(seconds=int(text[:-1]) * UNITS[text[-1]])
         found = datetime.fromisoformat(text)
-    except ValueError:
+        return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(
             f"'{text[:40]}' is not a time: give a span back from now (90m, 12h, 7d, 2w) "
             "or an ISO date (2026-11-01) or date and time (2026-11-01T12:00:00Z)"
         ) from None
-    return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
