@@ -303,3 +303,21 @@ async def test_redis_stopped_and_started_again(
         await client.aclose()
     assert any(key.endswith(b":rpm") for key in keys), keys
     logging.getLogger("chatwire.limits").removeHandler(said)
+
+
+async def test_failed_chats_cost_the_budget_nothing(
+    make_server: ServerFactory, fake: FakeMistral, tmp_path: Path
+) -> None:
+    # Each chat reserves about $0.05 of a $0.2 budget; chats the upstream failed before
+    # its reply give their reservation back whole, as their ledger rows cost nothing.
+    policied.POLICIES["alice"] = (policy(budget="0.2", budget_period="day"), None)
+    server = await make_server(prices_file=prices_file(tmp_path), upstream_retries=0)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 20}
+    fake.fail_next(500, times=12)
+    for _ in range(12):
+        resp = await server.client.post("/v1/chat/completions", json=body, headers=server.auth)
+        assert resp.status_code == 500, resp.text
+        assert "Mistral answered 500" in resp.text
+    # Were their reservations kept, the budget would be gone after four of them.
+    resp = await server.client.post("/v1/chat/completions", json=body, headers=server.auth)
+    assert resp.status_code == 200, resp.text

@@ -278,9 +278,9 @@ async def test_closed_refuses_policies_but_not_the_per_user_cap_while_redis_is_d
 async def test_the_per_user_chat_cap_is_shared_by_every_process_on_one_redis(
     redis_url: str, prefix: str
 ) -> None:
-    from chatwire.core.config import Settings
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from chatwire.core.config import Settings
     from chatwire.services import _team
     from chatwire.store.ledger import Ledger
 

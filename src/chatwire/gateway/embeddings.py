@@ -36,7 +36,6 @@ from chatwire.gateway.pipeline import (
     expired,
     failed,
     relay,
-    settle_hold,
     stopped,
 )
 from chatwire.gateway.resolve import ProfileView, model_named, target_for
@@ -46,6 +45,7 @@ from chatwire.providers.declaration import Provider
 from chatwire.services import Services
 from chatwire.store.records import UserRecord
 from chatwire.team.access import allow_model
+from chatwire.team.limits import Hold
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.embeddings")
@@ -77,6 +77,7 @@ class EmbeddingsPipeline:
         provider: Provider | None = None
         fault: BaseException | None = None
         size = 0
+        hold: Hold | None = None
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
@@ -110,21 +111,18 @@ class EmbeddingsPipeline:
                 target = target_for(provider, profile, ChatCall(call.model, []), custom)
                 upstream = wire.build(provider, target, call, settings.drop_params)
                 place.hold_only(len(upstream.body))
+                size = len(upstream.body)
                 # Limits as for a chat: its input reserved, no output.
                 hold = await admit(services, user, provider, call.model, size, None)
                 reader = EmbeddingsReader(wire.parse)
+                ex = exchange(services, provider, target, upstream, timing, hops)
+                out = dialect.output(send, rid, timing, call, reader)
+                watch = DisconnectWatch(receive)
                 try:
-                    ex = exchange(services, provider, target, upstream, timing, hops)
-                    out = dialect.output(send, rid, timing, call, reader)
-                    watch = DisconnectWatch(receive)
-                    try:
-                        await relay(ex, reader, out, watch, settings, deadline)
-                    finally:
-                        watch.close()
-                        deadline.close()
+                    await relay(ex, reader, out, watch, settings, deadline)
                 finally:
-                    if hold is not None:
-                        await settle_hold(services, hold, reader, provider.name, call.model)
+                    watch.close()
+                    deadline.close()
         except asyncio.CancelledError as exc:
             late = expired(deadline, watch, ex, services.settings)
             fault = late or exc
@@ -142,7 +140,7 @@ class EmbeddingsPipeline:
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
         finally:
             if user is not None:
-                services.usage.chat(
+                used = services.usage.chat(
                     user,
                     rid,
                     dialect.route,
@@ -155,6 +153,12 @@ class EmbeddingsPipeline:
                     watch is not None and watch.gone,
                     size,
                 )
+                if hold is not None:
+                    # The limits settle on the row's usage and cost (see the chat pipeline).
+                    if used is None:
+                        await services.limits.settle(hold, None, None)
+                    else:
+                        await services.limits.settle(hold, used[0].total, used[1])
 
 
 def _embeddings(services: Services, provider: Provider, call: EmbeddingCall) -> Embeddings:

@@ -75,7 +75,6 @@ from chatwire.services import Services
 from chatwire.store.records import CustomModel, UserRecord
 from chatwire.team.access import allow_model
 from chatwire.team.limits import DEFAULT_OUTPUT, Check, Hold
-from chatwire.team.usage import Usage
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")
@@ -116,6 +115,7 @@ class ChatPipeline:
         reader: Any = None
         fault: BaseException | None = None
         size = 0
+        hold: Hold | None = None
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
@@ -179,30 +179,27 @@ class ChatPipeline:
                     upstream = build_call(provider, target, call, entry, drop)
                 call.drop_messages()
                 place.hold_only(len(upstream.body))
+                # What goes upstream is what the provider counts (a stored conversation too).
+                size = len(upstream.body)
                 # The caller's limits, before any upstream is called; settled however it ends.
                 hold = await admit(services, user, provider, call.model, size, call, asked)
+                family = provider.family
+                ex = exchange(services, provider, target, upstream, timing, hops)
+                if reader is None:
+                    reader = (
+                        family.text_reader(provider)
+                        if dialect.reads_text
+                        else family.reader(provider, call)
+                    )
+                headers = family.response_headers(provider, call)
+                out = dialect.output(send, rid, timing, request, reader, headers)
+                # A client that goes away cancels the upstream request at once, in any phase.
+                watch = DisconnectWatch(receive)
                 try:
-                    family = provider.family
-                    ex = exchange(services, provider, target, upstream, timing, hops)
-                    if reader is None:
-                        reader = (
-                            family.text_reader(provider)
-                            if dialect.reads_text
-                            else family.reader(provider, call)
-                        )
-                    headers = family.response_headers(provider, call)
-                    out = dialect.output(send, rid, timing, request, reader, headers)
-                    # A client that goes away cancels the upstream request at once, in any
-                    # phase.
-                    watch = DisconnectWatch(receive)
-                    try:
-                        await relay(ex, reader, out, watch, services.settings, deadline)
-                    finally:
-                        watch.close()
-                        deadline.close()
+                    await relay(ex, reader, out, watch, services.settings, deadline)
                 finally:
-                    if hold is not None:
-                        await settle_hold(services, hold, reader, provider.name, call.model)
+                    watch.close()
+                    deadline.close()
         except asyncio.CancelledError as exc:
             late = expired(deadline, watch, ex, services.settings)
             fault = late or exc
@@ -220,7 +217,7 @@ class ChatPipeline:
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
         finally:
             if user is not None:
-                services.usage.chat(
+                used = services.usage.chat(
                     user,
                     rid,
                     dialect.route,
@@ -233,6 +230,13 @@ class ChatPipeline:
                     watch is not None and watch.gone,
                     size,
                 )
+                if hold is not None:
+                    # The limits settle on the row's usage and cost: none when nothing was
+                    # used, an estimate when the reply was cut.
+                    if used is None:
+                        await services.limits.settle(hold, None, None)
+                    else:
+                        await services.limits.settle(hold, used[0].total, used[1])
 
     def _forwards(self, provider: Provider, request: Request) -> bool:
         native, family = request.native, provider.family
@@ -363,20 +367,6 @@ class _Nothing:
 
 
 _NOTHING: Awaitable[None] = _Nothing()
-
-
-async def settle_hold(
-    services: Services, hold: Hold, reader: Any, provider: str, model: str
-) -> None:
-    """A chat's real tokens and cost in place of its reservation, from the usage its reader
-    has (the provider's, in the canonical shape); without one, the reservation stands."""
-    reported = getattr(reader, "usage", None)
-    if not reported:
-        await services.limits.settle(hold, None, None)
-        return
-    usage = Usage.from_canonical(reported)
-    cost = services.prices.cost(provider, model, usage) if hold.cost else None
-    await services.limits.settle(hold, usage.total, cost)
 
 
 async def custom_named(services: Services, user_id: int, model: str) -> CustomModel:

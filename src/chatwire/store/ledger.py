@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, case, delete, func, insert, select
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.store.models import UsageDayRow, UsageRow
@@ -169,6 +170,15 @@ class Ledger:
             rows, self._rows = self._rows, []
             try:
                 await self._insert(rows)
+            except asyncio.CancelledError:
+                # Stopped while writing (a shutdown): the rows wait for the last flush.
+                self._rows[:0] = rows
+                raise
+            except (DataError, IntegrityError):
+                # A row the database refuses (a value it cannot store) must not hold up the
+                # others for ever: each is written alone, and the refused ones are dropped.
+                self.written += await self._one_by_one(rows)
+                continue
             except Exception:
                 log.warning("usage ledger: writing %d rows failed", len(rows), exc_info=True)
                 room = self.limit - len(self._rows)
@@ -178,6 +188,18 @@ class Ledger:
                     self._drop(len(rows) - len(kept))
                 return
             self.written += len(rows)
+
+    async def _one_by_one(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        written = 0
+        for row in rows:
+            try:
+                await self._insert([row])
+            except (DataError, IntegrityError) as exc:
+                log.warning("usage ledger: dropped a row the database refused: %s", exc.orig)
+                self._drop(1)
+            else:
+                written += 1
+        return written
 
     async def _insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         # With RETURNING, SQLAlchemy sends the rows as multi-row INSERTs of up to 1,000 rows

@@ -33,7 +33,13 @@ from decimal import Decimal
 from typing import Any
 
 from chatwire.api.asgi import ClientGone
-from chatwire.errors import ChatwireError, Overloaded, ShuttingDown, UpstreamError
+from chatwire.errors import (
+    ChatwireError,
+    LimitsUnavailable,
+    Overloaded,
+    ShuttingDown,
+    UpstreamError,
+)
 from chatwire.store.ledger import Ledger
 from chatwire.store.records import UserRecord
 from chatwire.team.prices import Prices
@@ -69,7 +75,9 @@ def outcome(fault: BaseException | None, started: bool, gone: bool) -> str:
         return "aborted"
     if isinstance(fault, UpstreamError) or not isinstance(fault, ChatwireError):
         return "upstream_error"
-    if fault.status in (403, 429) or isinstance(fault, Overloaded | ShuttingDown):
+    if fault.status in (403, 429) or isinstance(
+        fault, Overloaded | ShuttingDown | LimitsUnavailable
+    ):
         return "refused"
     if 400 <= fault.status < 500:
         return "invalid"
@@ -115,14 +123,16 @@ class Accounts:
         fault: BaseException | None,
         gone: bool,
         size: int,
-    ) -> None:
-        """Account for one chat as it ends (never raises: a fault here is logged)."""
+    ) -> tuple[Usage, Decimal | None] | None:
+        """Account for one chat as it ends: its usage and cost, as its ledger row has them
+        (what the limits settle on too); None when that failed (logged, never raised)."""
         try:
-            self._chat(
+            return self._chat(
                 user, rid, route, timing, provider, model, reader, started, fault, gone, size
             )
         except Exception:
             log.exception("request %s: its usage was not recorded", rid.decode())
+            return None
 
     def _chat(
         self,
@@ -137,7 +147,7 @@ class Accounts:
         fault: BaseException | None,
         gone: bool,
         size: int,
-    ) -> None:
+    ) -> tuple[Usage, Decimal | None]:
         ended = time.perf_counter()
         how = outcome(fault, started, gone)
         reported = getattr(reader, "usage", None)
@@ -187,6 +197,7 @@ class Accounts:
                 "duration_ms": round((ended - timing.arrived) * 1000),
             }
         )
+        return usage, cost
 
     def _unpriced(self, provider: str, model: str) -> None:
         key = (provider, model)
