@@ -230,18 +230,10 @@ class Place(pydantic.BaseModel):
 
 
 async def test_structured_output_as_the_providers_own(family: Family) -> None:
-    """OpenAI's response_format, Gemini's response JSON schema, Ollama's format; Anthropic is
-    given none (chatwire does not map it to Anthropic's structured outputs) and is refused by
-    name before any upstream request."""
+    """OpenAI's response_format, Anthropic's output_config.format, Gemini's response JSON
+    schema, Ollama's format."""
     family.fake.reply = '{"city": "Lyon"}'
     async with family.openai() as client:
-        if family.name == "anthropic":
-            with pytest.raises(openai.BadRequestError) as refused:
-                await client.responses.parse(model=family.model, input="Where?", text_format=Place)
-            assert "'response_format'" in refused.value.message
-            assert "CHATWIRE_DROP_PARAMS" in refused.value.message
-            assert family.fake.requests == []
-            return
         parsed = await client.responses.parse(model=family.model, input="Where?", text_format=Place)
     assert parsed.output_parsed == Place(city="Lyon")
     properties = Place.model_json_schema()["properties"]
@@ -255,5 +247,8 @@ async def test_structured_output_as_the_providers_own(family: Family) -> None:
         config = sent["generationConfig"]
         assert config["responseMimeType"] == "application/json"
         assert config["responseJsonSchema"]["properties"] == properties
+    elif family.name == "anthropic":
+        assert sent["output_config"]["format"]["type"] == "json_schema"
+        assert sent["output_config"]["format"]["schema"]["properties"] == properties
     else:
         assert sent["format"]["properties"] == properties
