@@ -560,6 +560,59 @@ async def test_a_tool_round_trip_with_openai_gemini_and_ollama(
         assert sent["messages"][2]["content"] == "12 C"
 
 
+async def test_count_tokens_from_openai_gemini_and_ollama_is_an_estimate_said_so(
+    other: tuple[Wired, str],
+) -> None:
+    wired, model = other
+    async with wired.client() as client:
+        raw = await client.messages.with_raw_response.count_tokens(
+            model=model, messages=[{"role": "user", "content": "x" * 400}], system="y" * 40
+        )
+    counted = await raw.parse()
+    assert counted.input_tokens == 111  # the characters of the texts and "user", over 4
+    assert raw.headers["chatwire-estimate"] == "true"
+    assert wired.fake.requests == []
+
+
+async def test_errors_from_openai_gemini_and_ollama_are_anthropic_s_classes(
+    other: tuple[Wired, str],
+) -> None:
+    wired, model = other
+    family = model.split("/")[0]
+    async with wired.client(token="cw_not_a_token") as client:
+        with pytest.raises(anthropic.AuthenticationError) as refused:
+            await client.messages.create(model=model, max_tokens=64, messages=USER)
+    assert refused.value.status_code == 401
+    cases: list[tuple[str, type[anthropic.APIStatusError], int, str]] = [
+        (f"{family}/no-such-model", anthropic.NotFoundError, 404, "not_found_error"),
+    ]
+    if model != OLLAMA:  # Ollama never rate limits
+        cases.append((f"{family}/fake-429", anthropic.RateLimitError, 429, "rate_limit_error"))
+    async with wired.client() as client:
+        for name, error, status, kind in cases:
+            with pytest.raises(error) as raised:
+                await client.messages.create(model=name, max_tokens=64, messages=USER)
+            assert raised.value.status_code == status, name
+            body: Any = raised.value.body
+            assert (body["type"], body["error"]["type"]) == ("error", kind)
+
+
+async def test_thinking_to_openai_is_its_reasoning_effort(make_server: ServerFactory) -> None:
+    async for wired in _openai(make_server):
+        body = {"model": "openai/gpt-5-mini", "max_tokens": 21000, "messages": USER}
+        async with wired.client() as client:
+            for budget, effort in ((1024, "low"), (8000, "medium"), (20000, "high")):
+                thinking: Any = {"type": "enabled", "budget_tokens": budget}
+                message = await client.messages.create(**body, thinking=thinking)
+                assert wired.sent["reasoning_effort"] == effort
+                assert wired.sent["model"] == "gpt-5-mini"
+            # OpenAI gives no reasoning text back: the answer alone, its reasoning counted.
+            assert [block.type for block in message.content] == ["text"]
+            assert message.usage.output_tokens == reported(wired, OPENAI)[1]
+            await client.messages.create(**body, thinking={"type": "disabled"})
+            assert "reasoning_effort" not in wired.sent
+
+
 async def test_thinking_to_gemini_is_its_thinking_budget(gemini: Wired) -> None:
     thinking = {"type": "enabled", "budget_tokens": 2048}
     body = {"model": "google/gemini-2.5-flash", "max_tokens": 4096, "messages": USER}

@@ -1,6 +1,7 @@
-"""POST /v1/responses to Anthropic, Gemini and Ollama with the openai SDK, over TCP: text, a
-tool call and its result, streamed and not, and reasoning effort as each provider's own
-control. The fakes call the request's tool with arguments derived from its schema and answer
+"""POST /v1/responses to OpenAI (through its chat completions), Anthropic, Gemini and Ollama
+with the openai SDK, over TCP: text, a tool call and its result, streamed and not, a
+conversation continued by ``previous_response_id``, structured output and reasoning effort as
+each provider's own controls. The fakes call the request's tool with arguments derived from its schema and answer
 a tool result with ``"The tool said: <output>"``."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 from openai.types.responses import Response
 
@@ -18,6 +20,7 @@ from tests.conftest import Running, ServerFactory
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.fake_ollama import FakeOllama
+from tests.fakes.fake_openai import FakeOpenAI
 
 WEATHER: Any = {
     "type": "function",
@@ -57,11 +60,22 @@ class Family:
         return body
 
 
-@pytest.fixture(params=["anthropic", "gemini", "ollama"])
+@pytest.fixture(params=["openai", "anthropic", "gemini", "ollama"])
 async def family(
     request: pytest.FixtureRequest, make_server: ServerFactory
 ) -> AsyncIterator[Family]:
-    if request.param == "anthropic":
+    if request.param == "openai":
+        async with FakeOpenAI() as upstream:
+            settings = {"openai_base_url": upstream.base_url, "openai_api_key": upstream.api_key}
+            server = await make_server(stored_key=None, **settings)
+            yield Family(
+                "openai",
+                "openai/gpt-5-mini",
+                upstream,
+                server,
+                lambda sent: upstream.expected_reply(sent["messages"]),
+            )
+    elif request.param == "anthropic":
         anthropic = FakeAnthropic()
         base = await anthropic.start()
         settings = {"anthropic_base_url": base, "anthropic_api_key": anthropic.api_key}
@@ -122,6 +136,8 @@ async def test_text(family: Family) -> None:
 
 def _counts(family: str, usage: dict[str, Any]) -> tuple[int, int, int]:
     """The input, output and total tokens a fake reported, in its provider's words."""
+    if family == "openai":
+        return usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]
     if family == "anthropic":
         read, written = usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
         given = usage["input_tokens"] + read + written
@@ -162,7 +178,10 @@ async def test_reasoning_effort_as_the_providers_control(family: Family) -> None
         await client.responses.create(
             model=family.model, input="Hi", reasoning={"effort": "medium"}, max_output_tokens=9000
         )
-    if family.name == "ollama":
+    if family.name == "openai":
+        assert family.sent["reasoning_effort"] == "medium"
+        assert family.sent["max_completion_tokens"] == 9000
+    elif family.name == "ollama":
         assert family.sent["think"] is True  # Ollama's thinking is on or off
     elif family.name == "anthropic":
         assert family.sent["thinking"] == {"type": "enabled", "budget_tokens": 8192}
@@ -172,3 +191,64 @@ async def test_reasoning_effort_as_the_providers_control(family: Family) -> None
             "thinkingBudget": 8192,
             "includeThoughts": True,
         }
+
+
+def turns(family: Family) -> list[tuple[str, str]]:
+    """Each turn the fake received last, as its role and its text, in its provider's words."""
+    if family.name == "gemini":
+        return [
+            (turn["role"], "".join(part["text"] for part in turn["parts"]))
+            for turn in family.sent["contents"]
+        ]
+    found = []
+    for turn in family.sent["messages"]:
+        content = turn["content"]
+        if isinstance(content, list):
+            content = "".join(block["text"] for block in content)
+        found.append((turn["role"], content))
+    return found
+
+
+async def test_previous_response_id_continues_the_conversation(family: Family) -> None:
+    async with family.openai() as client:
+        first = await client.responses.create(model=family.model, input="My name is Ada")
+        second = await client.responses.create(
+            model=family.model, input="What is my name?", previous_response_id=first.id
+        )
+    assistant = "model" if family.name == "gemini" else "assistant"
+    assert turns(family) == [
+        ("user", "My name is Ada"),
+        (assistant, first.output_text),
+        ("user", "What is my name?"),
+    ]
+    assert second.previous_response_id == first.id
+    assert second.output_text == family.reply(family.sent)
+
+
+class Place(pydantic.BaseModel):
+    city: str
+
+
+async def test_structured_output_as_the_providers_own(family: Family) -> None:
+    """OpenAI's response_format, Anthropic's output_config.format, Gemini's response JSON
+    schema, Ollama's format."""
+    family.fake.reply = '{"city": "Lyon"}'
+    async with family.openai() as client:
+        parsed = await client.responses.parse(model=family.model, input="Where?", text_format=Place)
+    assert parsed.output_parsed == Place(city="Lyon")
+    properties = Place.model_json_schema()["properties"]
+    sent = family.sent
+    if family.name == "openai":
+        assert sent["response_format"]["type"] == "json_schema"
+        assert sent["response_format"]["json_schema"]["name"] == "Place"
+        assert sent["response_format"]["json_schema"]["strict"] is True
+        assert sent["response_format"]["json_schema"]["schema"]["properties"] == properties
+    elif family.name == "gemini":
+        config = sent["generationConfig"]
+        assert config["responseMimeType"] == "application/json"
+        assert config["responseJsonSchema"]["properties"] == properties
+    elif family.name == "anthropic":
+        assert sent["output_config"]["format"]["type"] == "json_schema"
+        assert sent["output_config"]["format"]["schema"]["properties"] == properties
+    else:
+        assert sent["format"]["properties"] == properties

@@ -9,8 +9,10 @@ become ``tool_use`` blocks after its text (arguments parsed into the ``input`` o
 ``tool_choice``, ``parallel_tool_calls``, ``stop``, ``top_p``, ``top_k`` and ``user`` have
 direct equivalents; ``reasoning_effort`` is extended thinking with the budget of
 ``THINKING_BUDGETS``, within ``max_tokens`` as OpenAI counts reasoning in the reply's budget
-(and no temperature or top_k, and a top_p of 0.95 or more, which thinking refuses); any other
-parameter is refused by name (or dropped).
+(and no temperature or top_k, and a top_p of 0.95 or more, which thinking refuses); a
+``response_format`` of type ``json_schema`` is structured outputs' ``output_config.format``
+(Anthropic has no JSON mode without a schema); any other parameter is refused by name (or
+dropped).
 
 With thinking on, an assistant message's signed reasoning (``reasoning_content`` and
 ``reasoning_signature``, as the reply gave them) is its turn's first block, a ``thinking``
@@ -108,7 +110,9 @@ class AnthropicFamily(CatalogueModels):
         drop: bool,
     ) -> UpstreamCall:
         params, label = call.params, provider.label
-        check_fields(label, params, ACCEPTED, drop)
+        output_format = _output_format(params.get("response_format"))
+        accepted = ACCEPTED if output_format is None else ACCEPTED | {"response_format"}
+        check_fields(label, params, accepted, drop)
         max_tokens = reply_budget(provider.rules, params, entry) or DEFAULT_MAX_TOKENS
         thinking = _thinking(params.get("reasoning_effort"), max_tokens)
         messages = call.message_dicts()
@@ -139,6 +143,8 @@ class AnthropicFamily(CatalogueModels):
             if payload.get("top_p", 1) < 0.95:
                 del payload["top_p"]
         payload.update(_tooling(params))
+        if output_format is not None:
+            payload["output_config"] = {"format": output_format}
         return UpstreamCall(
             url=f"{target.base_url}/messages",
             headers={
@@ -356,6 +362,17 @@ def _sampling(
             raise RequestInvalid("'user' must be a string.")
         out["metadata"] = {"user_id": user}
     return out
+
+
+def _output_format(value: Any) -> dict[str, Any] | None:
+    """A json_schema ``response_format`` as structured outputs' format, else None."""
+    if not isinstance(value, dict) or value.get("type") != "json_schema":
+        return None
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        return None
+    schema = spec.get("schema")
+    return {"type": "json_schema", "schema": schema} if isinstance(schema, dict) else None
 
 
 def _thinking(effort: Any, max_tokens: int) -> dict[str, Any] | None:
