@@ -159,6 +159,9 @@ class EmbeddingsPipeline:
                         await services.limits.settle(hold, None, None)
                     else:
                         await services.limits.settle(hold, used[0].total, used[1])
+            # The fault's traceback holds this frame, which holds the fault: a cycle keeping
+            # the chat's buffers until the next full collection, unless broken here.
+            fault = None
 
 
 def _embeddings(services: Services, provider: Provider, call: EmbeddingCall) -> Embeddings:

@@ -237,6 +237,9 @@ class ChatPipeline:
                         await services.limits.settle(hold, None, None)
                     else:
                         await services.limits.settle(hold, used[0].total, used[1])
+            # The fault's traceback holds this frame, which holds the fault: a cycle keeping
+            # the chat's buffers until the next full collection, unless broken here.
+            fault = None
 
     def _forwards(self, provider: Provider, request: Request) -> bool:
         native, family = request.native, provider.family

@@ -10,8 +10,8 @@ became of it (``Accounts.chat``, from the pipelines' ``finally``):
   did, before the reply started).
 - **tokens**: the provider's usage as reported, when the reply completed with one. Otherwise
   (no usage reported, or the reply cut before it) an estimate, marked ``estimated``: input
-  as reported if it was (Anthropic and Gemini tell it before the text), else the request
-  body's bytes / 4 rounded up; output the larger of what was reported so far and the
+  as reported if it was (Anthropic and Gemini tell it before the text), else the bytes of the
+  request sent upstream / 4 rounded up; output the larger of what was reported so far and the
   characters of text, reasoning and tool-call arguments relayed / 4 rounded up. A chat that
   ended before any reply (refused, invalid, an upstream error) used no tokens.
 - **cost**: ``Prices.cost`` at the chat's time; None for a model without a price (never $0),
