@@ -88,6 +88,8 @@ async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
         contexts.append(context)
         page = await context.new_page()
         page.set_default_timeout(5000)
+        # A page load waits on a server the rest of the suite shares the 2 cores with.
+        page.set_default_navigation_timeout(20000)
         return page
 
     yield make
