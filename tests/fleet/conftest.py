@@ -26,13 +26,13 @@ from chatwire.cli import open_store, prepare
 from chatwire.core.config import Settings
 from tests.conftest import FAKE_KEY
 from tests.fakes.fake_mistral import FakeMistral
+from tests.redis_server import OwnRedis
 from tests.store.conftest import POSTGRES_SERVER, create_postgres_database, drop_postgres_database
 from tests.test_cli import Cli, InProcess, make_cli
 from tests.test_serve import Served, free_port, launcher
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NO_HAPROXY = not os.access(HAPROXY, os.X_OK)
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 PROCESSES = 3
 
 FLEET = [
@@ -41,45 +41,6 @@ FLEET = [
         NO_HAPROXY, reason="needs Debian's haproxy (apt-get install haproxy; .ci/run installs it)"
     ),
 ]
-
-
-class RedisOfOwn:
-    """A redis-server of the test's own, on its own port, that the test may stop and start."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.proc = spawn(
-            [
-                REDIS_SERVER,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            None,
-        )
-        await _wait_for_port(self.port, 10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
 
 
 def spawn(argv: list[str], log: IO[bytes] | None) -> subprocess.Popen[bytes]:
@@ -112,7 +73,7 @@ async def _wait_for_port(port: int, within: float) -> None:
 class Fleet:
     url: str  # the load balancer's
     processes: list[Served]
-    redis: RedisOfOwn
+    redis: OwnRedis
     database_url: str
     settings: Settings  # what the CLI and the tests use to reach the same database
     cli: Cli
@@ -184,7 +145,7 @@ async def fleet(
     async with open_store(settings) as store:
         for user in ("alice", "bob"):
             _, tokens[user] = await store.create_user(user)
-    redis = RedisOfOwn(tmp_path)
+    redis = OwnRedis(tmp_path)
     await redis.start()
     env = {
         "CHATWIRE_DATABASE_URL": fleet_database,
@@ -220,4 +181,4 @@ async def fleet(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(balancer.pid, signal.SIGKILL)
         balancer.wait(10)
-        redis.stop()
+        await redis.stop()

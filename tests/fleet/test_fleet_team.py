@@ -149,7 +149,7 @@ async def test_redis_going_away_costs_no_500_and_limits_come_back_without_a_rest
 ) -> None:
     limited = await new_token(fleet, "--name", "limited", "--rpm", "1000")
     assert {r.status_code for r in await send(fleet, limited, 6)} == {200}
-    fleet.redis.stop()
+    await fleet.redis.stop()
     # CHATWIRE_REDIS_FAILURE=open (the default): each process counts in its own memory and
     # keeps serving; never a 500, never a hang past the Redis timeout.
     started = time.monotonic()

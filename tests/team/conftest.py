@@ -4,12 +4,8 @@ outages: stopped and started again mid-test)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
-import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,25 +13,19 @@ import pytest
 import redis
 import redis.asyncio
 
+from tests.redis_server import OwnRedis, reachable
 from tests.team import policied
 
 SHARED = "redis://127.0.0.1:6379/0"
 
 
-def _reachable(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture
 def redis_url() -> str:
-    if not _reachable(SHARED):
-        pytest.skip("no Redis on 127.0.0.1:6379")
+    if not reachable(SHARED):
+        pytest.fail(
+            "Redis does not answer on 127.0.0.1:6379: start it (redis-server --daemonize yes "
+            "--bind 127.0.0.1 --port 6379 --save '' --appendonly no; .ci/run does)"
+        )
     return SHARED
 
 
@@ -58,56 +48,6 @@ def _policies() -> Iterator[None]:
     policied.install()
     yield
     policied.uninstall()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class OwnRedis:
-    """A redis-server of the test's own, that it may stop and start again."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("no redis-server")
-        self._proc = subprocess.Popen(  # noqa: S603, ASYNC220 (a fixed command, at once)
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            if await asyncio.to_thread(_reachable, self.url):
-                return
-            await asyncio.sleep(0.02)
-        pytest.fail("redis-server did not start")
-
-    async def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            await asyncio.to_thread(self._proc.wait, 10)
-            self._proc = None
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from tests.api.test_metrics import metric
 from tests.conftest import Running, ServerFactory
 from tests.fakes.endless import Endless
 from tests.fakes.fake_mistral import FakeMistral
+from tests.redis_server import OwnRedis
 from tests.team import policied
-from tests.team.conftest import OwnRedis
 from tests.team.policied import policy
 
 MODEL = "mistral/mistral-small-latest"

@@ -24,8 +24,8 @@ import pytest
 from tests.conftest import FAKE_KEY
 from tests.fakes.endless import Endless
 from tests.fakes.fake_mistral import FakeMistral
-from tests.team.conftest import free_port
 from tests.test_cli import TOKEN, Cli, make_cli
+from tests.test_serve import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mistral/mistral-small-latest"

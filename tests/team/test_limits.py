@@ -246,7 +246,7 @@ def test_a_total_budget_never_starts_again() -> None:
 
 async def test_closed_refuses_policies_but_not_the_per_user_cap_while_redis_is_down() -> None:
     from chatwire.errors import LimitsUnavailable
-    from tests.team.conftest import free_port
+    from tests.test_serve import free_port
 
     client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.2)
     limits = Limits(
