@@ -32,6 +32,7 @@ from chatwire.gateway.pipeline import (
     admit,
     caller,
     custom_named,
+    ended,
     exchange,
     expired,
     failed,
@@ -140,25 +141,22 @@ class EmbeddingsPipeline:
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
         finally:
             if user is not None:
-                used = services.usage.chat(
+                model = None if call is None else call.model
+                await ended(
+                    services,
                     user,
+                    hold,
                     rid,
                     dialect.route,
                     timing,
-                    None if provider is None else provider.name,
-                    None if call is None or provider is None else call.model,
+                    provider,
+                    model,
                     reader,
-                    out is not None and out.started,
+                    out,
                     fault,
-                    watch is not None and watch.gone,
+                    watch,
                     size,
                 )
-                if hold is not None:
-                    # The limits settle on the row's usage and cost (see the chat pipeline).
-                    if used is None:
-                        await services.limits.settle(hold, None, None)
-                    else:
-                        await services.limits.settle(hold, used[0].total, used[1])
             # The fault's traceback holds this frame, which holds the fault: a cycle keeping
             # the chat's buffers until the next full collection, unless broken here.
             fault = None

@@ -217,26 +217,22 @@ class ChatPipeline:
             await failed(dialect, send, exc, ex, out, body_read, rid, timing)
         finally:
             if user is not None:
-                used = services.usage.chat(
+                model = None if request is None else request.call.model
+                await ended(
+                    services,
                     user,
+                    hold,
                     rid,
                     dialect.route,
                     timing,
-                    None if provider is None else provider.name,
-                    None if request is None or provider is None else request.call.model,
+                    provider,
+                    model,
                     reader,
-                    out is not None and out.started,
+                    out,
                     fault,
-                    watch is not None and watch.gone,
+                    watch,
                     size,
                 )
-                if hold is not None:
-                    # The limits settle on the row's usage and cost: none when nothing was
-                    # used, an estimate when the reply was cut.
-                    if used is None:
-                        await services.limits.settle(hold, None, None)
-                    else:
-                        await services.limits.settle(hold, used[0].total, used[1])
             # The fault's traceback holds this frame, which holds the fault: a cycle keeping
             # the chat's buffers until the next full collection, unless broken here.
             fault = None
@@ -370,6 +366,48 @@ class _Nothing:
 
 
 _NOTHING: Awaitable[None] = _Nothing()
+
+
+async def ended(
+    services: Services,
+    user: UserRecord,
+    hold: Hold | None,
+    rid: bytes,
+    route: str,
+    timing: Timing,
+    provider: Provider | None,
+    model: str | None,
+    reader: Any,
+    out: Any,  # the door's output (a started flag), None before it was made
+    fault: BaseException | None,
+    watch: DisconnectWatch | None,
+    size: int,
+) -> None:
+    """The end of an authenticated request, however it ended: its ledger row, then its
+    limits settled on the row's usage and cost (none when nothing was used, an estimate when
+    the reply was cut; the reservation stands when the row could not be made)."""
+    try:
+        used = services.usage.chat(
+            user,
+            rid,
+            route,
+            timing,
+            None if provider is None else provider.name,
+            None if provider is None else model,
+            reader,
+            out is not None and out.started,
+            fault,
+            watch is not None and watch.gone,
+            size,
+        )
+    except Exception:
+        log.exception("request %s: its usage was not recorded", rid.decode())
+        used = None
+    if hold is not None:
+        if used is None:
+            await services.limits.settle(hold, None, None)
+        else:
+            await services.limits.settle(hold, used[0].total, used[1])
 
 
 async def custom_named(services: Services, user_id: int, model: str) -> CustomModel:

@@ -123,31 +123,9 @@ class Accounts:
         fault: BaseException | None,
         gone: bool,
         size: int,
-    ) -> tuple[Usage, Decimal | None] | None:
-        """Account for one chat as it ends: its usage and cost, as its ledger row has them
-        (what the limits settle on too); None when that failed (logged, never raised)."""
-        try:
-            return self._chat(
-                user, rid, route, timing, provider, model, reader, started, fault, gone, size
-            )
-        except Exception:
-            log.exception("request %s: its usage was not recorded", rid.decode())
-            return None
-
-    def _chat(
-        self,
-        user: UserRecord,
-        rid: bytes,
-        route: str,
-        timing: Timing,
-        provider: str | None,
-        model: str | None,
-        reader: Any,
-        started: bool,
-        fault: BaseException | None,
-        gone: bool,
-        size: int,
     ) -> tuple[Usage, Decimal | None]:
+        """Account for one chat as it ends: its ledger row and this process's counters; its
+        usage and cost, as the row has them (what the limits settle on too)."""
         ended = time.perf_counter()
         how = outcome(fault, started, gone)
         reported = getattr(reader, "usage", None)
