@@ -37,14 +37,10 @@ from chatwire.store.responses import ResponseStore
 from chatwire.store.web import WebStore
 from chatwire.team.accounting import Accounts
 from chatwire.team.bus import Bus, listener
-from chatwire.team.limits import (
-    Limits,
-    MemoryCounters,
-    RedisCounters,
-    Spent,
-    redis_client,
-)
+from chatwire.team.counters import MemoryCounters
+from chatwire.team.limits import Limits, Spent
 from chatwire.team.prices import Prices
+from chatwire.team.redis_counters import RedisCounters, redis_client
 
 log = logging.getLogger("chatwire")
 

@@ -13,23 +13,21 @@ import pytest
 
 from chatwire.errors import LimitExceeded, ModelUnpriced, QuotaExceeded, TooManyStreams
 from chatwire.store.records import Policy, UserRecord
-from chatwire.team.limits import (
+from chatwire.team.counters import (
     WINDOW_MS,
     Check,
     Counters,
     Hold,
-    Limits,
     MemoryCounters,
-    RedisCounters,
     Refusal,
     estimate_tokens,
     micros,
     period_end,
     period_start,
-    redis_client,
-    refused,
 )
+from chatwire.team.limits import Limits, refused
 from chatwire.team.prices import Price
+from chatwire.team.redis_counters import RedisCounters, redis_client
 
 T0 = 1_800_000_000_000  # ms
 LEASE = 5_000

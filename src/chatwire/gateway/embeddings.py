@@ -46,7 +46,7 @@ from chatwire.providers.declaration import Provider
 from chatwire.services import Services
 from chatwire.store.records import UserRecord
 from chatwire.team.access import allow_model
-from chatwire.team.limits import Hold
+from chatwire.team.counters import Hold
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.embeddings")

@@ -74,7 +74,7 @@ from chatwire.providers.declaration import Provider
 from chatwire.services import Services
 from chatwire.store.records import CustomModel, UserRecord
 from chatwire.team.access import allow_model
-from chatwire.team.limits import DEFAULT_OUTPUT, Check, Hold
+from chatwire.team.counters import DEFAULT_OUTPUT, Check, Hold
 from chatwire.timing import Timing
 
 log = logging.getLogger("chatwire.chat")

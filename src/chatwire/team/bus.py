@@ -24,7 +24,7 @@ import msgspec
 import redis
 import redis.asyncio
 
-from chatwire.team.limits import REDIS_ERRORS
+from chatwire.team.redis_counters import REDIS_ERRORS
 
 log = logging.getLogger("chatwire.bus")
 

@@ -6,27 +6,17 @@ token, and the user's, counted per user across their tokens) is counted on its o
 both must pass; with ``CHATWIRE_REDIS_URL`` the user's chats at once
 (``CHATWIRE_MAX_STREAMS_PER_USER``) are counted here too, across every process.
 
-- rpm: an exact sliding window: at most N chats admitted in any 60 s.
-- tpm: the tokens (input + output) of the last 60 s. Admission reserves an estimate
-  (``estimate_tokens``) at its own time; the chat's end takes the reservation back (when it
-  is still in the window) and counts the real tokens at that time. An empty window admits
-  one chat however large its estimate, so no chat is refused for ever.
-- parallel: leases, each ending by itself ``lease_seconds`` after admission (the chat's
-  longest time and a minute more), so the chats of a killed process free their places.
-- budget: micro-dollars (whole numbers, rounded up) spent plus reserved in the period (a
-  UTC calendar day, an ISO week from Monday, a calendar month, or the whole life of the
-  token or user). Admission reserves ``Price.estimate``; the end settles the real cost.
-  A period's first count starts from what the ledger says was spent (``spent``).
+What each limit counts, and how, is in ``team.counters``; where it is counted: this process's memory, or
+Redis (``team.redis_counters``) while it answers, as ``CHATWIRE_REDIS_FAILURE`` says when it
+does not. A period's first budget count starts from what the ledger says was spent
+(``spent``).
 
 Overshoot: admission counts every reservation made before it, atomically, so concurrent
 chats cannot all pass on the same room. A tpm limit or a budget can still be passed by the
 chats in flight when it is reached, each by what it used beyond its reservation (and by
 one chat larger than a whole tpm limit, admitted into an empty window).
 
-Two backends of the same semantics: ``MemoryCounters`` (one process) and ``RedisCounters``
-(every process sharing one Redis): each admission is one Lua script call (EVALSHA) over
-all the chat's counters, each settlement one more; nothing is read and then written from
-here. A chat with nothing to count costs nothing (``Limits.checks`` is None).
+A chat with nothing to count costs nothing (``Limits.checks`` is None).
 """
 
 from __future__ import annotations
@@ -38,14 +28,12 @@ import logging
 import math
 import os
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, Decimal
-from typing import Any, Literal
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
 
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from chatwire.errors import (
@@ -55,21 +43,28 @@ from chatwire.errors import (
     QuotaExceeded,
     TooManyStreams,
 )
-from chatwire.store.records import BudgetPeriod, Policy, UserRecord
+from chatwire.store.records import Policy, UserRecord
+from chatwire.team.counters import (
+    MICRO,
+    Check,
+    Counters,
+    Hold,
+    MemoryCounters,
+    Refusal,
+    micros,
+    period_end,
+    period_start,
+)
 from chatwire.team.prices import Price
+from chatwire.team.redis_counters import REDIS_ERRORS, RedisCounters
 
 log = logging.getLogger("chatwire.limits")
 
-WINDOW_MS = 60_000
-# What a chat's output is reserved at when neither the request nor the catalogue says.
-DEFAULT_OUTPUT = 4096
-MICRO = Decimal(1_000_000)
 # How often Redis is asked again while it is down.
 PROBE_EVERY = 0.5
 # Calls timing out one after the other that make Redis count as down.
 TIMEOUTS_IN_A_ROW = 3
 
-Kind = Literal["rpm", "tpm", "parallel", "streams", "budget"]
 # (kind, subject id, since): what the ledger says was spent since the period began (None:
 # ever).
 Spent = Callable[[Literal["token", "user"], int, datetime | None], Awaitable[Decimal]]
@@ -79,402 +74,8 @@ async def nothing_spent(kind: str, subject: int, since: datetime | None) -> Deci
     return Decimal(0)
 
 
-def micros(dollars: Decimal) -> int:
-    """Dollars in whole micro-dollars, rounded up: a counter never comes in low."""
-    return int((dollars * MICRO).to_integral_value(ROUND_CEILING))
-
-
-def estimate_tokens(body_bytes: int, max_output: int | None) -> int:
-    """What a chat is reserved at: its body's bytes / 4 (rounded up) for its input, and its
-    reply budget (the request's, else the model's max output, else DEFAULT_OUTPUT)."""
-    return -(-body_bytes // 4) + (max_output or DEFAULT_OUTPUT)
-
-
-def period_start(period: BudgetPeriod, now: datetime) -> datetime | None:
-    """When the budget period holding ``now`` began (UTC); None for a total budget."""
-    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
-    if period == "day":
-        return day
-    if period == "week":
-        return day - timedelta(days=now.weekday())
-    if period == "month":
-        return day.replace(day=1)
-    return None
-
-
-def period_end(period: BudgetPeriod, start: datetime | None) -> datetime | None:
-    if start is None:
-        return None
-    if period == "day":
-        return start + timedelta(days=1)
-    if period == "week":
-        return start + timedelta(days=7)
-    return (start + timedelta(days=32)).replace(day=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One counter a chat must pass: its kind, limit (micro-dollars for a budget) and key
-    (``t:<token id>:rpm``, ``u:<user id>:usd:month:2026-12-01``...)."""
-
-    kind: Kind
-    limit: int
-    key: str
-    # Who it counts, as a message names them ("Token 'ci-bot'", "User 'alice'").
-    label: str
-    subject: Literal["token", "user"]
-    subject_id: int
-    # A budget's period: its name, start (None: total) and end.
-    period: BudgetPeriod = "total"
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-@dataclass(slots=True)
-class Hold:
-    """An admitted chat's reservations, for its settlement."""
-
-    id: str
-    checks: Sequence[Check]
-    tokens: int
-    cost: int
-    backend: Counters
-    settled: bool = False
-
-
-@dataclass(slots=True)
-class Refusal:
-    """Why a chat was refused: the check's index, and in how many ms it may pass."""
-
-    index: int
-    retry_ms: int
-
-
-class Counters:
-    """A backend: ``admit`` reserves for every check or none; ``settle`` puts the real
-    counts in place of the reservations."""
-
-    async def admit(
-        self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
-    ) -> Refusal | list[int] | None:
-        """None: admitted. A Refusal: refused (nothing reserved). A list: the budget
-        checks (by index) whose period has no count yet: ask again with their ``seeds``."""
-        raise NotImplementedError
-
-    async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
-        raise NotImplementedError
-
-
-def _cutoff(now_ms: int) -> int:
-    return now_ms - WINDOW_MS
-
-
-class _Window:
-    """The tokens of the last 60 s: entries in the order they came, their counts by id (an
-    entry settled early is gone from ``counts`` and skipped), and the sum of ``counts``."""
-
-    __slots__ = ("counts", "order", "total")
-
-    def __init__(self) -> None:
-        self.order: deque[tuple[int, str]] = deque()
-        self.counts: dict[str, int] = {}
-        self.total = 0
-
-    def add(self, at: int, entry: str, tokens: int) -> None:
-        self.order.append((at, entry))
-        self.counts[entry] = tokens
-        self.total += tokens
-
-    def expire(self, cutoff: int) -> None:
-        order, counts = self.order, self.counts
-        while order and order[0][0] <= cutoff:
-            self.total -= counts.pop(order.popleft()[1], 0)
-
-    def frees(self, tokens: int, limit: int, now_ms: int) -> int:
-        """When enough of the window will have passed for ``tokens`` more (or it is empty)."""
-        left, frees = self.total, now_ms
-        for at, entry in self.order:
-            left -= self.counts.get(entry, 0)
-            frees = at
-            if left <= 0 or left + tokens <= limit:
-                break
-        return frees + WINDOW_MS
-
-
-class MemoryCounters(Counters):
-    """The counters in this process's memory: one process (the SQLite default), or a
-    process's own while Redis is down. Admission runs without awaiting anything, so it is
-    atomic on the event loop."""
-
-    def __init__(self) -> None:
-        # rpm: times; tpm: a window; leases: id -> until; budgets: micro-dollars.
-        self._times: dict[str, deque[int]] = {}
-        self._tokens: dict[str, _Window] = {}
-        self._leases: dict[str, dict[str, int]] = {}
-        self._spent: dict[str, int] = {}
-
-    def _window(self, key: str, now_ms: int) -> _Window:
-        window = self._tokens.get(key)
-        if window is None:
-            window = self._tokens[key] = _Window()
-        window.expire(_cutoff(now_ms))
-        return window
-
-    def _lease_set(self, key: str, now_ms: int) -> dict[str, int]:
-        leases = self._leases.setdefault(key, {})
-        for lease, until in list(leases.items()):
-            if until <= now_ms:
-                del leases[lease]
-        return leases
-
-    async def admit(
-        self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
-    ) -> Refusal | list[int] | None:
-        missing = [
-            i
-            for i, check in enumerate(hold.checks)
-            if check.kind == "budget" and check.key not in self._spent and i not in seeds
-        ]
-        if missing:
-            return missing
-        cutoff = _cutoff(now_ms)
-        for i, check in enumerate(hold.checks):
-            key, limit = check.key, check.limit
-            if check.kind == "rpm":
-                times = self._times.setdefault(key, deque())
-                while times and times[0] <= cutoff:
-                    times.popleft()
-                if len(times) >= limit:
-                    return Refusal(i, times[0] + WINDOW_MS - now_ms)
-            elif check.kind == "tpm":
-                window = self._window(key, now_ms)
-                if window.total > 0 and window.total + hold.tokens > limit:
-                    return Refusal(i, window.frees(hold.tokens, limit, now_ms) - now_ms)
-            elif check.kind in ("parallel", "streams"):
-                if len(self._lease_set(key, now_ms)) >= limit:
-                    return Refusal(i, 1000)
-            else:
-                spent = self._spent.setdefault(key, seeds.get(i, 0))
-                if spent + hold.cost > limit:
-                    return Refusal(i, 0)
-        for check in hold.checks:
-            key = check.key
-            if check.kind == "rpm":
-                self._times[key].append(now_ms)
-            elif check.kind == "tpm":
-                self._tokens[key].add(now_ms, hold.id, hold.tokens)
-            elif check.kind in ("parallel", "streams"):
-                self._leases[key][hold.id] = now_ms + lease_ms
-            else:
-                self._spent[key] += hold.cost
-        return None
-
-    def forget_budgets(self) -> None:
-        """Drop every budget's count: each starts again from the ledger's figure."""
-        self._spent.clear()
-
-    async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
-        for check in hold.checks:
-            key = check.key
-            if check.kind == "tpm":
-                window = self._window(key, now_ms)
-                window.total -= window.counts.pop(hold.id, 0)
-                if tokens:
-                    window.add(now_ms, hold.id + ":r", tokens)
-                if not window.counts:
-                    del self._tokens[key]
-            elif check.kind in ("parallel", "streams"):
-                leases = self._leases.get(key)
-                if leases is not None:
-                    leases.pop(hold.id, None)
-                    if not leases:
-                        del self._leases[key]
-            elif check.kind == "budget" and key in self._spent:
-                self._spent[key] += cost - hold.cost
-
-
-# KEYS: one per check. ARGV: now (ms), the hold's id, the window (ms), the lease's end (ms),
-# the tokens and micro-dollars reserved, then per check: its kind, limit, seed (-1: none)
-# and (budgets) the ms its counter lives after now (0: for ever).
-# Returns {0}: admitted; {1, check, ms}: refused, may pass in ms; {2, check...}: the budget
-# checks with no count yet in their period (ask again with their seeds). Checks (indexes)
-# count from 0.
-ADMIT = """
-local now, id, window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local lease_until, tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local n = #KEYS
-local missing = {2}
-for i = 1, n do
-  if ARGV[3 + 4 * i] == 'budget' and tonumber(ARGV[5 + 4 * i]) < 0
-      and redis.call('EXISTS', KEYS[i]) == 0 then
-    missing[#missing + 1] = i - 1
-  end
-end
-if #missing > 1 then return missing end
-for i = 1, n do
-  local key, kind, limit = KEYS[i], ARGV[3 + 4 * i], tonumber(ARGV[4 + 4 * i])
-  if kind == 'rpm' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-    if redis.call('ZCARD', key) >= limit then
-      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-      return {1, i - 1, tonumber(oldest[2]) + window - now}
-    end
-  elseif kind == 'tpm' then
-    local sum = key .. ':sum'
-    local used = tonumber(redis.call('GET', sum) or '0')
-    local old = redis.call('ZRANGEBYSCORE', key, '-inf', now - window)
-    if #old > 0 then
-      for _, m in ipairs(old) do used = used - tonumber(string.match(m, ':(%d+)$')) end
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-      redis.call('SET', sum, used, 'KEEPTTL')
-    end
-    if used > 0 and used + tokens > limit then
-      local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-      local left, at = used, now
-      for j = 1, #entries, 2 do
-        left = left - tonumber(string.match(entries[j], ':(%d+)$'))
-        at = tonumber(entries[j + 1])
-        if left <= 0 or left + tokens <= limit then break end
-      end
-      return {1, i - 1, at + window - now}
-    end
-  elseif kind == 'parallel' or kind == 'streams' then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    if redis.call('ZCARD', key) >= limit then return {1, i - 1, 1000} end
-  else
-    local spent = redis.call('GET', key)
-    if not spent then
-      spent = ARGV[5 + 4 * i]
-      redis.call('SET', key, spent)
-      local ttl = tonumber(ARGV[6 + 4 * i])
-      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-    end
-    if tonumber(spent) + cost > limit then return {1, i - 1, 0} end
-  end
-end
-for i = 1, n do
-  local key, kind = KEYS[i], ARGV[3 + 4 * i]
-  if kind == 'rpm' then
-    redis.call('ZADD', key, now, id)
-    redis.call('PEXPIRE', key, window + 1000)
-  elseif kind == 'tpm' then
-    redis.call('ZADD', key, now, id .. ':' .. tokens)
-    redis.call('INCRBY', key .. ':sum', tokens)
-    redis.call('PEXPIRE', key, window + 1000)
-    redis.call('PEXPIRE', key .. ':sum', window + 1000)
-  elseif kind == 'parallel' or kind == 'streams' then
-    redis.call('ZADD', key, lease_until, id)
-    redis.call('PEXPIRE', key, lease_until - now + 1000)
-  else
-    redis.call('INCRBY', key, cost)
-  end
-end
-return {0}
-"""
-
-# KEYS: the hold's checks'. ARGV: now (ms), the hold's id, the window (ms), the tokens and
-# micro-dollars reserved, the real ones, then per check: its kind and (budgets) the ms its
-# counter lives after now (0: for ever).
-SETTLE = """
-local now, id, window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local reserved, real = tonumber(ARGV[4]), tonumber(ARGV[5])
-local reserved_cost, real_cost = tonumber(ARGV[6]), tonumber(ARGV[7])
-for i = 1, #KEYS do
-  local key, kind = KEYS[i], ARGV[6 + 2 * i]
-  if kind == 'tpm' then
-    local sum = key .. ':sum'
-    if redis.call('ZREM', key, id .. ':' .. reserved) == 1 then
-      redis.call('DECRBY', sum, reserved)
-    end
-    if real > 0 then
-      redis.call('ZADD', key, now, id .. ':r:' .. real)
-      redis.call('INCRBY', sum, real)
-      redis.call('PEXPIRE', key, window + 1000)
-      redis.call('PEXPIRE', sum, window + 1000)
-    end
-  elseif kind == 'parallel' or kind == 'streams' then
-    redis.call('ZREM', key, id)
-  elseif kind == 'budget' then
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('INCRBY', key, real_cost - reserved_cost)
-      local ttl = tonumber(ARGV[7 + 2 * i])
-      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-    end
-  end
-end
-return 0
-"""
-
-# What a Redis that does not answer raises (redis-py's own errors, and the timeouts and
-# socket errors under them).
-REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
 _IDS = itertools.count()
 _PROCESS = os.urandom(4).hex()
-
-
-def redis_client(url: str, timeout: float, connections: int = 32) -> Any:
-    """A client whose every call takes at most ``timeout`` seconds (to connect, to answer,
-    to wait for one of its ``connections``) and is never tried again: a Redis that does not
-    answer is down until it does (``Limits``)."""
-    import redis.asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
-        max_connections=connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return redis.asyncio.Redis.from_pool(pool)
-
-
-class RedisCounters(Counters):
-    """The counters in Redis, shared by every process using it; keys under ``prefix``."""
-
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
-        self._prefix = prefix
-        self._admit = client.register_script(ADMIT)
-        self._settle = client.register_script(SETTLE)
-
-    async def load(self) -> None:
-        """Load the scripts now (each call finds them loaded: one EVALSHA)."""
-        for script in (self._admit, self._settle):
-            await self.client.script_load(script.script)
-
-    async def admit(
-        self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
-    ) -> Refusal | list[int] | None:
-        prefix = self._prefix
-        keys = [prefix + check.key for check in hold.checks]
-        args: list[Any] = [now_ms, hold.id, WINDOW_MS, now_ms + lease_ms, hold.tokens, hold.cost]
-        for i, check in enumerate(hold.checks):
-            args += (check.kind, check.limit, seeds.get(i, -1), _lives_ms(check, now_ms))
-        result = await self._admit(keys, args)
-        if result[0] == 0:
-            return None
-        if result[0] == 1:
-            return Refusal(int(result[1]), int(result[2]))
-        return [int(i) for i in result[1:]]
-
-    async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
-        keys = [self._prefix + check.key for check in hold.checks]
-        args: list[Any] = [now_ms, hold.id, WINDOW_MS, hold.tokens, tokens, hold.cost, cost]
-        for check in hold.checks:
-            args += (check.kind, _lives_ms(check, now_ms))
-        await self._settle(keys, args)
-
-
-def _lives_ms(check: Check, now_ms: int) -> int:
-    """How long a budget's counter is kept: its period and a day more (a late settlement
-    still finds it); 0 (for ever) for a total budget, and for the other kinds (unused)."""
-    if check.kind != "budget" or check.until is None:
-        return 0
-    return max(int(check.until.timestamp() * 1000) - now_ms + 86_400_000, 1000)
 
 
 @dataclass(slots=True)

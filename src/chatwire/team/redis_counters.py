@@ -1,0 +1,191 @@
+"""The counters in Redis, shared by every process using it: each admission is one Lua script
+call (EVALSHA) over all of a chat's counters, each settlement one more, so nothing is read
+here and then written (no race between processes); the semantics are ``team.counters``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from chatwire.team.counters import WINDOW_MS, Check, Counters, Hold, Refusal
+
+# KEYS: one per check. ARGV: now (ms), the hold's id, the window (ms), the lease's end (ms),
+# the tokens and micro-dollars reserved, then per check: its kind, limit, seed (-1: none)
+# and (budgets) the ms its counter lives after now (0: for ever).
+# Returns {0}: admitted; {1, check, ms}: refused, may pass in ms; {2, check...}: the budget
+# checks with no count yet in their period (ask again with their seeds). Checks (indexes)
+# count from 0.
+ADMIT = """
+local now, id, window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local lease_until, tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n = #KEYS
+local missing = {2}
+for i = 1, n do
+  if ARGV[3 + 4 * i] == 'budget' and tonumber(ARGV[5 + 4 * i]) < 0
+      and redis.call('EXISTS', KEYS[i]) == 0 then
+    missing[#missing + 1] = i - 1
+  end
+end
+if #missing > 1 then return missing end
+for i = 1, n do
+  local key, kind, limit = KEYS[i], ARGV[3 + 4 * i], tonumber(ARGV[4 + 4 * i])
+  if kind == 'rpm' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) >= limit then
+      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      return {1, i - 1, tonumber(oldest[2]) + window - now}
+    end
+  elseif kind == 'tpm' then
+    local sum = key .. ':sum'
+    local used = tonumber(redis.call('GET', sum) or '0')
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', now - window)
+    if #old > 0 then
+      for _, m in ipairs(old) do used = used - tonumber(string.match(m, ':(%d+)$')) end
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+      redis.call('SET', sum, used, 'KEEPTTL')
+    end
+    if used > 0 and used + tokens > limit then
+      local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+      local left, at = used, now
+      for j = 1, #entries, 2 do
+        left = left - tonumber(string.match(entries[j], ':(%d+)$'))
+        at = tonumber(entries[j + 1])
+        if left <= 0 or left + tokens <= limit then break end
+      end
+      return {1, i - 1, at + window - now}
+    end
+  elseif kind == 'parallel' or kind == 'streams' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    if redis.call('ZCARD', key) >= limit then return {1, i - 1, 1000} end
+  else
+    local spent = redis.call('GET', key)
+    if not spent then
+      spent = ARGV[5 + 4 * i]
+      redis.call('SET', key, spent)
+      local ttl = tonumber(ARGV[6 + 4 * i])
+      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    end
+    if tonumber(spent) + cost > limit then return {1, i - 1, 0} end
+  end
+end
+for i = 1, n do
+  local key, kind = KEYS[i], ARGV[3 + 4 * i]
+  if kind == 'rpm' then
+    redis.call('ZADD', key, now, id)
+    redis.call('PEXPIRE', key, window + 1000)
+  elseif kind == 'tpm' then
+    redis.call('ZADD', key, now, id .. ':' .. tokens)
+    redis.call('INCRBY', key .. ':sum', tokens)
+    redis.call('PEXPIRE', key, window + 1000)
+    redis.call('PEXPIRE', key .. ':sum', window + 1000)
+  elseif kind == 'parallel' or kind == 'streams' then
+    redis.call('ZADD', key, lease_until, id)
+    redis.call('PEXPIRE', key, lease_until - now + 1000)
+  else
+    redis.call('INCRBY', key, cost)
+  end
+end
+return {0}
+"""
+
+# KEYS: the hold's checks'. ARGV: now (ms), the hold's id, the window (ms), the tokens and
+# micro-dollars reserved, the real ones, then per check: its kind and (budgets) the ms its
+# counter lives after now (0: for ever).
+SETTLE = """
+local now, id, window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local reserved, real = tonumber(ARGV[4]), tonumber(ARGV[5])
+local reserved_cost, real_cost = tonumber(ARGV[6]), tonumber(ARGV[7])
+for i = 1, #KEYS do
+  local key, kind = KEYS[i], ARGV[6 + 2 * i]
+  if kind == 'tpm' then
+    local sum = key .. ':sum'
+    if redis.call('ZREM', key, id .. ':' .. reserved) == 1 then
+      redis.call('DECRBY', sum, reserved)
+    end
+    if real > 0 then
+      redis.call('ZADD', key, now, id .. ':r:' .. real)
+      redis.call('INCRBY', sum, real)
+      redis.call('PEXPIRE', key, window + 1000)
+      redis.call('PEXPIRE', sum, window + 1000)
+    end
+  elseif kind == 'parallel' or kind == 'streams' then
+    redis.call('ZREM', key, id)
+  elseif kind == 'budget' then
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('INCRBY', key, real_cost - reserved_cost)
+      local ttl = tonumber(ARGV[7 + 2 * i])
+      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    end
+  end
+end
+return 0
+"""
+
+# What a Redis that does not answer raises (redis-py's own errors, and the timeouts and
+# socket errors under them).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+
+def redis_client(url: str, timeout: float, connections: int = 32) -> Any:
+    """A client whose every call takes at most ``timeout`` seconds (to connect, to answer,
+    to wait for one of its ``connections``) and is never tried again: a Redis that does not
+    answer is down until it does (``Limits``)."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+class RedisCounters(Counters):
+    """The counters in Redis, shared by every process using it; keys under ``prefix``."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self._prefix = prefix
+        self._admit = client.register_script(ADMIT)
+        self._settle = client.register_script(SETTLE)
+
+    async def load(self) -> None:
+        """Load the scripts now (each call finds them loaded: one EVALSHA)."""
+        for script in (self._admit, self._settle):
+            await self.client.script_load(script.script)
+
+    async def admit(
+        self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
+    ) -> Refusal | list[int] | None:
+        prefix = self._prefix
+        keys = [prefix + check.key for check in hold.checks]
+        args: list[Any] = [now_ms, hold.id, WINDOW_MS, now_ms + lease_ms, hold.tokens, hold.cost]
+        for i, check in enumerate(hold.checks):
+            args += (check.kind, check.limit, seeds.get(i, -1), _lives_ms(check, now_ms))
+        result = await self._admit(keys, args)
+        if result[0] == 0:
+            return None
+        if result[0] == 1:
+            return Refusal(int(result[1]), int(result[2]))
+        return [int(i) for i in result[1:]]
+
+    async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
+        keys = [self._prefix + check.key for check in hold.checks]
+        args: list[Any] = [now_ms, hold.id, WINDOW_MS, hold.tokens, tokens, hold.cost, cost]
+        for check in hold.checks:
+            args += (check.kind, _lives_ms(check, now_ms))
+        await self._settle(keys, args)
+
+
+def _lives_ms(check: Check, now_ms: int) -> int:
+    """How long a budget's counter is kept: its period and a day more (a late settlement
+    still finds it); 0 (for ever) for a total budget, and for the other kinds (unused)."""
+    if check.kind != "budget" or check.until is None:
+        return 0
+    return max(int(check.until.timestamp() * 1000) - now_ms + 86_400_000, 1000)
