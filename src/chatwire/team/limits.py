@@ -6,10 +6,9 @@ token, and the user's, counted per user across their tokens) is counted on its o
 both must pass; with ``CHATWIRE_REDIS_URL`` the user's chats at once
 (``CHATWIRE_MAX_STREAMS_PER_USER``) are counted here too, across every process.
 
-What each limit counts, and how, is in ``team.counters``; where it is counted: this process's memory, or
-Redis (``team.redis_counters``) while it answers, as ``CHATWIRE_REDIS_FAILURE`` says when it
-does not. A period's first budget count starts from what the ledger says was spent
-(``spent``).
+What each limit counts, and how: ``team.counters``. Where: this process's memory, or Redis
+(``team.redis_counters``) while it answers; when it does not, ``CHATWIRE_REDIS_FAILURE``
+says. A period's first budget count starts from what the ledger says was spent (``spent``).
 
 Overshoot: admission counts every reservation made before it, atomically, so concurrent
 chats cannot all pass on the same room. A tpm limit or a budget can still be passed by the
