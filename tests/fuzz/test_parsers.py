@@ -18,7 +18,7 @@ from chatwire.api.schemas import decode_chat_request
 from chatwire.core.config import Settings
 from chatwire.dialects.openai_chat import OpenAIChat
 from chatwire.errors import RequestInvalid
-from chatwire.families.anthropic import Events as AnthropicChunks
+from chatwire.families.anthropic_reply import Events as AnthropicChunks
 from chatwire.families.gemini_reply import Chunks as GeminiChunks
 from chatwire.families.ollama import Lines as OllamaChunks
 from chatwire.families.openai import Chunks as OpenAIChunks
