@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -111,6 +112,7 @@ class Ledger:
     ) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        self._insert_sql, self._values = _driver_insert(engine)
         self.interval = interval
         self.batch = batch
         self.limit = limit
@@ -202,11 +204,15 @@ class Ledger:
         return written
 
     async def _insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        # With RETURNING, SQLAlchemy sends the rows as multi-row INSERTs of up to 1,000 rows
-        # each ("insertmanyvalues"), from one cached statement; building a VALUES list of
-        # the rows instead compiles a new statement every time (seconds for 500 rows).
+        # One INSERT compiled by SQLAlchemy for this engine, executed for all the rows at once
+        # (the driver's executemany: one prepared statement); the rows' values are converted
+        # by the columns' own bind processors. Measured under callgrind at 1,000 chats/s,
+        # SQLAlchemy's per-row parameter handling ("insertmanyvalues" with RETURNING) cost
+        # 213,000 instructions per chat, more than a tenth of a whole chat.
+        values = self._values
+        params = [values(row) for row in rows]
         async with self._engine.begin() as connection:
-            await connection.execute(insert(UsageRow).returning(UsageRow.id), list(rows))
+            await connection.exec_driver_sql(self._insert_sql, params)
 
     async def close(self) -> None:
         """Stop the writer and write what is left (graceful shutdown)."""
@@ -433,3 +439,30 @@ def moment(text: str, now: datetime | None = None) -> datetime:
             f"'{text[:40]}' is not a time: give a span back from now (90m, 12h, 7d, 2w) "
             "or an ISO date (2026-11-01) or date and time (2026-11-01T12:00:00Z)"
         ) from None
+
+
+def _driver_insert(
+    engine: AsyncEngine,
+) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
+    """The ledger's INSERT in the engine's own SQL and parameter style, and what turns a row
+    (``UsageRow``'s columns by name) into its parameters, in the statement's order, through
+    each column type's bind processor (a UTC timestamp as SQLite stores it, dollars as
+    10^-12 units there, booleans as integers)."""
+    table = UsageRow.__table__
+    names = [column.name for column in table.columns if column.name != "id"]
+    compiled = insert(UsageRow).compile(dialect=engine.dialect, column_keys=names)
+    order = list(compiled.positiontup or names)
+    pick = operator.itemgetter(*order)
+    convert = [
+        (index, processor)
+        for index, name in enumerate(order)
+        if (processor := table.c[name].type.bind_processor(engine.dialect)) is not None
+    ]
+
+    def values(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        found = list(pick(row))
+        for index, processor in convert:
+            found[index] = processor(found[index])
+        return tuple(found)
+
+    return str(compiled), values

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +59,7 @@ DOORS = {
     "/v1/embeddings": "embeddings",
 }
 MAX_NAME = 200
+ZERO = Decimal(0)
 
 
 def door(route: str) -> str:
@@ -97,16 +98,25 @@ def estimate(reported: Usage | None, size: int, relayed: int) -> Usage:
     )
 
 
+class Sums:
+    """One provider/model's counters in this process: tokens by kind (``KINDS``), the
+    priced chats' dollars, the unpriced chats."""
+
+    __slots__ = ("cost", "tokens", "unpriced")
+
+    def __init__(self) -> None:
+        self.tokens = [0, 0, 0, 0, 0]
+        self.cost = Decimal(0)
+        self.unpriced = 0
+
+
 class Accounts:
     """The chats' ledger rows and counters of one process."""
 
     def __init__(self, ledger: Ledger, prices: Prices) -> None:
         self.ledger = ledger
         self.prices = prices
-        # (provider, model, kind) -> tokens; (provider, model) -> dollars, unpriced chats.
-        self.tokens: Counter[tuple[str, str, str]] = Counter()
-        self.cost: dict[tuple[str, str], Decimal] = {}
-        self.unpriced: Counter[tuple[str, str]] = Counter()
+        self.models: dict[tuple[str, str], Sums] = {}
         self.outcomes: Counter[str] = Counter()
         self._warned: set[tuple[str, str]] = set()
 
@@ -125,9 +135,10 @@ class Accounts:
         size: int,
     ) -> tuple[Usage, Decimal | None]:
         """Account for one chat as it ends: its ledger row and this process's counters; its
-        usage and cost, as the row has them (what the limits settle on too)."""
-        ended = time.perf_counter()
-        how = outcome(fault, started, gone)
+        usage and cost, as the row has them (what the limits settle on too). It runs once
+        per chat, on the hot path: a handful of dict operations, one price, one row."""
+        took = time.perf_counter() - timing.arrived
+        how = "complete" if fault is None and not gone else outcome(fault, started, gone)
         reported = getattr(reader, "usage", None)
         usage = Usage.from_canonical(reported) if reported else None
         if how == "complete" and usage is not None:
@@ -136,29 +147,35 @@ class Accounts:
             usage = estimate(usage, size, getattr(reader, "relayed", 0))
         else:
             usage = Usage()  # ended before any reply: nothing used
-        at = datetime.now(UTC) - timedelta(seconds=max(ended - timing.arrived, 0.0))
-        cost: Decimal | None = Decimal(0)
-        if usage.total and provider is not None and model is not None:
-            cost = self.prices.cost(provider, model, usage, at)
-            if cost is None:
-                self._unpriced(provider, model)
+        at = datetime.fromtimestamp(time.time() - max(took, 0.0), UTC)
+        cost: Decimal | None = ZERO
         self.outcomes[how] += 1
-        if usage.total and provider is not None and model is not None:
+        if (usage.input or usage.output) and provider is not None and model is not None:
+            cost = self.prices.cost(provider, model, usage, at)
             key = (provider, model)
-            tokens = self.tokens
-            for kind, count in zip(KINDS, _counts(usage), strict=True):
-                if count:
-                    tokens[(provider, model, kind)] += count
-            if cost is not None:
-                self.cost[key] = self.cost.get(key, Decimal(0)) + cost
-        first = round((timing.answered - timing.arrived) * 1000) if timing.answered else None
+            sums = self.models.get(key)
+            if sums is None:
+                sums = self.models[key] = Sums()
+            tokens = sums.tokens
+            tokens[0] += usage.input
+            tokens[1] += usage.cached_input
+            tokens[2] += usage.cache_write
+            tokens[3] += usage.output
+            tokens[4] += usage.reasoning
+            if cost is None:
+                sums.unpriced += 1
+                if key not in self._warned:
+                    self._unpriced(provider, model)
+            else:
+                sums.cost += cost
+        answered = timing.answered
         self.ledger.add(
             {
                 "at": at,
                 "request_id": rid.decode("latin-1")[:64],
                 "user_id": user.id,
                 "token_id": user.token_id,
-                "dialect": door(route),
+                "dialect": DOORS.get(route) or route[:24],
                 "provider": None if provider is None else provider[:MAX_NAME],
                 "model": None if model is None else model[:MAX_NAME],
                 "deployment": None,
@@ -171,24 +188,17 @@ class Accounts:
                 "estimated": usage.estimated,
                 "cost": cost,
                 "priced": cost is not None,
-                "first_byte_ms": first,
-                "duration_ms": round((ended - timing.arrived) * 1000),
+                "first_byte_ms": round((answered - timing.arrived) * 1000) if answered else None,
+                "duration_ms": round(took * 1000),
             }
         )
         return usage, cost
 
     def _unpriced(self, provider: str, model: str) -> None:
-        key = (provider, model)
-        self.unpriced[key] += 1
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(
-                "%s/%s has no price (chatwire's price table, CHATWIRE_PRICES_FILE): its chats "
-                "are recorded with no cost, flagged unpriced",
-                provider[:MAX_NAME],
-                model[:MAX_NAME],
-            )
-
-
-def _counts(usage: Usage) -> tuple[int, int, int, int, int]:
-    return (usage.input, usage.cached_input, usage.cache_write, usage.output, usage.reasoning)
+        self._warned.add((provider, model))
+        log.warning(
+            "%s/%s has no price (chatwire's price table, CHATWIRE_PRICES_FILE): its chats "
+            "are recorded with no cost, flagged unpriced",
+            provider[:MAX_NAME],
+            model[:MAX_NAME],
+        )

@@ -43,16 +43,18 @@ class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The exact cost of ``usage`` at this price."""
         cached = usage.cached_input
         written = usage.cache_write
-        # A provider's total input counts its cache reads and writes; each is billed once.
-        plain = max(usage.input - cached - written, 0)
         reasoning = min(usage.reasoning, usage.output)
+        # A provider's total input counts its cache reads and writes; each is billed once.
         total = (
-            plain * self.input
-            + cached * _or(self.cached_input, self.input)
-            + written * _or(self.cache_write, self.input)
+            max(usage.input - cached - written, 0) * self.input
             + (usage.output - reasoning) * self.output
-            + reasoning * _or(self.reasoning, self.output)
         )
+        if cached:
+            total += cached * _or(self.cached_input, self.input)
+        if written:
+            total += written * _or(self.cache_write, self.input)
+        if reasoning:
+            total += reasoning * _or(self.reasoning, self.output)
         return total / MILLION
 
     def estimate(self, input_tokens: int, output_tokens: int) -> Decimal:

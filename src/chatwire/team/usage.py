@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
     """Tokens of one chat. ``input`` and ``output`` are totals: ``cached_input`` and
     ``cache_write`` are part of ``input``, ``reasoning`` is part of ``output``.
@@ -36,15 +36,15 @@ class Usage:
     @classmethod
     def from_canonical(cls, usage: Mapping[str, Any]) -> Usage:
         """The usage a family reported, in the canonical shape (see the module's doc)."""
-        details = usage.get("prompt_tokens_details") or {}
-        completion = usage.get("completion_tokens_details") or {}
-        return cls(
-            input=_count(usage.get("prompt_tokens")),
-            output=_count(usage.get("completion_tokens")),
-            cached_input=_count(details.get("cached_tokens")),
-            cache_write=_count(details.get("cache_write_tokens")),
-            reasoning=_count(completion.get("reasoning_tokens")),
-        )
+        found = cls(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+        details = usage.get("prompt_tokens_details")
+        if details:
+            found.cached_input = _count(details.get("cached_tokens"))
+            found.cache_write = _count(details.get("cache_write_tokens"))
+        completion = usage.get("completion_tokens_details")
+        if completion:
+            found.reasoning = _count(completion.get("reasoning_tokens"))
+        return found
 
 
 def _count(value: Any) -> int:

@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import State
 
 from chatwire.services import Services
+from chatwire.team.accounting import KINDS
 
 router = APIRouter(tags=["health"])
 
@@ -75,24 +76,28 @@ def _usage(services: Services) -> Iterable[Metric]:
         "cached_input and cache_write; output counts reasoning).",
         labels=["provider", "model", "kind"],
     )
-    for (provider, model, kind), count in sorted(accounts.tokens.items()):
-        tokens.add_metric([provider, model, kind], count)
+    models = sorted(accounts.models.items())
+    for (provider, model), sums in models:
+        for kind, count in zip(KINDS, sums.tokens, strict=True):
+            if count:
+                tokens.add_metric([provider, model, kind], count)
     yield tokens
     cost = CounterMetricFamily(
         "chatwire_usage_cost_dollars",
         "US dollars the priced chats of this process cost, by provider and model.",
         labels=["provider", "model"],
     )
-    for (provider, model), dollars in sorted(accounts.cost.items()):
-        cost.add_metric([provider, model], float(dollars))
+    for (provider, model), sums in models:
+        cost.add_metric([provider, model], float(sums.cost))
     yield cost
     unpriced = CounterMetricFamily(
         "chatwire_usage_unpriced_chats",
         "Chats of models with no price (recorded with no cost), by provider and model.",
         labels=["provider", "model"],
     )
-    for (provider, model), count in sorted(accounts.unpriced.items()):
-        unpriced.add_metric([provider, model], count)
+    for (provider, model), sums in models:
+        if sums.unpriced:
+            unpriced.add_metric([provider, model], sums.unpriced)
     yield unpriced
     outcomes = CounterMetricFamily(
         "chatwire_usage_chats", "Chats this process recorded, by outcome.", labels=["outcome"]
