@@ -9,6 +9,9 @@ within a few milliseconds instead of the TTL.
 
 A message published while a process's subscription was broken is lost to it, so after a
 reconnection the listener clears every cache (``changed("all", None)``) before going on.
+A connection that stops answering without closing (half open) is noticed too: after every
+``PING_EVERY`` seconds without a message the listener sends a PING, and a PONG that does
+not come within as long again counts as a lost connection.
 Without Redis, the caches expire by their TTL, as before.
 """
 
@@ -83,21 +86,39 @@ class Bus:
 
     async def _listen(self) -> None:
         broken = False
+        loop = asyncio.get_running_loop()
         while True:
             pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
-                if broken:
-                    # What was published meanwhile never came: forget everything cached.
-                    log.warning("listening for changes through Redis again")
-                    self._changed("all", None)
-                    broken = False
-                self.subscribed.set()
+                # Live once something comes back: a connection can take what is written to
+                # it and never answer (half open), so every quiet spell ends with a PING
+                # whose PONG must arrive within PING_EVERY.
+                await pubsub.ping()
+                pinged: float | None = loop.time()
+                live = False
                 while True:
                     got = await pubsub.get_message(timeout=PING_EVERY)
                     if got is None:
-                        await pubsub.ping()
-                    elif got.get("type") == "message":
+                        if pinged is None:
+                            await pubsub.ping()
+                            pinged = loop.time()
+                        elif loop.time() - pinged >= PING_EVERY:
+                            raise redis.ConnectionError(
+                                f"Redis did not answer a PING within {PING_EVERY:g} s"
+                            )
+                        continue
+                    pinged = None
+                    if not live:
+                        live = True
+                        if broken:
+                            # What was published meanwhile never came: forget everything
+                            # cached.
+                            log.warning("listening for changes through Redis again")
+                            self._changed("all", None)
+                            broken = False
+                        self.subscribed.set()
+                    if got.get("type") == "message":
                         self._deliver(got.get("data"))
             except REDIS_ERRORS as exc:
                 if not broken:
