@@ -300,3 +300,39 @@ async def test_the_per_user_chat_cap_is_shared_by_every_process_on_one_redis(
             await limits.close()
             assert limits.redis is not None
             await limits.redis.client.aclose()
+
+
+async def test_a_place_held_when_redis_stopped_answering_frees_once_it_answers_again(
+    prefix: str,
+) -> None:
+    """A chat that ends while Redis does not answer (a partition: Redis keeps its data) has
+    its settlement made once Redis answers again, so its place frees then, not when its lease
+    runs out (31 minutes by default)."""
+    from tests.dbproxy import DatabaseProxy
+
+    proxy = DatabaseProxy(target_port=6379)
+    await proxy.start()
+    client = redis_client(f"redis://127.0.0.1:{proxy.port}/0", 0.3)
+    limits = Limits(MemoryCounters(), RedisCounters(client, prefix))
+    one_at_once = limits.checks(alice(token_policy=Policy(parallel=1)))
+    assert one_at_once is not None
+    try:
+        first = await limits.admit(one_at_once, 10, 10, None, "m/x")
+        with pytest.raises(LimitExceeded):
+            await limits.admit(one_at_once, 10, 10, None, "m/x")
+        await proxy.stop()
+        await limits.settle(first, 12, None)  # Redis refuses: the settlement waits
+        assert not limits.up
+        assert limits.waiting == 1
+        await proxy.resume()
+        async with asyncio.timeout(5):
+            while limits.waiting or not limits.up:  # noqa: ASYNC110 (the probe's own pace)
+                await asyncio.sleep(0.05)
+        assert limits.replayed == 1
+        # The place is free again, counted in Redis.
+        second = await limits.admit(one_at_once, 10, 10, None, "m/x")
+        assert second.backend is limits.redis
+    finally:
+        await limits.close()
+        await client.aclose()
+        await proxy.stop()

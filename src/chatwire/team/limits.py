@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,6 +64,8 @@ log = logging.getLogger("chatwire.limits")
 PROBE_EVERY = 0.5
 # Calls timing out one after the other that make Redis count as down.
 TIMEOUTS_IN_A_ROW = 3
+# Settlements kept for a Redis that does not answer (each a few hundred bytes).
+UNSETTLED_KEPT = 10_000
 
 # (kind, subject id, since): what the ledger says was spent since the period began (None:
 # ever).
@@ -99,8 +102,21 @@ class Limits:
     up: bool = True
     outages: int = 0
     errors: int = 0
+    # Settlements made late, once Redis answered again.
+    replayed: int = 0
     _timeouts: int = 0
     _probe: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Settlements Redis did not take (hold, when, tokens, micro-dollars), the oldest dropped
+    # past UNSETTLED_KEPT (their leases then end by themselves), and the task making them.
+    _unsettled: deque[tuple[Hold, int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=UNSETTLED_KEPT), repr=False
+    )
+    _replay: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def waiting(self) -> int:
+        """Settlements waiting for Redis."""
+        return len(self._unsettled)
 
     def checks(self, user: UserRecord) -> list[Check] | None:
         """What a chat of ``user`` must pass (budgets without their period yet, see
@@ -191,20 +207,49 @@ class Limits:
 
     async def settle(self, hold: Hold, tokens: int | None, cost: Decimal | None) -> None:
         """Put the chat's real tokens and cost in place of its reservation (None: the
-        reservation stands). Never raises: a Redis that does not answer leaves the
-        reservation to expire (its leases end by themselves)."""
+        reservation stands). Never raises: a settlement Redis did not take waits for it
+        (``unsettled``, bounded) and is made once it answers again, so a place a chat held
+        frees then, not when its lease runs out."""
         if hold.settled:
             return
         hold.settled = True
         backend = hold.backend
-        if backend is self.redis and not self.up:
-            return
         real_tokens = hold.tokens if tokens is None else tokens
         real_cost = hold.cost if cost is None else micros(cost)
+        now_ms = int(time.time() * 1000)
+        if backend is self.redis and not self.up:
+            self._unsettled.append((hold, now_ms, real_tokens, real_cost))
+            return
         try:
-            await backend.settle(hold, int(time.time() * 1000), real_tokens, real_cost)
+            await backend.settle(hold, now_ms, real_tokens, real_cost)
         except REDIS_ERRORS as exc:
+            self._unsettled.append((hold, now_ms, real_tokens, real_cost))
             self._down(exc)
+            return
+        if self._unsettled and backend is self.redis and self._replay is None:
+            # Redis took this one after refusing some (slow, not down): the rest now.
+            self._replay = asyncio.create_task(self._settle_waiting(), name="chatwire settle")
+
+    async def _settle_waiting(self) -> None:
+        """Make the settlements Redis did not take, oldest first (each is safe to make late:
+        the script adjusts only what the reservation still holds)."""
+        assert self.redis is not None
+        made = 0
+        try:
+            while self._unsettled and self.up:
+                hold, now_ms, tokens, cost = self._unsettled[0]
+                try:
+                    await self.redis.settle(hold, now_ms, tokens, cost)
+                except REDIS_ERRORS as exc:
+                    self._down(exc)
+                    return
+                self._unsettled.popleft()
+                made += 1
+        finally:
+            self._replay = None
+            self.replayed += made
+            if made:
+                log.warning("Redis took the %d settlements made while it did not answer", made)
 
     def _down(self, exc: BaseException) -> None:
         """A Redis call failed (the chat it was for goes on as ``failure`` says). Redis is
@@ -258,13 +303,16 @@ class Limits:
             # fleet spends through Redis again): a next outage counts again from the ledger.
             self.memory.forget_budgets()
             log.warning("Redis at %s answers again: the limits are shared again", self.where)
+            if self._unsettled and self._replay is None:
+                self._replay = asyncio.create_task(self._settle_waiting(), name="chatwire settle")
             return
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        for task in (self._probe, self._replay):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 def _add(

@@ -63,6 +63,16 @@ class _Live(Collector):
                 "Redis calls of this process that failed or timed out.",
                 limits.errors,
             )
+            yield GaugeMetricFamily(
+                "chatwire_redis_settlements_waiting",
+                "Chats' settlements Redis did not take yet, made once it answers again.",
+                limits.waiting,
+            )
+            yield CounterMetricFamily(
+                "chatwire_redis_settlements_late",
+                "Settlements made late, once Redis answered again.",
+                limits.replayed,
+            )
         yield from _usage(services)
 
 
