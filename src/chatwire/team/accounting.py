@@ -123,6 +123,7 @@ class Accounts:
         fault: BaseException | None,
         gone: bool,
         size: int,
+        deployment: str | None = None,
     ) -> tuple[Usage, Decimal | None]:
         """Account for one chat as it ends: its ledger row and this process's counters; its
         usage and cost, as the row has them (what the limits settle on too)."""
@@ -161,7 +162,7 @@ class Accounts:
                 "dialect": door(route),
                 "provider": None if provider is None else provider[:MAX_NAME],
                 "model": None if model is None else model[:MAX_NAME],
-                "deployment": None,
+                "deployment": None if deployment is None else deployment[:MAX_NAME],
                 "outcome": how,
                 "input_tokens": usage.input,
                 "cached_input_tokens": usage.cached_input,
