@@ -75,9 +75,11 @@ async def redis_prefix() -> AsyncIterator[str]:
         await client.aclose()
 
 
-def group(name: str, *deployments: str, strategy: str = "priority") -> str:
+def group(name: str, *deployments: str, strategy: str = "priority", label: str = "") -> str:
     """A group's TOML; each deployment ``name=provider/model`` (optionally ``:weight``)."""
     lines = [f'[groups."{name}"]', f'strategy = "{strategy}"']
+    if label:
+        lines.append(f'label = "{label}"')
     for index, spec in enumerate(deployments):
         label, _, rest = spec.partition("=")
         target, _, weight = rest.partition(":")
