@@ -5,6 +5,7 @@ in the door's shape, at once."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
@@ -114,3 +115,27 @@ async def test_the_attempts_are_bounded(routed: RoutedFactory, fake: FakeMistral
     assert resp.status_code == 503  # b's, the last tried
     assert _asked(fake, "fake-429") == 0
     assert _asked(fake, "mistral-small-latest") == 0
+
+
+async def test_a_deployment_without_its_key_is_skipped_with_the_reason_logged(
+    routed: RoutedFactory,
+    fake: FakeMistral,
+    claude: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Alice stored no Anthropic key, and this deployment takes the caller's key only.
+    routes = group("g", "own=anthropic/claude-sonnet-4-5", SECOND).replace(
+        'name = "own"', 'name = "own"\nkey = "user"'
+    )
+    server = await routed(routes)
+    # The server's logging config keeps chatwire's records to its own handler.
+    logging.getLogger("chatwire").propagate = True
+    try:
+        with caplog.at_level("INFO", logger="chatwire.routing"):
+            resp = await ask(server, "chat", "g", False)
+    finally:
+        logging.getLogger("chatwire").propagate = False
+    assert resp.status_code == 200
+    assert resp.headers["x-chatwire-deployment"] == "second"
+    assert claude.requests == []
+    assert any("skips deployment own" in r.getMessage() for r in caplog.records)

@@ -98,3 +98,19 @@ def test_mistakes_name_the_file_group_and_field(tmp_path: Path, text: str, said:
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(RoutesInvalid, match=r"missing\.toml: cannot be read"):
         load_routes(tmp_path / "missing.toml", PROVIDERS)
+
+
+def test_the_readme_routes_file_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Routing: one model name") :]
+    text = section[section.index("```toml\n") + 8 : section.index("```\n", 10)]
+    path = tmp_path / "routes.toml"
+    path.write_text(text)
+    providers = dict.fromkeys(("openai", "openai-eu", "mistral", "anthropic"), object())
+    groups = load_routes(path, providers)
+    assert [d.name for d in groups["team-large"].deployments] == [
+        "openai-eu",
+        "openai-us",
+        "mistral-fallback",
+    ]
+    assert groups["claude-sonnet-4-5"].strategy == "weighted"
