@@ -343,6 +343,21 @@ def _router(settings: Settings, providers: dict[str, Provider], limits: Limits) 
                     f"{settings.routes_file}: group '{group.name}', deployment "
                     f"'{deployment.name}': field 'provider': custom models cannot be routed."
                 )
+    given = operator_values(settings)
+    for group in groups.values():
+        for deployment in group.deployments:
+            provider = providers[deployment.provider]
+            if deployment.key == "operator" and provider.key and not given.get(provider.key):
+                variable = next(
+                    (c.env for c in provider.credentials if c.field == provider.key), provider.key
+                )
+                log.warning(
+                    "routes: group '%s', deployment '%s' takes the operator's key, and %s is "
+                    "not set: its chats will skip it",
+                    group.name,
+                    deployment.name,
+                    variable,
+                )
     redis = None if limits.redis is None else limits.redis.client
     lease = (settings.max_chat_seconds or 86_400.0) + 60.0
     return Router(groups, settings.route_cooldown, redis, settings.redis_prefix, lease)

@@ -20,6 +20,10 @@ goes as sent (``family.forward``) and the reply's bytes come back unchanged
 (``family.relay_reader``); for any other provider the dialect translates it into the
 canonical call first, and a request it can answer itself (a token count's estimate) asks no
 upstream at all.
+
+A request whose model names a routes file's group (``routing``) takes the same steps from
+the credentials on, once per deployment tried (``routing.chat.route``); a request that names
+none pays one attribute test for it.
 """
 
 from __future__ import annotations
