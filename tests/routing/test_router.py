@@ -112,3 +112,49 @@ async def test_a_retry_after_is_kept_to_an_hour_at_most() -> None:
     router = Router({"g": group}, 30)
     await router.cool("g", "d0", 10**9)
     assert router._cool[("g", "d0")] - time.time() <= 3600.5
+
+
+async def test_redis_not_answering_leaves_routing_on_the_process_own_figures() -> None:
+    import redis.asyncio
+
+    from tests.test_serve import free_port
+
+    client = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    group = _group("least-busy", 1, 1)
+    router = Router({"g": group}, 30, redis=client)
+    try:
+        await router.cool("g", "d0", None)  # kept here although Redis refused it
+        await router.started(group, "d1")
+        assert [d.name for d in await router.plan(group)] == ["d1"]
+        await router.finished(group, "d1")
+        assert router.redis_errors == 4
+    finally:
+        await client.aclose()
+
+
+async def test_the_shared_cooldowns_are_read_again_every_quarter_second(
+    redis_prefix: str,
+) -> None:
+    import asyncio
+
+    import redis.asyncio
+
+    from chatwire.routing import router as module
+    from tests.routing.conftest import SHARED_REDIS
+
+    client = redis.asyncio.Redis.from_url(SHARED_REDIS)
+    group = _group("priority", 1, 1)  # d1 first
+    one = Router({"g": group}, 30, redis=client, prefix=redis_prefix)
+    other = Router({"g": group}, 30, redis=client, prefix=redis_prefix)
+    try:
+        assert [d.name for d in await other.plan(group)] == ["d1", "d0"]  # read now
+        await one.cool("g", "d1", None)
+        assert [d.name for d in await one.plan(group)] == ["d0"]
+        # The other's read is fresh: the cooldown shows once it is SHARED_FOR old.
+        assert [d.name for d in await other.plan(group)] == ["d1", "d0"]
+        await asyncio.sleep(module.SHARED_FOR + 0.05)
+        assert [d.name for d in await other.plan(group)] == ["d0"]
+        fresh = Router({"g": group}, 30, redis=client, prefix=redis_prefix)
+        assert [d.name for d in await fresh.plan(group)] == ["d0"]  # nothing read yet: now
+    finally:
+        await client.aclose()

@@ -14,10 +14,11 @@ Order, by the group's strategy:
 
 A deployment that failed is in cooldown for the upstream's Retry-After, else
 ``CHATWIRE_ROUTE_COOLDOWN`` seconds: skipped by every process when Redis is set (a key with
-that expiry), by this one otherwise. When every deployment of a group is cooling, the one
-whose cooldown ends first is tried anyway: a cooldown spares an upstream load, it never
-refuses a chat on its own. Redis failing (or not answering within ``CHATWIRE_REDIS_TIMEOUT``)
-leaves routing on this process's own figures, which are always kept too.
+that expiry, which each process reads again at most every ``SHARED_FOR`` seconds per group),
+by this one otherwise. When every deployment of a group is cooling, the one whose cooldown
+ends first is tried anyway: a cooldown spares an upstream load, it never refuses a chat on
+its own. Redis failing (or not answering within ``CHATWIRE_REDIS_TIMEOUT``) leaves routing
+on this process's own figures, which are always kept too.
 
 The figures for /metrics are plain counters here, read at scrape time.
 """
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatwire.routing")
 
 LATENCY_WEIGHT = 0.3
+# Seconds the cooldowns read from Redis are reused: a routed chat whose first deployment
+# answers pays no Redis round trip (one per group per process this often), and another
+# process's cooldown is seen within this.
+SHARED_FOR = 0.25
 # A cooldown the upstream asks for is kept to this at most.
 MAX_COOLDOWN = 3600.0
 Key = tuple[str, str]  # (group, deployment)
@@ -67,6 +72,8 @@ class Router:
         self._cool: dict[Key, float] = {}
         self._busy: Counter[Key] = Counter()
         self.latency: dict[Key, float] = {}
+        # Group -> when its cooldowns were last read from Redis, and what they were.
+        self._read: dict[str, tuple[float, dict[str, float]]] = {}
         # For /metrics.
         self.attempts: Counter[Key] = Counter()
         self.failovers: Counter[Key] = Counter()
@@ -126,29 +133,41 @@ class Router:
         if group.strategy == "least-busy":
             busy = {d.name: self._busy[(name, d.name)] for d in group.deployments}
         if self.redis is not None:
-            await self._shared(group, now, cooling, busy)
+            read = self._read.get(name)
+            if busy is not None or read is None or time.monotonic() - read[0] > SHARED_FOR:
+                read = await self._shared(group, now, busy)
+            for deployment, until in read[1].items():
+                if until > now:
+                    cooling[deployment] = max(until, cooling.get(deployment, 0.0))
         return self.order(group, cooling, busy)
 
     async def _shared(
-        self, group: Group, now: float, cooling: dict[str, float], busy: dict[str, int] | None
-    ) -> None:
+        self, group: Group, now: float, busy: dict[str, int] | None
+    ) -> tuple[float, dict[str, float]]:
+        """The group's cooldowns in Redis (and, for least-busy, its counts into ``busy``),
+        kept for SHARED_FOR seconds."""
         assert self.redis is not None
         names = [d.name for d in group.deployments]
         keys = [self._key("cool", group.name, n) for n in names]
         if busy is not None:
             keys += [self._key("busy", group.name, n) for n in names]
+        shared: dict[str, float] = {}
+        read = (time.monotonic(), shared)
         try:
             values = await self.redis.mget(keys)
         except (RedisError, TimeoutError, OSError) as exc:
             self._redis_failed(exc)
-            return
+            self._read[group.name] = read  # asked again after SHARED_FOR, not every chat
+            return read
+        self._read[group.name] = read
         for deployment, value in zip(names, values[: len(names)], strict=True):
             until = _number(value)
             if until > now:
-                cooling[deployment] = max(until, cooling.get(deployment, 0.0))
+                shared[deployment] = until
         if busy is not None:
             for deployment, value in zip(names, values[len(names) :], strict=True):
                 busy[deployment] = int(_number(value))
+        return read
 
     # What happened.
 
