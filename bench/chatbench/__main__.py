@@ -57,6 +57,8 @@ from chatbench.targets import (
     postgres_database,
     postgres_sessions,
     prepare_chatwire,
+    routed,
+    routes_env,
     start_chatwire,
     start_floors,
     start_litellm,
@@ -194,7 +196,12 @@ class Bench:
             per_delta = kind != "slow"
             targets += start_floors(self.procs, self.setup, base, workers, per_delta)
         if wanted("chatwire"):
-            targets += start_chatwire(self.procs, self.setup, base, workers)
+            api, v1 = start_chatwire(
+                self.procs, self.setup, base, workers, extra_env=routes_env(self.setup)
+            )
+            targets += [api, v1]
+            if kind in ("fast", "sequential"):
+                targets.append(routed(v1))
         if self.setup.baseline is not None and wanted("base"):
             targets += start_chatwire(self.procs, self.setup.baseline, base, workers)
         if wanted("litellm") and self.setup.litellm_venv is not None:

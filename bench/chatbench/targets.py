@@ -9,6 +9,9 @@
   ``floor per-delta`` (floor_relay.py: one write per delta)
 - ``chatwire api`` and ``chatwire v1``: ``chatwire serve``, with its own data directory, a
   user and token made with the chatwire CLI, and that user's Mistral key stored
+- ``chatwire v1 routed``: the same server's ``/v1/chat/completions`` asked for a routes
+  file's group (``ROUTES``) whose first deployment is the upstream itself: what routing adds
+  to a chat its first deployment answers, beside ``chatwire v1``
 - ``litellm``: LiteLLM's proxy (only with --litellm), pinned, in a virtual environment of
   its own under the run directory, never a dependency of chatwire
 - ``portkey``: Portkey's gateway (only with --portkey), the newest ``@portkey-ai/gateway``
@@ -31,7 +34,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -53,6 +56,25 @@ CHATBOT_UI_BODY = json.dumps(
 
 def openai_body(model: str, stream: bool = True) -> bytes:
     return json.dumps({"model": model, "messages": _MESSAGES, "stream": stream}).encode()
+
+
+# A group of two deployments (the bench's user's own Mistral key), the first one answering.
+ROUTED_GROUP = "bench-group"
+ROUTES = f"""
+[groups.{ROUTED_GROUP}]
+strategy = "priority"
+[[groups.{ROUTED_GROUP}.deployments]]
+name = "first"
+provider = "mistral"
+model = "{MODEL}"
+key = "user"
+[[groups.{ROUTED_GROUP}.deployments]]
+name = "fallback"
+provider = "mistral"
+model = "{MODEL}"
+key = "user"
+priority = 1
+"""
 
 
 @dataclass(frozen=True)
@@ -223,6 +245,18 @@ def start_chatwire(
         auth,
     )
     return api, v1
+
+
+def routes_env(setup: Setup) -> dict[str, str]:
+    """The routes file of the routed target, written into the run's folder."""
+    path = setup.run / "routes.toml"
+    path.write_text(ROUTES)
+    return {"CHATWIRE_ROUTES_FILE": str(path)}
+
+
+def routed(v1: Target) -> Target:
+    """``chatwire v1``'s server asked for the routes file's group instead of the model."""
+    return replace(v1, name=f"{v1.name} routed", body=openai_body(ROUTED_GROUP))
 
 
 def _uvicorn_floor(

@@ -28,6 +28,8 @@ from chatwire.gateway.upstream import READ_CHUNK, UpstreamPolicy, upstream_socke
 from chatwire.memory import HeapTrimmer
 from chatwire.providers.declaration import Provider
 from chatwire.providers.registry import build_providers, operator_values
+from chatwire.routing.groups import Group, RoutesInvalid, load_routes
+from chatwire.routing.router import Router
 from chatwire.store.crypto import KeyBox, load_secret_keys
 from chatwire.store.db import make_engine
 from chatwire.store.ledger import Ledger
@@ -93,6 +95,9 @@ class Services:
     usage: Accounts
     # Changes told to every process through Redis (team.bus); None without Redis.
     bus: Bus | None = None
+    # The routes file's groups by public name, and their router (None: no routes file).
+    routes: dict[str, Group] | None = None
+    router: Router | None = None
     # Model names that stand for another (CHATWIRE_MODEL_ALIASES).
     aliases: dict[str, str] = field(default_factory=dict)
     # Returns the heap's free memory to the system after a burst (chatwire.memory).
@@ -167,7 +172,11 @@ class Services:
                 _roll(ledger, settings.usage_retention_days), name="chatwire usage roller"
             )
         limits, bus = _team(settings, ledger)
+        providers = build_providers(settings)
+        router = _router(settings, providers, limits)
         services = cls(
+            routes=None if router is None else router.groups,
+            router=router,
             limits=limits,
             bus=bus,
             prices=usage.prices,
@@ -192,7 +201,7 @@ class Services:
             custom_model=custom,
             overrides=operator_values(settings),
             catalogue=Catalogue.load(settings.models_file),
-            providers=build_providers(settings),
+            providers=providers,
             policy=policy,
             http=http,
             user_http=user_http,
@@ -319,6 +328,39 @@ def _team(settings: Settings, ledger: Ledger) -> tuple[Limits, Bus | None]:
         where=_where(url),
     )
     return limits, Bus(client, listener(url, settings.redis_timeout), settings.redis_prefix)
+
+
+def _router(settings: Settings, providers: dict[str, Provider], limits: Limits) -> Router | None:
+    """The routes file's groups and their router; cooldowns and in-flight counts shared
+    through the limits' Redis client when there is one."""
+    if settings.routes_file is None:
+        return None
+    groups = load_routes(settings.routes_file, providers)
+    for group in groups.values():
+        for deployment in group.deployments:
+            if providers[deployment.provider].uses_custom_models:
+                raise RoutesInvalid(
+                    f"{settings.routes_file}: group '{group.name}', deployment "
+                    f"'{deployment.name}': field 'provider': custom models cannot be routed."
+                )
+    given = operator_values(settings)
+    for group in groups.values():
+        for deployment in group.deployments:
+            provider = providers[deployment.provider]
+            if deployment.key == "operator" and provider.key and not given.get(provider.key):
+                variable = next(
+                    (c.env for c in provider.credentials if c.field == provider.key), provider.key
+                )
+                log.warning(
+                    "routes: group '%s', deployment '%s' takes the operator's key, and %s is "
+                    "not set: its chats will skip it",
+                    group.name,
+                    deployment.name,
+                    variable,
+                )
+    redis = None if limits.redis is None else limits.redis.client
+    lease = (settings.max_chat_seconds or 86_400.0) + 60.0
+    return Router(groups, settings.route_cooldown, redis, settings.redis_prefix, lease)
 
 
 def _spent_in(ledger: Ledger) -> Spent:

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     # /openapi.json); unset or empty, they are open to anyone who can reach the port.
     metrics_token: SecretStr | None = None
 
+    # Routing (chatwire.routing): model groups, each one public name for several
+    # deployments (TOML, or YAML with a .yaml/.yml name); checked at startup. route_cooldown:
+    # seconds a failed deployment is skipped when its upstream gave no Retry-After.
+    # route_attempts: deployments one chat may try before it answers the last failure.
+    routes_file: Path | None = None
+    route_cooldown: float = Field(default=30.0, ge=0)
+    route_attempts: int = Field(default=3, ge=1)
+
     # The team layer. Redis (redis://host:port/db): every limit, reservation and per-user
     # chat count shared by every process using it, and changes (a revoked token, a changed
     # policy or key) told to all of them at once; unset, each process counts on its own.

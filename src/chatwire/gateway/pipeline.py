@@ -20,6 +20,10 @@ goes as sent (``family.forward``) and the reply's bytes come back unchanged
 (``family.relay_reader``); for any other provider the dialect translates it into the
 canonical call first, and a request it can answer itself (a token count's estimate) asks no
 upstream at all.
+
+A request whose model names a routes file's group (``routing``) takes the same steps from
+the credentials on, once per deployment tried (``routing.chat.route``); a request that names
+none pays one attribute test for it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ from chatwire.gateway.upstream import (
 )
 from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider
+from chatwire.routing import chat as routing
+from chatwire.routing.groups import group_named
 from chatwire.services import Services
 from chatwire.store.records import CustomModel, UserRecord
 from chatwire.team.access import allow_model
@@ -116,6 +122,7 @@ class ChatPipeline:
         fault: BaseException | None = None
         size = 0
         hold: Hold | None = None
+        deployment: str | None = None
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {dialect.route}.")
@@ -145,6 +152,42 @@ class ChatPipeline:
                     # The dialect's step that needs the caller (a stored conversation).
                     await request.state.prepare(services, user.id)
                 call = request.call
+                group = None if services.routes is None else group_named(services.routes, request)
+                if group is not None:
+                    # A group's name: its deployments tried in turn (``routing.chat``).
+                    routed = routing.Routed()
+                    try:
+                        itself = await routing.route(
+                            routed,
+                            services,
+                            dialect,
+                            group,
+                            request,
+                            user,
+                            place,
+                            send,
+                            receive,
+                            rid,
+                            timing,
+                            deadline,
+                            hops,
+                            asked,
+                            self._translate,
+                        )
+                    finally:
+                        provider, ex, out, reader = (
+                            routed.provider,
+                            routed.ex,
+                            routed.out,
+                            routed.reader,
+                        )
+                        hold, watch, deployment = routed.hold, routed.watch, routed.deployment
+                        size = routed.size or size
+                        if routed.model is not None:
+                            call.model = routed.model
+                    if itself:
+                        user = None
+                    return
                 provider, call.model = self._provider(services, request)
                 if request.provider is None:
                     # Named by the model: answers name it in full, as /v1/models lists it.
@@ -232,6 +275,7 @@ class ChatPipeline:
                     fault,
                     watch,
                     size,
+                    deployment,
                 )
             # The fault's traceback holds this frame, which holds the fault: a cycle keeping
             # the chat's buffers until the next full collection, unless broken here.
@@ -382,6 +426,7 @@ async def ended(
     fault: BaseException | None,
     watch: DisconnectWatch | None,
     size: int,
+    deployment: str | None = None,
 ) -> None:
     """The end of an authenticated request, however it ended: its ledger row, then its
     limits settled on the row's usage and cost (none when nothing was used, an estimate when
@@ -399,6 +444,7 @@ async def ended(
             fault,
             watch is not None and watch.gone,
             size,
+            deployment,
         )
     except Exception:
         log.exception("request %s: its usage was not recorded", rid.decode())
@@ -549,14 +595,16 @@ async def relay(
     watch: DisconnectWatch,
     settings: Settings,
     deadline: Deadline,
+    began: float | None = None,
 ) -> None:
     """Relay the reply: its first text within the first-byte timeout, all of it within
     ``CHATWIRE_MAX_CHAT_SECONDS`` and ``CHATWIRE_MAX_REPLY_BYTES`` (an upstream that never
     ends costs a bounded share of the process). The chat's deadline keeps both times: the
-    earlier one until the first text, the chat's own after it."""
+    earlier one until the first text, the chat's own after it. ``began``: when the chat's
+    time started, when not now (a routed chat's later deployments)."""
     now = asyncio.get_running_loop().time()
     seconds = settings.max_chat_seconds
-    ends = now + seconds if seconds else None
+    ends = (now if began is None else began) + seconds if seconds else None
     # From the first try: aiohttp's read timeout alone restarts with every byte, so headers
     # trickled a byte at a time or a stream of SSE comments (": ping") would hold the client
     # with nothing.

@@ -207,13 +207,13 @@ def retry_wait(
     """Seconds to wait before asking again, or None when the failure stands."""
     if attempt >= policy.retries or (status is not None and status not in RETRIED):
         return None
-    asked = _seconds(retry_after)
+    asked = retry_after_seconds(retry_after)
     if asked is not None:
         return asked if asked <= policy.max_wait else None
     return random.uniform(0, min(policy.max_wait, policy.backoff * 2**attempt))
 
 
-def _seconds(retry_after: str | None) -> float | None:
+def retry_after_seconds(retry_after: str | None) -> float | None:
     """Retry-After as seconds: a number of seconds or an HTTP date."""
     if not retry_after:
         return None

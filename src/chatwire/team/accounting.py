@@ -133,6 +133,7 @@ class Accounts:
         fault: BaseException | None,
         gone: bool,
         size: int,
+        deployment: str | None = None,
     ) -> tuple[Usage, Decimal | None]:
         """Account for one chat as it ends: its ledger row and this process's counters; its
         usage and cost, as the row has them (what the limits settle on too). It runs once
@@ -178,7 +179,7 @@ class Accounts:
                 "dialect": DOORS.get(route) or route[:24],
                 "provider": None if provider is None else provider[:MAX_NAME],
                 "model": None if model is None else model[:MAX_NAME],
-                "deployment": None,
+                "deployment": None if deployment is None else deployment[:MAX_NAME],
                 "outcome": how,
                 "input_tokens": usage.input,
                 "cached_input_tokens": usage.cached_input,

@@ -14,11 +14,17 @@ from collections.abc import Iterable
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.datastructures import State
 
+from chatwire.routing.router import Router
 from chatwire.services import Services
 from chatwire.team.accounting import KINDS
 
@@ -74,6 +80,48 @@ class _Live(Collector):
                 limits.replayed,
             )
         yield from _usage(services)
+        if services.router is not None:
+            yield from _routing(services.router)
+
+
+def _routing(router: Router) -> Iterable[Metric]:
+    """Per deployment of each group (``routing.router``): chats it was asked, failures
+    that moved a chat on, cooldowns, skips, and its time to first byte."""
+    labels = ["group", "deployment"]
+    for name, help_text, counts in (
+        ("chatwire_route_attempts", "Chats a deployment was asked.", router.attempts),
+        (
+            "chatwire_route_failovers",
+            "Failures of a deployment before its reply began (the chat moved on).",
+            router.failovers,
+        ),
+        ("chatwire_route_cooldowns", "Times a deployment was put in cooldown.", router.cooldowns),
+        (
+            "chatwire_route_skips",
+            "Chats a deployment could not take (no key, no image input...).",
+            router.skipped,
+        ),
+    ):
+        family = CounterMetricFamily(name, help_text, labels=labels)
+        for key, count in sorted(counts.items()):
+            family.add_metric(list(key), count)
+        yield family
+    first = SummaryMetricFamily(
+        "chatwire_route_first_byte_seconds",
+        "Time from asking a deployment to its reply's first byte.",
+        labels=labels,
+    )
+    for key, count in sorted(router.first_byte_count.items()):
+        first.add_metric(list(key), count, router.first_byte_sum.get(key, 0.0))
+    yield first
+    latency = GaugeMetricFamily(
+        "chatwire_route_latency_seconds",
+        "A deployment's decayed time to first byte (the latency strategy's figure).",
+        labels=labels,
+    )
+    for key, value in sorted(router.latency.items()):
+        latency.add_metric(list(key), value)
+    yield latency
 
 
 def _usage(services: Services) -> Iterable[Metric]:

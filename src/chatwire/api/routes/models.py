@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from chatwire.api.deps import CurrentUser, ServicesDep
 from chatwire.availability import usable_models
 from chatwire.gateway.resolve import ProfileView
+from chatwire.routing.groups import ROUTE
 from chatwire.team.access import may_use
 
 router = APIRouter(prefix="/api", tags=["models"])
@@ -57,4 +58,20 @@ async def available_models(
             }
             for record in custom
         ]
+    # The routes file's groups: chatbot-ui asks /api/chat/route with the group as the model.
+    routed = [
+        {
+            "modelId": name,
+            "modelName": group.label or name,
+            "provider": ROUTE,
+            "hostedId": name,
+            "imageInput": False,
+            "maxContext": None,
+            "maxOutput": None,
+        }
+        for name, group in (services.routes or {}).items()
+        if may_use(user, name)
+    ]
+    if routed:
+        grouped[ROUTE] = routed
     return grouped

@@ -14,6 +14,7 @@ from chatwire.api.deps import ServicesDep
 from chatwire.availability import usable_models
 from chatwire.errors import ChatwireError, NotFound
 from chatwire.gateway.resolve import ProfileView, model_named
+from chatwire.routing.groups import allow_group
 from chatwire.services import Services
 from chatwire.store.records import UserRecord
 from chatwire.team.access import allow_model, may_use
@@ -100,8 +101,10 @@ async def list_models(request: Request, user: Caller, services: ServicesDep) -> 
         for record in await services.store.list_custom_models(user.id)
         if may_use(user, f"custom/{record.model_id}")
     ]
+    groups = [g for g in (services.routes or {}).values() if may_use(user, g.name)]
     if _anthropic(request):
         cards = [_card(f"{item.provider}/{item.model}", item.entry.label) for item in usable]
+        cards += [_card(group.name, group.label) for group in groups]
         cards += [_card(f"custom/{r.model_id}", r.name) for r in custom]
         cards += [
             _card(alias, None)
@@ -125,13 +128,25 @@ async def list_models(request: Request, user: Caller, services: ServicesDep) -> 
         for item in usable
     ]
     data += [_model("custom", r.model_id, r.context_length) for r in custom]
+    data += [_group(group.name) for group in groups]
     return {"object": "list", "data": data}
+
+
+def _group(name: str) -> dict[str, Any]:
+    """A routes file's group, as OpenAI lists a model (owned by chatwire)."""
+    entry = _model("chatwire", name)
+    entry["id"] = name
+    return entry
 
 
 @router.get("/models/{name:path}")
 async def read_model(
     name: str, request: Request, user: Caller, services: ServicesDep
 ) -> dict[str, Any]:
+    group = None if services.routes is None else services.routes.get(name)
+    if group is not None:
+        allow_group(user, name)
+        return _card(name, group.label) if _anthropic(request) else _group(name)
     provider, model = model_named(services.providers, services.catalogue, name, services.aliases)
     allow_model(user, provider.name, model)
     if provider.uses_custom_models:
