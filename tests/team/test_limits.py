@@ -336,3 +336,28 @@ async def test_a_place_held_when_redis_stopped_answering_frees_once_it_answers_a
         await limits.close()
         await client.aclose()
         await proxy.stop()
+
+
+async def test_concurrent_calls_share_pipelines_and_survive_a_script_flush(
+    own_redis: Any,
+) -> None:
+    """Chats' script calls that come while one is on its way go together once it is
+    answered, each answered with its own result, in order; a Redis that lost its scripts
+    (restarted, flushed) gets them again and the calls are made."""
+    from chatwire.team.redis_counters import Calls
+
+    client = redis_client(own_redis.url, 5.0)
+    echo = client.register_script("redis.call('RPUSH', KEYS[1], ARGV[1]) return ARGV[1]")
+    calls = Calls(client, (echo,))
+    try:
+        await calls.load()
+        answers = await asyncio.gather(*(calls.call(echo.sha, ["seen"], [i]) for i in range(50)))
+        assert answers == [str(i).encode() for i in range(50)]
+        # Redis ran them in the order they were made.
+        assert await client.lrange("seen", 0, -1) == [str(i).encode() for i in range(50)]
+        await client.script_flush()
+        again = await asyncio.gather(*(calls.call(echo.sha, ["more"], [i]) for i in range(10)))
+        assert again == [str(i).encode() for i in range(10)]
+        assert await client.llen("more") == 10
+    finally:
+        await client.aclose()

@@ -1,12 +1,21 @@
 """The counters in Redis, shared by every process using it: each admission is one Lua script
 call (EVALSHA) over all of a chat's counters, each settlement one more, so nothing is read
-here and then written (no race between processes); the semantics are ``team.counters``."""
+here and then written (no race between processes); the semantics are ``team.counters``.
+
+The calls of chats that come while others are on their way to Redis go together, in one
+pipeline, when those are answered (``Calls``): each call is a round trip of the process's
+own (a write, a read, a wait in the event loop, redis-py's pool and timers), and measured
+on a 2-core machine a round trip costs about 0.27 ms of CPU, as much as a quarter of a
+whole short chat. Redis runs the calls of a pipeline in order, one by one, each script
+atomic as before; a chat waits at most for the pipeline in flight before its own goes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from chatwire.team.counters import WINDOW_MS, Check, Counters, Hold, Refusal
 
@@ -154,11 +163,11 @@ class RedisCounters(Counters):
         self._prefix = prefix
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
+        self._calls = Calls(client, (self._admit, self._settle))
 
     async def load(self) -> None:
         """Load the scripts now (each call finds them loaded: one EVALSHA)."""
-        for script in (self._admit, self._settle):
-            await self.client.script_load(script.script)
+        await self._calls.load()
 
     async def admit(
         self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
@@ -168,7 +177,7 @@ class RedisCounters(Counters):
         args: list[Any] = [now_ms, hold.id, WINDOW_MS, now_ms + lease_ms, hold.tokens, hold.cost]
         for i, check in enumerate(hold.checks):
             args += (check.kind, check.limit, seeds.get(i, -1), _lives_ms(check, now_ms))
-        result = await self._admit(keys, args)
+        result = await self._calls.call(self._admit.sha, keys, args)
         if result[0] == 0:
             return None
         if result[0] == 1:
@@ -180,7 +189,87 @@ class RedisCounters(Counters):
         args: list[Any] = [now_ms, hold.id, WINDOW_MS, hold.tokens, tokens, hold.cost, cost]
         for check in hold.checks:
             args += (check.kind, _lives_ms(check, now_ms))
-        await self._settle(keys, args)
+        await self._calls.call(self._settle.sha, keys, args)
+
+
+class Calls:
+    """Script calls (EVALSHA) to Redis, one round trip at a time on their way: a call that
+    finds none goes at once, alone; the calls that come while one is on its way wait, and go
+    together in one pipeline as soon as it is answered. A script Redis no longer has
+    (restarted, flushed) is loaded again and its calls made once more; any other failure is
+    the failure of every call it was sent with."""
+
+    def __init__(self, client: Any, scripts: tuple[Any, ...]) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._waiting: list[tuple[str, list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._busy = False
+        self._sending: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        for script in self._scripts:
+            await self._client.script_load(script.script)
+
+    async def call(self, sha: str, keys: list[Any], args: list[Any]) -> Any:
+        """The script's answer."""
+        if self._busy:
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiting.append((sha, keys, args, answer))
+            return await answer
+        self._busy = True
+        try:
+            try:
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self.load()
+                return await self._client.evalsha(sha, len(keys), *keys, *args)
+        finally:
+            if self._waiting:
+                self._sending = asyncio.create_task(self._send(), name="chatwire redis calls")
+            else:
+                self._busy = False
+
+    async def _send(self) -> None:
+        try:
+            while self._waiting:
+                calls, self._waiting = self._waiting, []
+                try:
+                    answers = await self._pipeline(calls)
+                    redo = [i for i, got in enumerate(answers) if isinstance(got, NoScriptError)]
+                    if redo:
+                        await self.load()
+                        again = await self._pipeline([calls[i] for i in redo])
+                        for i, got in zip(redo, again, strict=True):
+                            answers[i] = got
+                except asyncio.CancelledError:
+                    for *_, answer in calls + self._waiting:
+                        answer.cancel()
+                    self._waiting = []
+                    raise
+                except Exception as exc:
+                    # Redis did not answer (or refused the pipeline): each call's failure.
+                    for *_, answer in calls:
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    continue
+                for (*_, answer), got in zip(calls, answers, strict=True):
+                    if answer.done():
+                        continue  # its chat went away meanwhile
+                    if isinstance(got, Exception):
+                        answer.set_exception(got)
+                    else:
+                        answer.set_result(got)
+        finally:
+            self._busy = False
+            self._sending = None
+
+    async def _pipeline(
+        self, calls: list[tuple[str, list[Any], list[Any], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for sha, keys, args, _ in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 def _lives_ms(check: Check, now_ms: int) -> int:
