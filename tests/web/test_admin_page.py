@@ -178,3 +178,19 @@ async def test_the_admin_api_takes_the_session_only_with_its_csrf_token(
     assert "X-CSRF-Token" in message
     names = [u["name"] for u in await admin_api(shared_server, "/users")]
     assert "mallory" not in names
+
+
+async def test_the_admin_page_at_phone_width(
+    shared_server: Running, new_page: NewPage, shots: Callable[[str], Path]
+) -> None:
+    page = await new_page(width=390, height=844)
+    await sign_in(page, shared_server)
+    await open_admin(page)
+    await page.locator("#default-text").wait_for()
+    # The users' table scrolls within its own box; the page itself does not (four links and
+    # Sign out made the bar 442 px wide before its links wrapped).
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    create = await page.get_by_role("button", name="Create user").bounding_box()
+    assert create is not None
+    assert create["x"] + create["width"] <= 390
+    await page.screenshot(path=shots("admin-phone"), full_page=True)

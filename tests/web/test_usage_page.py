@@ -184,3 +184,31 @@ async def test_the_usage_page_at_phone_width(
     assert box["x"] + box["width"] <= 390
     assert await painted(page, "#chart-day-tokens", INPUT_BLUE) > 0
     await page.screenshot(path=shots("usage-phone"), full_page=True)
+
+
+async def test_the_usage_filters_work_by_keyboard(
+    make_user: UserFactory, new_page: NewPage
+) -> None:
+    member = await make_user()
+    await chats(member, PRICED)
+    await usage(member, 1)
+    page = await new_page()
+    await sign_in(page, member)
+    await open_usage(page)
+    for _ in range(12):
+        if await page.evaluate("document.activeElement.id") == "usage-since":
+            break
+        await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "usage-since"
+    await page.keyboard.press("ArrowDown")
+    await expect(page.locator("#usage-since")).to_have_value("90d")
+    await expect(page.locator('[data-total="Chats"]')).to_have_text("1")
+    for _ in range(6):
+        if await page.evaluate("document.activeElement.id") == "usage-by":
+            break
+        await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "usage-by"
+    await page.keyboard.press("ArrowDown")
+    await expect(page.locator("#usage-table thead th").first).to_have_text("Token")
+    (token,) = (await member.client.get("/api/tokens", headers=member.auth)).json()
+    await expect(page.locator("#usage-table tbody th")).to_have_text(f"Token {token['id']}")
