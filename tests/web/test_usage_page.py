@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.conftest import Running
+from tests.conftest import Running, add_user
 from tests.web.conftest import LOOP, NewPage, UserFactory, sign_in
 
 pytestmark = pytest.mark.asyncio(loop_scope=LOOP)
@@ -69,9 +69,10 @@ def number(n: int) -> str:
 
 
 async def test_the_usage_page_charts_the_ledger_and_its_totals_are_the_apis(
-    make_user: UserFactory, new_page: NewPage, shots: Callable[[str], Path]
+    shared_server: Running, make_user: UserFactory, new_page: NewPage, shots: Callable[[str], Path]
 ) -> None:
-    member = await make_user()
+    # A short name: this test's screenshot is the README's (docs/web-usage.png).
+    member = await add_user(shared_server, "dana")
     other = await make_user()
     await chats(member, PRICED, PRICED, UNPRICED)
     await chats(other, PRICED)
