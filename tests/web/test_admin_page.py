@@ -105,6 +105,21 @@ async def test_an_admin_creates_a_token_with_a_policy_and_revokes_it(
     assert made["policy"]["models"] == ["mistral/*"]
     item = page.locator("#admin-token-list li").filter(has_text=f"Token {made['id']} ")
     await expect(item).to_contain_text("models mistral/* · 1000 tpm")
+
+    # Its policy changed later: the editor starts from the token's, so only rpm is new.
+    await page.get_by_role("button", name=f"Edit the policy of token {made['id']}").click()
+    editor = page.locator("#policy-form")
+    await expect(editor.get_by_label("Models")).to_have_value("mistral/*")
+    await editor.get_by_label("Requests a minute").fill("5")
+    await editor.get_by_role("button", name="Save policy").click()
+    await expect(item).to_contain_text("models mistral/* · 5 rpm · 1000 tpm")
+    (changed,) = [t for t in await admin_api(admin, "/tokens") if t["id"] == made["id"]]
+    assert (changed["policy"]["rpm"], changed["policy"]["tpm"]) == (5, 1000)
+    await page.get_by_role("button", name=f"Clear the policy of token {made['id']}").click()
+    await expect(item).to_contain_text("the user's policy")
+    (cleared,) = [t for t in await admin_api(admin, "/tokens") if t["id"] == made["id"]]
+    assert cleared["policy"] is None
+
     await page.get_by_role("button", name=f"Revoke token {made['id']}").click()
     await expect(item).to_contain_text("(revoked)")
     async with httpx.AsyncClient(base_url=admin.url) as client:

@@ -180,6 +180,18 @@ export async function adminPage(main) {
       items.append(h("li", { class: t.revoked_at ? "revoked" : "" },
         h("span", {}, `Token ${t.id}${name} of ${t.user}, created ${new Date(t.created_at).toLocaleDateString()}`,
           ` · ${policyText(t.policy, "the user's policy")}`, t.revoked_at ? " (revoked)" : ""),
+        t.revoked_at ? null : h("button", { type: "button", class: "quiet", "aria-label": `Edit the policy of token ${t.id}`,
+          onclick: () => editPolicy(`Policy of token ${t.id}`, t.policy, async (body) => {
+            await json("PATCH", `/api/admin/tokens/${t.id}/policy`, body);
+            say(`Token ${t.id}'s policy saved.`);
+            await showTokens();
+          }) }, "Policy"),
+        t.policy && !t.revoked_at ? h("button", { type: "button", class: "quiet", "aria-label": `Clear the policy of token ${t.id}`,
+          onclick: guarded(async () => {
+            await json("DELETE", `/api/admin/tokens/${t.id}/policy`);
+            say(`Token ${t.id}'s policy cleared: its user's applies.`);
+            await showTokens();
+          }) }, "Clear") : null,
         t.revoked_at ? null : h("button", { type: "button", class: "quiet", "aria-label": `Revoke token ${t.id}`,
           onclick: guarded(async () => {
             await json("DELETE", `/api/admin/tokens/${t.id}`);
