@@ -1,16 +1,22 @@
-// chatwire's pages: sign in, then the chat page (#/) or the settings page (#/settings).
+// chatwire's pages: sign in, then the chat page (#/), the settings page (#/settings), the
+// usage page (#/usage) and, for admins, the admin page (#/admin).
 
+import { adminPage } from "./admin.js";
 import { ApiError, json, setCsrf } from "./api.js";
 import { chatPage } from "./chat.js";
 import { clear, field, h } from "./dom.js";
 import { settingsPage } from "./settings.js";
+import { usagePage } from "./usage.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 
-// Each page by its address; a usage page joins them once chatwire keeps a usage ledger.
-const PAGES = { "#/": chatPage, "#/settings": settingsPage };
+const adminLink = document.getElementById("admin-link");
+
+// Each page by its address; each is given the session (who is signed in, and their role).
+const PAGES = { "#/": chatPage, "#/settings": settingsPage, "#/usage": usagePage, "#/admin": adminPage };
+let current = null;
 
 async function session() {
   try {
@@ -23,7 +29,9 @@ async function session() {
 
 function signedIn(info) {
   setCsrf(info.csrf_token);
+  current = info;
   who.textContent = info.user;
+  adminLink.hidden = info.role !== "admin";
   nav.hidden = false;
 }
 
@@ -32,7 +40,7 @@ async function show() {
   for (const link of nav.querySelectorAll("a[data-page]")) {
     link.toggleAttribute("aria-current", link.getAttribute("href") === (PAGES[location.hash] ? location.hash : "#/"));
   }
-  await page(main);
+  await page(main, current);
 }
 
 function signInPage(message = "") {
@@ -75,6 +83,7 @@ document.getElementById("sign-out").addEventListener("click", async () => {
     // signed out already
   }
   setCsrf(null);
+  current = null;
   signInPage();
 });
 

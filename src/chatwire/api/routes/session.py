@@ -35,9 +35,11 @@ class SignIn(BaseModel):
 
 class SessionPublic(BaseModel):
     """Who is signed in, and the CSRF token to send in ``X-CSRF-Token`` (none for a
-    request made with a bearer token, which needs none)."""
+    request made with a bearer token, which needs none). ``role``: the pages offer the admin
+    page to admins only (the admin API refuses everyone else with a 403 anyway)."""
 
     user: str
+    role: str
     csrf_token: str | None
     csrf_header: str = CSRF_HEADER
 
@@ -75,7 +77,7 @@ async def sign_in(
         httponly=True,
         samesite="strict",
     )
-    return SessionPublic(user=user.name, csrf_token=csrf_token(session))
+    return SessionPublic(user=user.name, role=user.role, csrf_token=csrf_token(session))
 
 
 @router.get("/session")
@@ -83,7 +85,9 @@ async def read_session(user: CurrentUser, request: Request) -> SessionPublic:
     session = (
         None if "authorization" in request.headers else session_cookie(request.scope["headers"])
     )
-    return SessionPublic(user=user.name, csrf_token=csrf_token(session) if session else None)
+    return SessionPublic(
+        user=user.name, role=user.role, csrf_token=csrf_token(session) if session else None
+    )
 
 
 @router.delete("/session", status_code=204)
