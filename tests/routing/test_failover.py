@@ -139,3 +139,26 @@ async def test_a_deployment_without_its_key_is_skipped_with_the_reason_logged(
     assert resp.headers["x-chatwire-deployment"] == "second"
     assert claude.requests == []
     assert any("skips deployment own" in r.getMessage() for r in caplog.records)
+
+
+async def test_images_skip_a_deployment_whose_model_takes_none(
+    routed: RoutedFactory, fake: FakeMistral, claude: FakeAnthropic
+) -> None:
+    """The catalogue says Mistral's small model takes no images: an image goes to Claude,
+    translated for Anthropic; a text-only chat still goes to the first deployment."""
+    server = await routed(
+        group("g", "text=mistral/mistral-small-latest", "vision=anthropic/claude-3-haiku-20240307")
+    )
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    body = {
+        "model": "g",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "What?"}, image]}],
+    }
+    resp = await server.client.post("/v1/chat/completions", json=body, headers=server.auth)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["x-chatwire-deployment"] == "vision"
+    (sent,) = [r.json for r in claude.requests]
+    assert sent["messages"][0]["content"][1]["type"] == "image"  # Anthropic's own shape
+    assert fake.requests == []
+    resp = await ask(server, "chat", "g", False)
+    assert resp.headers["x-chatwire-deployment"] == "text"
