@@ -313,7 +313,7 @@ def _team(settings: Settings, ledger: Ledger) -> tuple[Limits, Bus | None]:
     # What the ledger says was spent since a budget's period began, for its first count
     # after a start (or after Redis forgot it).
     spent = _spent_in(ledger)
-    lease = (settings.max_chat_seconds or 86_400.0) + 60.0
+    lease = (settings.max_chat_seconds or 86_400.0) + settings.lease_grace
     if settings.redis_url is None:
         return Limits(MemoryCounters(), lease_seconds=lease, spent=spent), None
     url = settings.redis_url.get_secret_value()
@@ -359,7 +359,7 @@ def _router(settings: Settings, providers: dict[str, Provider], limits: Limits) 
                     variable,
                 )
     redis = None if limits.redis is None else limits.redis.client
-    lease = (settings.max_chat_seconds or 86_400.0) + 60.0
+    lease = (settings.max_chat_seconds or 86_400.0) + settings.lease_grace
     return Router(groups, settings.route_cooldown, redis, settings.redis_prefix, lease)
 
 

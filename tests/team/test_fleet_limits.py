@@ -238,9 +238,13 @@ async def test_200_concurrent_requests_overshoot_a_budget_and_a_tpm_within_the_b
 async def test_a_killed_process_frees_its_places_when_their_leases_end(
     start_fleet: Start, endless: Endless
 ) -> None:
-    # A chat's place is held at most CHATWIRE_MAX_CHAT_SECONDS + 60 s.
+    # A chat's place is held at most CHATWIRE_MAX_CHAT_SECONDS + CHATWIRE_LEASE_GRACE.
     fleet = await start_fleet(
-        2, {"local": {"user": {"parallel": 1}}}, base_url=endless.base_url, max_chat_seconds="1"
+        2,
+        {"local": {"user": {"parallel": 1}}},
+        base_url=endless.base_url,
+        max_chat_seconds="1",
+        lease_grace="5",
     )
     first, second = fleet.processes
     loop = asyncio.get_running_loop()
@@ -263,7 +267,7 @@ async def test_a_killed_process_frees_its_places_when_their_leases_end(
         refused = await post(client, body(1))
         assert refused.status_code == 429
         assert "User 'local' is at its 1 chats at once" in refused.json()["error"]["message"]
-        while loop.time() - admitted < 75:
+        while loop.time() - admitted < 20:
             await asyncio.sleep(1)
             async with client.stream(
                 "POST",
@@ -275,7 +279,7 @@ async def test_a_killed_process_frees_its_places_when_their_leases_end(
                     break
         freed = loop.time() - admitted
     assert again.status_code == 200
-    assert 59 <= freed <= 64, freed
+    assert 5 <= freed <= 10, freed
 
 
 async def test_a_revoked_token_is_refused_by_every_process_within_100_ms(
@@ -299,9 +303,14 @@ async def test_a_revoked_token_is_refused_by_every_process_within_100_ms(
                 else:
                     await fleet.cli.ok("tokens", "revoke", str(token_id))
                 revoked = loop.time()
-                while (await other.get("/api/profile")).status_code == 200:
-                    assert loop.time() - revoked < 1
+                # When the first refused request was sent: what the other process did, not
+                # how long its answer took to come back on a busy machine.
+                while True:
+                    sent = loop.time()
+                    if (await other.get("/api/profile")).status_code != 200:
+                        break
+                    assert sent - revoked < 1
                     await asyncio.sleep(0.005)
-                took = loop.time() - revoked
+                took = sent - revoked
             print(f"revoked through {how}: refused by the other process after {took * 1000:.1f} ms")
             assert took < 0.1

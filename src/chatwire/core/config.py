@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # 502 / 504).
     max_reply_bytes: int = Field(default=128 * 2**20, ge=0)
     max_chat_seconds: float = Field(default=1800.0, ge=0)
+    # Seconds a chat's place in the limits (a lease) is held past CHATWIRE_MAX_CHAT_SECONDS
+    # (a day with no cap) before it ends by itself: the bound on what a killed process's
+    # chats keep taken.
+    lease_grace: float = Field(default=60.0, ge=1)
     # Custom models one user may have (0: no cap); past it a 409.
     max_custom_models: int = Field(default=100, ge=0)
     # The web pages: how long a browser stays signed in, and the chats one user may keep

@@ -123,9 +123,16 @@ export async function usagePage(main, session) {
     ]));
   }
 
+  // A filter changed while a report was on its way: only the latest request's answer is
+  // drawn, whatever order the answers come back in.
+  let breakdownAsked = 0;
+  let chartsAsked = 0;
+
   async function showBreakdown() {
     const kind = by.value;
+    const asked = ++breakdownAsked;
     const report = await json("GET", query({ by: kind }));
+    if (asked !== breakdownAsked) return;
     const head = ["", "Chats", "Input tokens", "Cached input", "Output tokens", "Reasoning", "Cost"];
     head[0] = { model: "Model", token: "Token", user: "User" }[kind];
     const rows = report.groups.map((g) => h("tr", {},
@@ -139,7 +146,9 @@ export async function usagePage(main, session) {
   }
 
   async function showCharts() {
+    const asked = ++chartsAsked;
     const [days, models] = await Promise.all([json("GET", query({ by: "day" })), json("GET", query({ by: "model" }))]);
+    if (asked !== chartsAsked) return;
     showTotals(days.total);
     const byDay = new Map(days.groups.map((g) => [g.key, g]));
     const dayKeys = daysFrom(days.since);
