@@ -29,7 +29,7 @@ from chatwire.providers.error_text import readable_message
 from chatwire.providers.registry import build_providers
 
 FUZZ = settings(
-    max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
 )
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

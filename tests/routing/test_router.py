@@ -115,11 +115,11 @@ async def test_a_retry_after_is_kept_to_an_hour_at_most() -> None:
 
 
 async def test_redis_not_answering_leaves_routing_on_the_process_own_figures() -> None:
-    import redis.asyncio
-
+    from chatwire.team.redis_counters import redis_client
     from tests.test_serve import free_port
 
-    client = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    # The client the server makes (no retries), on a port nothing listens on.
+    client = redis_client(f"redis://127.0.0.1:{free_port()}/0", 0.2)
     group = _group("least-busy", 1, 1)
     router = Router({"g": group}, 30, redis=client)
     try:
