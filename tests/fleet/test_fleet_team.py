@@ -87,9 +87,11 @@ async def test_a_token_gets_exactly_its_requests_per_minute_across_the_fleet(
     replies = await send(fleet, token, 90)
     statuses = Counter(r.status_code for r in replies)
     assert statuses == {200: 60, 429: 30}, statuses
-    # Each of the three processes admitted some and refused some: the count is the fleet's.
-    served = Counter(r.headers["x-fleet-server"] for r in replies if r.status_code == 200)
-    assert len(served) == PROCESSES
+    # Every process answered some: counted per process, each would have admitted all of its
+    # own, 90 in all. Which process's requests came first is the load balancer's and the
+    # machine's affair, so one may have admitted none.
+    answered = Counter(r.headers["x-fleet-server"] for r in replies)
+    assert len(answered) == PROCESSES, answered
     refused = [r for r in replies if r.status_code == 429]
     for reply in refused:
         assert "Token 'ci-bot' is at its 60 requests per minute; try again in" in reply.text
