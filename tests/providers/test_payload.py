@@ -13,8 +13,8 @@ from chatwire.catalogue import Catalogue
 from chatwire.core.config import Settings
 from chatwire.dialects.chatbot_ui import ChatbotUI
 from chatwire.errors import RequestInvalid
-from chatwire.gateway.pipeline import upstream_call
 from chatwire.gateway.resolve import ProfileView
+from chatwire.gateway.steps import upstream_call
 from chatwire.gateway.upstream import UpstreamCall
 from chatwire.providers.registry import build_providers
 from chatwire.store.records import Profile

@@ -5,7 +5,7 @@
     upstream client (retries, timeouts, disconnect watch) -> the wire reads the answer ->
     OpenAI's answer
 
-Each step is the chats' (``gateway.pipeline``): the same token check, the same admission
+Each step is the chats' (``gateway.steps``): the same token check, the same admission
 (an embeddings request counts as a chat open), body limit and budget, the same resolution of
 ``provider/model`` and bare ids, keys (the operator's, else the caller's stored one), custom
 models and Azure deployments, the same upstream client and failure mapping, the SSRF guard
@@ -28,7 +28,8 @@ from chatwire.families.base import Embeddings
 from chatwire.gateway.call import ChatCall
 from chatwire.gateway.deadline import BODY, Deadline
 from chatwire.gateway.embedding_call import EmbeddingCall, EmbeddingsReader
-from chatwire.gateway.pipeline import (
+from chatwire.gateway.resolve import ProfileView, model_named, target_for
+from chatwire.gateway.steps import (
     admit,
     caller,
     custom_named,
@@ -39,7 +40,6 @@ from chatwire.gateway.pipeline import (
     relay,
     stopped,
 )
-from chatwire.gateway.resolve import ProfileView, model_named, target_for
 from chatwire.gateway.upstream import DisconnectWatch, Exchange
 from chatwire.gateway.via import check_hops
 from chatwire.providers.declaration import Provider

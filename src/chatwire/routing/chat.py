@@ -33,7 +33,7 @@ from chatwire.errors import (
     UpstreamError,
     UpstreamNotAllowed,
 )
-from chatwire.gateway import pipeline as steps
+from chatwire.gateway import steps
 from chatwire.gateway.call import ChatCall
 from chatwire.gateway.deadline import FIRST_BYTE, Deadline
 from chatwire.gateway.failures import failure, first_byte_timeout
