@@ -56,4 +56,6 @@ async def test_a_trickling_upstream_is_a_504_after_the_first_byte_timeout(
         took = time.perf_counter() - started
         assert resp.status_code == 504, resp.text
         assert "did not start answering within 0.5 s (CHATWIRE_FIRST_BYTE_TIMEOUT)" in resp.text
-        assert TIMEOUT <= took < TIMEOUT + 0.5, took
+        # Without the deadline each script lasts over 4 s (and the trickled one then stalls
+        # for good); the slack is for a loaded 2-core machine running the suite in parallel.
+        assert TIMEOUT <= took < TIMEOUT + 1.5, took
