@@ -56,7 +56,7 @@ async def test_rows_wait_for_the_interval_then_go_in_one_batch(engine: AsyncEngi
     ledger.start()
     try:
         for i in range(300):
-            ledger.add(row(NOW, request_id=f"r{i}"))
+            ledger.add(row(NOW, request_id=f"r{i}", input_tokens=i))
         assert await count(engine) == 0  # nothing written on the chats' way
         for _ in range(100):
             await asyncio.sleep(0.05)
@@ -64,6 +64,12 @@ async def test_rows_wait_for_the_interval_then_go_in_one_batch(engine: AsyncEngi
                 break
         assert await count(engine) == 300
         assert ledger.written == 300
+        # Every row whole, whichever of the INSERTs (several on SQLite) it went in.
+        async with engine.connect() as connection:
+            stored = (
+                await connection.execute(select(UsageRow.request_id, UsageRow.input_tokens))
+            ).all()
+        assert sorted(stored) == sorted((f"r{i}", i) for i in range(300))
     finally:
         await ledger.close()
 
