@@ -20,6 +20,7 @@ from chatwire.server import uvicorn_config
 from chatwire.store.records import CredentialField
 from tests.fakes.endless import Endless
 from tests.fakes.fake_mistral import FakeMistral
+from tests.templates import copy_migrated_sqlite
 
 FAKE_KEY = "fake-mistral-key-0123456789"
 
@@ -95,6 +96,9 @@ class Servers:
         }
         values.update(overrides)
         settings = Settings(**values)
+        if settings.database_url is None:
+            # A copy of a migrated database; ``prepare`` finds it at the head.
+            copy_migrated_sqlite(settings.data_dir / "chatwire.db")
         await asyncio.to_thread(prepare, settings)
         token, user_id = await create_user(settings, "alice", stored_key)
         sock = socket.socket()

@@ -1,7 +1,8 @@
 """Store fixtures, each test run on SQLite (a file in tmp_path) and on PostgreSQL.
 
 The PostgreSQL runs use a fresh database ``chatwire_test_<hex>`` on the local server
-(trust auth, user postgres), migrated with ``upgrade()`` and dropped afterwards. If the
+(trust auth, user postgres), made from one migrated with ``upgrade()`` once per test process
+(``tests.templates``), and dropped afterwards. If the
 server is not reachable those runs fail: CI starts it.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from chatwire.providers.registry import credential_fields
 from chatwire.store.crypto import KeyBox
-from chatwire.store.db import make_engine, upgrade
+from chatwire.store.db import make_engine
 from chatwire.store.repo import Store
+from tests.templates import PostgresTemplate, copy_migrated_sqlite
 
 POSTGRES_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 BACKENDS = [
@@ -74,11 +76,36 @@ async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
         await drop_postgres_database(name)
 
 
-@pytest.fixture
-async def database_url(empty_database_url: str) -> str:
-    """A URL to a freshly migrated database."""
-    await asyncio.to_thread(upgrade, empty_database_url)
-    return empty_database_url
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresTemplate]:
+    """This test process's migrated PostgreSQL database, the fresh ones' template."""
+    template = PostgresTemplate(POSTGRES_SERVER)
+    yield template
+    if template.name is not None:
+        asyncio.run(drop_postgres_database(template.name))
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: PostgresTemplate
+) -> AsyncIterator[str]:
+    """A URL to a freshly migrated database: a copy of one migrated once per test process."""
+    if request.param == "sqlite":
+        path = tmp_path / "data" / "chatwire.db"
+        copy_migrated_sqlite(path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    template = await asyncio.to_thread(postgres_template.database, _create_sync)
+    name = f"chatwire_test_{secrets.token_hex(6)}"
+    await _maintenance(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        await drop_postgres_database(name)
+
+
+def _create_sync(name: str) -> None:
+    asyncio.run(_maintenance(f'CREATE DATABASE "{name}"'))
 
 
 @pytest.fixture
