@@ -18,6 +18,7 @@ import uvicorn
 
 from chatwire.app import create_app
 from chatwire.cli import fail, prepare, with_store
+from chatwire.cli.accounts import sign_in_code, sign_in_url
 from chatwire.core.config import Settings
 from chatwire.demo_upstream import DemoMistral
 from chatwire.server import uvicorn_config
@@ -51,17 +52,20 @@ def _listen(port: int) -> socket.socket:
         raise
 
 
-async def _demo_user(store: Store) -> str:
+async def _demo_user(store: Store) -> tuple[str, str]:
+    """The demo user's token, and a one-time code that signs a browser in as her."""
     user, token = await store.create_user("demo")
     await store.update_profile(user.id, {"mistral_api_key": DEMO_KEY})
-    return token
+    code = await sign_in_code(store, "demo")
+    assert code is not None  # the user was just made
+    return token, code
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def banner(url: str, upstream_url: str, token: str) -> str:
+def banner(url: str, upstream_url: str, token: str, page: str) -> str:
     """What the demo prints once both servers listen: where they are, and ready commands."""
     auth = shlex.quote(f"Authorization: Bearer {token}")
     chat = f"curl -N {url}/api/chat/mistral -H {auth} -d {shlex.quote(DEMO_BODY)}"
@@ -77,6 +81,8 @@ def banner(url: str, upstream_url: str, token: str) -> str:
         f"or the OpenAI-compatible API, base URL {url}/v1 with the token as the API key "
         "(any OpenAI client works):\n\n"
         f"{completion}\n\n"
+        "or open chatwire's pages in a browser, signed in as 'demo' (this link works once):\n\n"
+        f"{page}\n\n"
         "Press Ctrl+C to stop.\n"
     )
 
@@ -101,8 +107,9 @@ def run_demo(port: int) -> None:
     )
     try:
         prepare(settings)
-        token = with_store(settings, _demo_user)
-        click.echo(banner(url, settings.lookup("CHATWIRE_MISTRAL_BASE_URL") or "", token), err=True)
+        token, code = with_store(settings, _demo_user)
+        upstream_url = settings.lookup("CHATWIRE_MISTRAL_BASE_URL") or ""
+        click.echo(banner(url, upstream_url, token, sign_in_url(settings, code)), err=True)
         asyncio.run(_serve(settings, listening, upstream))
     finally:
         listening.close()
