@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -73,6 +73,8 @@ USERS_GOAL = 10_000
 PHASES = ("fast", "long", "sequential", "slow", "users", "team")
 # chatwire's default CHATWIRE_CACHE_TTL: how long a token's user and a profile are reused.
 CACHE_TTL = 1.0
+# ...and CHATWIRE_REDIS_CACHE_TTL's: how long with Redis, which tells every change.
+REDIS_CACHE_TTL = 60.0
 # File descriptors kept back from the limit for everything but the streams' sockets.
 FD_MARGIN = 200
 
@@ -410,29 +412,47 @@ class Bench:
         token_file = run / "users-tokens.txt"
         env = {"CHATWIRE_DATABASE_URL": database_url}
         base = self.upstream.base_url("fast")
-        pair = start_chatwire(self.procs, self.setup, base, self.args.workers, env, token=tokens[0])
+        # PostgreSQL alone (the caches live CHATWIRE_CACHE_TTL), and, where Redis answers,
+        # PostgreSQL with Redis as a fleet runs (CHATWIRE_REDIS_CACHE_TTL, every change told).
+        variants: list[tuple[str, dict[str, str], str | None]] = [("", env, None)]
+        if redis_answers(self.args.redis):
+            own = f"chatwire-bench-{secrets.token_hex(4)}:"
+            with_redis = {**env, "CHATWIRE_REDIS_URL": self.args.redis}
+            variants.append((" +redis", {**with_redis, "CHATWIRE_REDIS_PREFIX": own}, own))
+        else:
+            self.notes.append(f"users: Redis at {self.args.redis} did not answer: no +redis rows")
         conns, seconds = self.args.connections, self.args.seconds
         # A pass over every token at no less than 25 req/s, else the pass is cut short.
         first_pass_within = max(seconds, count / 25 + 10)
         plans = []
-        for t in pair:
-            asyncio.run(load.check(t))
-            stem = run / f"users-{t.name}"
-            one = load.wrk_script(t, stem.with_suffix(".one.lua"))
-            first = load.rotating_script(t, token_file, stem.with_suffix(".first.lua"), count)
-            steady = load.rotating_script(t, token_file, stem.with_suffix(".steady.lua"))
-            load.run_wrk(t, one, conns, 1)  # warm-up, not counted
-            plans.append((t, one, first, steady))
+        pairs = []
+        for suffix, variant_env, prefix in variants:
+            pair = start_chatwire(
+                self.procs, self.setup, base, self.args.workers, variant_env, token=tokens[0]
+            )
+            pairs.append(pair)
+            for started_target in pair:
+                t = replace(started_target, name=started_target.name + suffix)
+                asyncio.run(load.check(t))
+                stem = run / f"users-{t.name}".replace(" ", "-").replace("+", "")
+                one = load.wrk_script(t, stem.with_suffix(".one.lua"))
+                first = load.rotating_script(t, token_file, stem.with_suffix(".first.lua"), count)
+                steady = load.rotating_script(t, token_file, stem.with_suffix(".steady.lua"))
+                load.run_wrk(t, one, conns, 1)  # warm-up, not counted
+                plans.append((t, one, first, steady, prefix))
         label = f"{count:,} users"
         for number in range(1, self.args.rounds + 1):
-            for t, one, first, steady in plans:
+            for t, one, first, steady, prefix in plans:
                 runs = [(f"{t.name}, 1 user", one, seconds)]
                 runs.append((f"{t.name}, {label}, first pass", first, first_pass_within))
                 runs.append((f"{t.name}, {label}, steady", steady, seconds))
                 for name, script, within in runs:
                     if "first pass" in name:
-                        # Every cached token and profile has expired: each request a miss.
-                        time.sleep(CACHE_TTL + 0.5)
+                        # Every cached token and profile gone: each request a miss.
+                        if prefix is None:
+                            time.sleep(CACHE_TTL + 0.5)
+                        else:
+                            forget_everything(self.args.redis, prefix)
                     before = cpu_of_named("postgres")
                     sessions = postgres_sessions(server, database)
                     result = load.run_wrk(t, script, conns, within)
@@ -450,21 +470,50 @@ class Bench:
                         f"users round {number}: {name}: {result.rps:,.0f} req/s "
                         f"({result.requests:,} requests)"
                     )
-        steady_rps = [f.rps for n, f in self.users.items() if n.endswith("steady")]
+        steady_rps = [
+            f.rps for n, f in self.users.items() if n.endswith("steady") and "+redis" not in n
+        ]
         if steady_rps:
             back = count / max(steady_rps)
             self.notes.append(
                 f"users: at {max(steady_rps):,.0f} req/s each of the {count:,} tokens came back "
-                f"every {back:.1f} s; chatwire reuses a token's user and a profile for "
-                f"CHATWIRE_CACHE_TTL ({CACHE_TTL:g} s by default), so "
+                f"every {back:.1f} s; without Redis chatwire reuses a token's user and a "
+                f"profile for CHATWIRE_CACHE_TTL ({CACHE_TTL:g} s by default), so "
                 + (
                     "in the steady state too every request looked its token and profile up "
-                    "in PostgreSQL."
+                    "in PostgreSQL; with Redis (+redis) they live CHATWIRE_REDIS_CACHE_TTL "
+                    f"({REDIS_CACHE_TTL:g} s by default), every change told at once."
                     if back > CACHE_TTL
                     else "the steady state is served from the cache."
                 )
             )
-        self.stop_targets(list(pair))
+        for pair in pairs:
+            self.stop_targets(list(pair))
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def forget_everything(url: str, prefix: str) -> None:
+    """Tell the chatwire processes of ``prefix`` to forget every cached caller and profile,
+    as after a lost subscription (chatwire.team.bus), and give them a moment to."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        client.publish(f"{prefix}changed", b'{"kind":"all"}')
+    finally:
+        client.close()
+    time.sleep(0.5)
 
 
 def install(args: argparse.Namespace, run: Path) -> Setup:

@@ -327,7 +327,7 @@ def _peers(figures: dict[str, Figures]) -> list[str]:
 def users_goals(users: dict[str, Figures]) -> list[str]:
     """Many users against one, in the same phase: the steady state >= 0.8x of one user."""
     lines = []
-    for api in ("chatwire api", "chatwire v1"):
+    for api in ("chatwire api", "chatwire v1", "chatwire api +redis", "chatwire v1 +redis"):
         one = users.get(f"{api}, 1 user")
         if one is None or not one.fast:
             continue

@@ -18,7 +18,7 @@ from async_lru import alru_cache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatwire.api.admission import Admission
-from chatwire.api.auth import Authenticator
+from chatwire.api.auth import CACHE_ENTRIES, Authenticator
 from chatwire.api.throttle import FailureThrottle
 from chatwire.catalogue import Catalogue, ModelEntry
 from chatwire.core.config import Settings
@@ -110,6 +110,8 @@ class Services:
     _telling: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     # Rolls the usage ledger's rows past CHATWIRE_USAGE_RETENTION_DAYS into daily sums.
     roller: asyncio.Task[None] | None = field(default=None, repr=False)
+    # With Redis: forgets the caches every CHATWIRE_CACHE_TTL while the changes go unheard.
+    unheard: asyncio.Task[None] | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -121,9 +123,11 @@ class Services:
         engine = make_engine(settings.resolved_database_url, settings.db_timeout)
         store = Store(engine, KeyBox(load_secret_keys(settings)), fields)
         web = WebStore(engine)
-        ttl = settings.cache_ttl
+        ttl = cache_lifetime(settings)
         profile: ProfileLookup = (
-            alru_cache(maxsize=10_000, ttl=ttl)(store.get_profile) if ttl > 0 else store.get_profile
+            alru_cache(maxsize=CACHE_ENTRIES, ttl=ttl)(store.get_profile)
+            if ttl > 0
+            else store.get_profile
         )
 
         async def find_custom(user_id: int, record_id: str) -> CustomModel | None:
@@ -132,7 +136,7 @@ class Services:
             return await store.get_custom_model(user_id, int(record_id))
 
         custom: CustomLookup = (
-            alru_cache(maxsize=10_000, ttl=ttl)(find_custom) if ttl > 0 else find_custom
+            alru_cache(maxsize=CACHE_ENTRIES, ttl=ttl)(find_custom) if ttl > 0 else find_custom
         )
         policy = UpstreamPolicy(
             connect=settings.connect_timeout,
@@ -217,7 +221,22 @@ class Services:
             bus.bind(services.heard)
             services.change_listeners.append(services._tell)
             bus.start()
+            if ttl > settings.cache_ttl:
+                services.unheard = asyncio.create_task(
+                    services.expire_unheard(bus, settings.cache_ttl),
+                    name="chatwire cache expiry",
+                )
         return services
+
+    async def expire_unheard(self, bus: Bus, every: float) -> None:
+        """While the changes channel is not heard (not yet subscribed, or the subscription
+        lost), forget everything cached every ``every`` seconds (CHATWIRE_CACHE_TTL): what
+        is cached then lives no longer than it would without Redis. While it is heard, a
+        change drops what it touches at once, and entries live CHATWIRE_REDIS_CACHE_TTL."""
+        while True:
+            await asyncio.sleep(every)
+            if not bus.subscribed.is_set():
+                self.heard("all", None)
 
     def heard(self, kind: str, subject: Any) -> None:
         """A change another process (or a command) made, told through Redis: forgotten
@@ -288,7 +307,7 @@ class Services:
             await self.bus.close()
         if self.limits.redis is not None:
             await self.limits.redis.client.aclose()
-        for task in (self.trimmer, self.pruner, self.roller):
+        for task in (self.trimmer, self.pruner, self.roller, self.unheard):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -298,6 +317,16 @@ class Services:
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
         await self.engine.dispose()
+
+
+def cache_lifetime(settings: Settings) -> float:
+    """Seconds a token's caller, a profile or a custom model is kept (0: not cached): with
+    Redis, CHATWIRE_REDIS_CACHE_TTL, since every change is told to every process at once
+    (and ``expire_unheard`` covers the spells when it is not); without, CHATWIRE_CACHE_TTL,
+    the bound on how late a change made in another process is seen."""
+    if settings.redis_url is None or settings.cache_ttl == 0:
+        return settings.cache_ttl
+    return max(settings.cache_ttl, settings.redis_cache_ttl)
 
 
 def _clear(cached: object) -> None:

@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import FAKE_KEY
 from tests.fakes.endless import Endless
 from tests.fakes.fake_mistral import FakeMistral
+from tests.redis_server import OwnRedis
 from tests.test_cli import TOKEN, Cli, make_cli
 from tests.test_serve import free_port
 
@@ -314,3 +315,44 @@ async def test_a_revoked_token_is_refused_by_every_process_within_100_ms(
                 took = sent - revoked
             print(f"revoked through {how}: refused by the other process after {took * 1000:.1f} ms")
             assert took < 0.1
+
+
+async def test_callers_are_kept_while_the_changes_are_heard_and_expire_by_the_ttl_when_not(
+    start_fleet: Start, tmp_path: Path
+) -> None:
+    """With Redis, a cached caller lives CHATWIRE_REDIS_CACHE_TTL (every change is told at
+    once); while the process does not hear the changes channel, CHATWIRE_CACHE_TTL again.
+    The change here is one the channel never carried: a command whose Redis is gone."""
+    own = OwnRedis(tmp_path)
+    await own.start()
+    try:
+        fleet = await start_fleet(1, {}, redis_url=own.url, cache_ttl="0.3")
+        (server,) = fleet.processes
+        async with server.client(fleet.token) as mine:
+            made = (await mine.post("/api/tokens")).json()["token"]
+            token_id = max(token["id"] for token in (await mine.get("/api/tokens")).json())
+        deaf_cli = replace(
+            fleet.cli,
+            env={**fleet.cli.env, "CHATWIRE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+        )
+        loop = asyncio.get_running_loop()
+        async with server.client(made) as other:
+            assert (await other.get("/api/profile")).status_code == 200  # now cached
+            result = await deaf_cli.ok("tokens", "revoke", str(token_id))
+            assert "CHATWIRE_REDIS_CACHE_TTL" in result.stderr, result.stderr
+            await asyncio.sleep(1.0)  # more than three times CHATWIRE_CACHE_TTL
+            # The channel is heard, so the caller is still the one cached.
+            assert (await other.get("/api/profile")).status_code == 200
+            await own.stop()
+            stopped = loop.time()
+            while (await other.get("/api/profile")).status_code == 200:
+                assert loop.time() - stopped < 3, "still cached with the channel lost"
+                await asyncio.sleep(0.02)
+            took = loop.time() - stopped
+            resp = await other.get("/api/profile")
+            assert resp.status_code == 401, resp.text
+        # Noticed at once (the connection closed), then forgotten within the 0.3 s TTL.
+        print(f"with the channel lost, the revoked token was refused after {took:.2f} s")
+        assert took < 1.5
+    finally:
+        await own.stop()

@@ -34,6 +34,11 @@ from chatwire.errors import AuthenticationRequired, CSRFRefused, Overloaded, Too
 from chatwire.store.records import UserRecord
 from chatwire.timing import Timing
 
+# Callers kept per cache: past this many distinct tokens (or sessions) in a cache's
+# lifetime, the least recently used is read again. A team's every active token fits; tokens
+# used in turn by more callers than this would each miss every time.
+CACHE_ENTRIES = 50_000
+
 HOW_TO_AUTHENTICATE = (
     "Send the header 'Authorization: Bearer <token>'. "
     "Create a token with 'chatwire users create NAME' (new user) "
@@ -85,11 +90,13 @@ class Authenticator:
         self._retry_after = retry_after
         # The cap is inside the cache: cached answers and coalesced lookups wait on nothing.
         limited = self._limited
-        self._lookup: Lookup = alru_cache(maxsize=10_000, ttl=ttl)(limited) if ttl > 0 else limited
+        self._lookup: Lookup = (
+            alru_cache(maxsize=CACHE_ENTRIES, ttl=ttl)(limited) if ttl > 0 else limited
+        )
         self._store_session = session_lookup
         sessions = self._limited_session
         self._session: Lookup = (
-            alru_cache(maxsize=10_000, ttl=ttl)(sessions) if ttl > 0 else sessions
+            alru_cache(maxsize=CACHE_ENTRIES, ttl=ttl)(sessions) if ttl > 0 else sessions
         )
 
     async def _limited(self, token: str) -> UserRecord | None:

@@ -81,14 +81,16 @@ def read_secret(label: str) -> str:
 
 def announce(settings: Settings, kind: str, subject: Any) -> None:
     """Tell every running server, through Redis (CHATWIRE_REDIS_URL), that ``kind`` /
-    ``subject`` changed, so they forget what they cached of it at once; without Redis, or
-    when it does not answer (said on stderr), they do within CHATWIRE_CACHE_TTL."""
+    ``subject`` changed, so they forget what they cached of it at once; without Redis they
+    do within CHATWIRE_CACHE_TTL. When Redis does not answer (said on stderr), servers that
+    still hear it keep what they cached for up to CHATWIRE_REDIS_CACHE_TTL."""
     if settings.redis_url is None:
         return
     from chatwire.team.bus import publish_now
 
     if not publish_now(settings.redis_url.get_secret_value(), settings.redis_prefix, kind, subject):
         click.echo(
-            "Redis did not answer: running servers see this within CHATWIRE_CACHE_TTL",
+            f"Redis did not answer, so running servers were not told: they see this within "
+            f"CHATWIRE_REDIS_CACHE_TTL ({settings.redis_cache_ttl:g} s) at most",
             err=True,
         )

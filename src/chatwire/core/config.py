@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # How long a token's user and a user's profile are reused before being read again.
     # A key stored by another process takes effect after at most this long.
     cache_ttl: float = Field(default=1.0, ge=0)
+    # With Redis: how long they are reused while this process hears the changes channel,
+    # which drops them the moment anything changes; while it does not hear it, at most
+    # cache_ttl again (services.Services.expire_unheard).
+    redis_cache_ttl: float = Field(default=60.0, ge=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # Chat requests one process handles at once, and one user at once (0: no cap). Past
     # them: 503 / 429 with Retry-After, so memory stays bounded under any load.

@@ -33,8 +33,10 @@ log = logging.getLogger("chatwire.bus")
 
 # Seconds between two tries to subscribe again after the connection broke.
 RECONNECT_EVERY = 0.5
-# Seconds the listener waits for a message before checking its connection.
-PING_EVERY = 5.0
+# Seconds the listener waits for a message before checking its connection: a subscription
+# broken without a word is noticed within twice this, after which the caches expire by
+# CHATWIRE_CACHE_TTL (with the channel heard, they are kept for CHATWIRE_REDIS_CACHE_TTL).
+PING_EVERY = 1.0
 
 Changed = Callable[[str, Any], None]
 
