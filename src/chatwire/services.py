@@ -31,7 +31,7 @@ from chatwire.providers.registry import build_providers, operator_values
 from chatwire.routing.groups import Group, RoutesInvalid, load_routes
 from chatwire.routing.router import Router
 from chatwire.store.crypto import KeyBox, load_secret_keys
-from chatwire.store.db import make_engine
+from chatwire.store.db import make_engine, make_reader
 from chatwire.store.ledger import Ledger
 from chatwire.store.records import CredentialField, CustomModel, Profile
 from chatwire.store.repo import Store
@@ -112,6 +112,8 @@ class Services:
     roller: asyncio.Task[None] | None = field(default=None, repr=False)
     # With Redis: forgets the caches every CHATWIRE_CACHE_TTL while the changes go unheard.
     unheard: asyncio.Task[None] | None = field(default=None, repr=False)
+    # The store's engine of autocommit lookups (PostgreSQL; ``db.make_reader``).
+    reader: AsyncEngine | None = field(default=None, repr=False)
     # Provider name -> when its models were last asked for, and what it answered.
     _discovered: dict[str, tuple[float, list[tuple[str, ModelEntry]]]] = field(
         default_factory=dict, repr=False
@@ -121,7 +123,8 @@ class Services:
     async def start(cls, settings: Settings, fields: Mapping[str, CredentialField]) -> Services:
         """``fields``: the credential fields profiles have (``Store``)."""
         engine = make_engine(settings.resolved_database_url, settings.db_timeout)
-        store = Store(engine, KeyBox(load_secret_keys(settings)), fields)
+        reader = make_reader(settings.resolved_database_url, settings.db_timeout)
+        store = Store(engine, KeyBox(load_secret_keys(settings)), fields, reader)
         web = WebStore(engine)
         ttl = cache_lifetime(settings)
         profile: ProfileLookup = (
@@ -192,6 +195,7 @@ class Services:
             responses=responses,
             settings=settings,
             engine=engine,
+            reader=reader,
             store=store,
             web=web,
             auth=Authenticator(
@@ -317,6 +321,8 @@ class Services:
         await self.user_http.close()
         await self.user_resolver.close()  # a connector closes only a resolver of its own
         await self.engine.dispose()
+        if self.reader is not None:
+            await self.reader.dispose()
 
 
 def cache_lifetime(settings: Settings) -> float:

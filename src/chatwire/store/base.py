@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from chatwire.store.crypto import KeyBox
 from chatwire.store.db import make_sessionmaker
@@ -83,9 +83,15 @@ class StoreBase:
     them. Stored rows of other names are ignored; updates naming one are refused."""
 
     def __init__(
-        self, engine: AsyncEngine, keybox: KeyBox, fields: Mapping[str, CredentialField]
+        self,
+        engine: AsyncEngine,
+        keybox: KeyBox,
+        fields: Mapping[str, CredentialField],
+        reader: AsyncEngine | None = None,
     ) -> None:
         self._engine = engine
+        # The engine of the hot lookups (``db.make_reader``); its owner disposes of it.
+        self._reader = reader if reader is not None else engine
         self._sessions = make_sessionmaker(engine)
         self._keybox = keybox
         self._profiles = Profiles(engine.dialect.name, keybox, fields)
@@ -98,6 +104,14 @@ class StoreBase:
         """One transaction; a database that cannot answer raises ``StoreUnavailable``."""
         async with guarded(), self._sessions.begin() as session:
             yield session
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a lookup of a statement or two, with no ORM session: the reader
+        engine's (autocommit, on PostgreSQL) where there is one. A database that cannot
+        answer raises ``StoreUnavailable``."""
+        async with guarded(), self._reader.connect() as connection:
+            yield connection
 
     @property
     def engine(self) -> AsyncEngine:

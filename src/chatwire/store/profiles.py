@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from chatwire.store.crypto import KeyBox
-from chatwire.store.models import Base, CredentialRow, ProfileRow, utcnow
+from chatwire.store.models import Base, CredentialRow, ProfileRow, User, utcnow
 from chatwire.store.records import CredentialField, Profile
 from chatwire.store.validation import check_field_names, credential_value
 
@@ -98,18 +98,23 @@ class Profiles:
                 .execution_options(synchronize_session=False)
             )
 
-    async def read(self, session: AsyncSession, user_id: int) -> Profile:
-        use_azure_openai = await session.scalar(
-            select(ProfileRow.use_azure_openai).where(ProfileRow.user_id == user_id)
-        )
+    async def read(self, session: AsyncSession | AsyncConnection, user_id: int) -> Profile:
+        # One statement (a consistent view, one round trip): the user's row, its profile
+        # settings (none before the first update) and each stored credential (none yet).
         rows = await session.execute(
-            select(CredentialRow.field, CredentialRow.value).where(CredentialRow.user_id == user_id)
+            select(ProfileRow.use_azure_openai, CredentialRow.field, CredentialRow.value)
+            .select_from(User)
+            .outerjoin(ProfileRow, ProfileRow.user_id == User.id)
+            .outerjoin(CredentialRow, CredentialRow.user_id == User.id)
+            .where(User.id == user_id)
         )
         values: dict[str, str | None] = dict.fromkeys(self._fields)
-        for name, ciphertext in rows:
+        use_azure_openai = False
+        for flag, name, ciphertext in rows:
+            use_azure_openai = bool(flag)
             if name in values:  # a field this process does not know is left alone
                 values[name] = self._keybox.decrypt(ciphertext)
-        return Profile(user_id=user_id, values=values, use_azure_openai=bool(use_azure_openai))
+        return Profile(user_id=user_id, values=values, use_azure_openai=use_azure_openai)
 
     def _upsert(
         self, table: type[Base], rows: Sequence[dict[str, Any]], keys: tuple[str, ...]

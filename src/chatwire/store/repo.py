@@ -225,8 +225,8 @@ class Store(PolicyStore, CustomModels):
         query = caller_joins(query, with_token=True).where(
             ApiToken.token_hash == wanted, ApiToken.revoked_at.is_(None)
         )
-        async with self._begin() as session:
-            row = (await session.execute(query)).first()
+        async with self._read() as connection:
+            row = (await connection.execute(query)).first()
         if row is None or not hmac.compare_digest(row.token_hash, wanted):
             return None
         return caller_record(row, with_token=True)
@@ -292,8 +292,8 @@ class Store(PolicyStore, CustomModels):
     # Profiles
 
     async def get_profile(self, user_id: int) -> Profile:
-        async with self._begin() as session:
-            return await self._profiles.read(session, user_id)
+        async with self._read() as connection:
+            return await self._profiles.read(connection, user_id)
 
     async def update_profile(
         self, user_id: int, changes: Mapping[str, str | bool | None]
