@@ -14,7 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -29,7 +29,7 @@ from tests.fakes.fake_mistral import FakeMistral
 from tests.redis_server import OwnRedis
 from tests.store.conftest import POSTGRES_SERVER, create_postgres_database, drop_postgres_database
 from tests.test_cli import Cli, InProcess, make_cli
-from tests.test_serve import Served, free_port, launcher
+from tests.test_serve import Launch, Served, free_port, launcher
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NO_HAPROXY = not os.access(HAPROXY, os.X_OK)
@@ -118,67 +118,90 @@ backend chatwire
 """
 
 
-@pytest.fixture
-async def fleet_database() -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def running_fleet(
+    folder: Path,
+    fake: FakeMistral,
+    *,
+    routes: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AsyncIterator[Fleet]:
+    """A fleet of its own database, Redis, processes and balancer, in front of ``fake``;
+    ``routes``: the routes file's TOML (``CHATWIRE_ROUTES_FILE``), ``env``: more settings
+    for every process. Everything it started is stopped, and the database dropped, at the
+    end."""
+    assert fake.base_url is not None
     name = await create_postgres_database()
+    database = f"{POSTGRES_SERVER}/{name}"
     try:
-        yield f"{POSTGRES_SERVER}/{name}"
+        with launcher(folder) as launch:
+            async with _started(folder, fake.base_url, database, launch, routes, env) as fleet:
+                yield fleet
     finally:
         await drop_postgres_database(name)
 
 
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[object]:
-    with launcher(tmp_path) as start:
-        yield start
-
-
-@pytest.fixture
-async def fleet(
-    tmp_path: Path, fake: FakeMistral, fleet_database: str, launch: object
+@contextlib.asynccontextmanager
+async def _started(
+    folder: Path,
+    upstream: str,
+    database: str,
+    launch: Launch,
+    routes: str | None,
+    more: Mapping[str, str] | None,
 ) -> AsyncIterator[Fleet]:
-    assert fake.base_url is not None
-    cli = make_cli(tmp_path)
-    settings = Settings(data_dir=cli.data_dir, database_url=fleet_database, secret_key=None)
+    cli = make_cli(folder)
+    settings = Settings(data_dir=cli.data_dir, database_url=database, secret_key=None)
     prepare(settings)
     tokens = {}
     async with open_store(settings) as store:
         for user in ("alice", "bob"):
             _, tokens[user] = await store.create_user(user)
-    redis = OwnRedis(tmp_path)
+    redis = OwnRedis(folder)
     await redis.start()
     env = {
-        "CHATWIRE_DATABASE_URL": fleet_database,
+        "CHATWIRE_DATABASE_URL": database,
         "CHATWIRE_REDIS_URL": redis.url,
-        "CHATWIRE_MISTRAL_BASE_URL": fake.base_url,
+        "CHATWIRE_MISTRAL_BASE_URL": upstream,
         "MISTRAL_API_KEY": FAKE_KEY,
     }
-    ports = [free_port() for _ in range(PROCESSES)]
-    processes = [
-        launch(cli, "serve", "--port", str(port), port=port, env=env)  # type: ignore[operator]
-        for port in ports
-    ]
-    for served in processes:
-        await served.wait_ready()
-    front = free_port()
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        HAPROXY_CONFIG.format(
-            port=front,
-            servers="\n".join(
-                f"    server chatwire{n} 127.0.0.1:{port}" for n, port in enumerate(ports)
-            ),
-        )
-    )
-    with (tmp_path / "haproxy.log").open("wb") as log:
-        balancer = spawn([HAPROXY, "-db", "-f", str(config)], log)
+    if routes is not None:
+        path = folder / "routes.toml"
+        path.write_text(routes)
+        env["CHATWIRE_ROUTES_FILE"] = str(path)
+    env.update(more or {})
+    balancer: subprocess.Popen[bytes] | None = None
     try:
-        await _wait_for_port(front, 10)
-        yield Fleet(
-            f"http://127.0.0.1:{front}", processes, redis, fleet_database, settings, cli, tokens
+        ports = [free_port() for _ in range(PROCESSES)]
+        processes = [
+            launch(cli, "serve", "--port", str(port), port=port, env=env) for port in ports
+        ]
+        for served in processes:
+            await served.wait_ready()
+        front = free_port()
+        config = folder / "haproxy.cfg"
+        config.write_text(
+            HAPROXY_CONFIG.format(
+                port=front,
+                servers="\n".join(
+                    f"    server chatwire{n} 127.0.0.1:{port}" for n, port in enumerate(ports)
+                ),
+            )
         )
+        with (folder / "haproxy.log").open("wb") as log:
+            balancer = spawn([HAPROXY, "-db", "-f", str(config)], log)
+        await _wait_for_port(front, 10)
+        yield Fleet(f"http://127.0.0.1:{front}", processes, redis, database, settings, cli, tokens)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(balancer.pid, signal.SIGKILL)
-        balancer.wait(10)
+        if balancer is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(balancer.pid, signal.SIGKILL)
+            balancer.wait(10)
         await redis.stop()
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, fake: FakeMistral) -> AsyncIterator[Fleet]:
+    """A fleet of the shipped settings (and no routes) for one test."""
+    async with running_fleet(tmp_path, fake) as started:
+        yield started
