@@ -89,6 +89,11 @@ def _sqlite_setup(busy_timeout: float) -> Any:
 DEFAULT_TIMEOUT = 5.0
 
 
+# PostgreSQL connections a process keeps: for its work, and for its lookups (make_reader).
+POOL_SIZE = 20
+READER_POOL_SIZE = 8
+
+
 def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine:
     """An async engine; parameters are hidden from error messages (they may carry secrets).
 
@@ -107,8 +112,13 @@ def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine:
     return create_async_engine(
         parsed,
         hide_parameters=True,
-        pool_size=10,
-        max_overflow=20,
+        # Every connection kept once opened, none past it (a wait for one instead, bounded by
+        # pool_timeout): a pool that closes what it opened past a kept number reopens one
+        # for nearly every request under load. Measured with 32 connections of 10,000
+        # distinct users, 74-82 new PostgreSQL connections per 1,000 requests, each a
+        # backend forked and a login, at a fifth of the one-user requests/s.
+        pool_size=POOL_SIZE,
+        max_overflow=0,
         pool_timeout=timeout,
         pool_pre_ping=True,  # survive server restarts and idle-connection reapers
         pool_recycle=1800,
@@ -132,8 +142,8 @@ def make_reader(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine | Non
         hide_parameters=True,
         isolation_level="AUTOCOMMIT",
         # Lookups take a millisecond or two: a few connections serve thousands a second.
-        pool_size=4,
-        max_overflow=4,
+        pool_size=READER_POOL_SIZE,
+        max_overflow=0,
         pool_timeout=timeout,
         pool_pre_ping=True,
         pool_recycle=1800,
