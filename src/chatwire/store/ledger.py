@@ -469,8 +469,12 @@ def _driver_insert(
 ) -> tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]:
     """The ledger's INSERT in the engine's own SQL and parameter style, and what turns a row
     (``UsageRow``'s columns by name) into its parameters, in the statement's order, through
-    each column type's bind processor (a UTC timestamp as SQLite stores it, dollars as
-    10^-12 units there, booleans as integers)."""
+    each column type's bind processor for this dialect, the very one SQLAlchemy's own
+    statements use (a UTC timestamp as SQLite stores it, dollars as 10^-12 units there,
+    booleans as integers). The dialect's, not the generic type's: on SQLite the generic
+    one left the timestamp to the driver, which wrote it in another format ("+00:00", no
+    fraction at a whole second), out of order with the times SQLAlchemy compares it with,
+    and turned the dollars into a float on the way."""
     table = UsageRow.__table__
     names = [column.name for column in table.columns if column.name != "id"]
     compiled = insert(UsageRow).compile(dialect=engine.dialect, column_keys=names)
@@ -479,7 +483,12 @@ def _driver_insert(
     convert = [
         (index, processor)
         for index, name in enumerate(order)
-        if (processor := table.c[name].type.bind_processor(engine.dialect)) is not None
+        if (
+            processor := table.c[name]
+            .type.dialect_impl(engine.dialect)
+            .bind_processor(engine.dialect)
+        )
+        is not None
     ]
 
     def values(row: Mapping[str, Any]) -> tuple[Any, ...]:
