@@ -541,8 +541,13 @@ class Ledger:
             query = self._part(UsageRow, by, user_id, token_id).where(UsageRow.at >= start)
             if end is not None:
                 query = query.where(UsageRow.at < end)
-            if unrolled:
+            if unrolled and self._postgres:
                 query = query.where(UsageRow.id > floor, UsageRow.id > rolled)
+            elif unrolled:
+                # SQLite's planner, with no statistics, would rather take the range of the
+                # times' index: the ids above the watermark go first, looked up one by one.
+                above = select(UsageRow.id).where(UsageRow.id > floor, UsageRow.id > rolled)
+                query = query.where(UsageRow.id.in_(above))
             return query
 
         day_of_since = _start_of_day(since)
