@@ -155,6 +155,11 @@ def ranges() -> list[tuple[datetime, datetime]]:
         (MIDNIGHT + 1 * DAY + noon, MIDNIGHT + 6 * DAY),  # a cut day then whole ones
         (MIDNIGHT + 9 * DAY + timedelta(hours=5), MIDNIGHT + 12 * DAY),  # the last day cut
         (MIDNIGHT - DAY + noon, MIDNIGHT + DAY + noon),
+        # Cut days read from their rows or as whole days less the rest of the day.
+        (MIDNIGHT + DAY + timedelta(hours=20), MIDNIGHT + 5 * DAY + timedelta(hours=20)),
+        (MIDNIGHT + DAY + timedelta(hours=4), MIDNIGHT + 5 * DAY + timedelta(hours=4)),
+        (MIDNIGHT + 6 * DAY + timedelta(hours=1), MIDNIGHT + 6 * DAY + timedelta(hours=2)),
+        (MIDNIGHT + 6 * DAY + timedelta(hours=1), MIDNIGHT + 6 * DAY + timedelta(hours=23)),
     ]
     return spans
 
@@ -201,7 +206,7 @@ async def test_reports_equal_the_rows_rolled_or_not(engine: AsyncEngine) -> None
     assert await mark(engine) == (200, None)
     # 100 more, not rolled yet: among them rows of every day, rolled ones included.
     await write(engine, rows[200:])
-    assert await assert_reports(ledger, rows, ranges()) == 12 * 8
+    assert await assert_reports(ledger, rows, ranges()) == 16 * 8
     await assert_spent(ledger, rows)
     assert await ledger.rollup() == 100
     assert await rolled_requests(engine) == 300

@@ -43,8 +43,10 @@ row above it is not. Why this is exact:
   read as of one moment. For each whole UTC day of its range it adds the day's rollups to
   the day's rows above the watermark (through the primary key: the rows of the last hour
   or so); a day the range cuts (``since=7d`` starts mid-day; ``until`` is now) is read
-  from its rows, by their exact times, whatever the watermark. Each row is in exactly one
-  of those parts.
+  from its rows, by their exact times, whatever the watermark, or, when the rest of the
+  day is the smaller part (until now: today's rest is empty), as a whole day less the
+  rows of its rest, by their exact times. Each row is counted once: in exactly one part,
+  or in one and taken away in another.
 
 Retention. ``roll`` (hourly, from every process) rolls, then marks the UTC days that ended
 ``days`` ago or more as past retention (``usage_rollup.retained_from``, which only rises),
@@ -511,7 +513,10 @@ class Ledger:
             else func.sum(both.c[name])
             for name in SUMS
         ]
-        return select(*sums) if by is None else select(both.c.key, *sums).group_by(both.c.key)
+        if by is None:
+            return select(*sums)
+        # A group whose rows were all taken away again (a day less the rest of it) has none.
+        return select(both.c.key, *sums).group_by(both.c.key).having(sums[0] != 0)
 
     def _parts(
         self,
@@ -522,10 +527,10 @@ class Ledger:
         user_id: int | None,
         token_id: int | None,
     ) -> list[Select[Any]]:
-        """The parts of a report's statement, each row counted in exactly one (the module's
-        notes say why): for the whole UTC days of the range, their rollups and the rows
-        above the watermark; for a day the range cuts, its rows in the range, or, when the
-        day is past retention, the whole day as the whole days."""
+        """The parts of a report's statement, each row counted once (the module's notes
+        say why): for the whole UTC days of the range, their rollups and the rows above
+        the watermark; for a day the range cuts, its rows in the range, or, when the day is
+        past retention, the whole day as the whole days."""
         since = since.astimezone(UTC)
         until = None if until is None else until.astimezone(UTC)
         if until is not None and until <= since:
@@ -537,8 +542,11 @@ class Ledger:
             query = self._part(UsageDayRow, by, user_id, token_id).where(UsageDayRow.day >= first)
             return query if end is None else query.where(UsageDayRow.day < end)
 
-        def rows(start: datetime, end: datetime | None, *, unrolled: bool) -> Select[Any]:
-            query = self._part(UsageRow, by, user_id, token_id).where(UsageRow.at >= start)
+        def rows(
+            start: datetime, end: datetime | None, *, unrolled: bool, less: bool = False
+        ) -> Select[Any]:
+            query = self._part(UsageRow, by, user_id, token_id, less)
+            query = query.where(UsageRow.at >= start)
             if end is not None:
                 query = query.where(UsageRow.at < end)
             if unrolled and self._postgres:
@@ -562,24 +570,43 @@ class Ledger:
             cut.append((day_of_since, since, first if until is None else min(first, until)))
         if until is not None and last is not None and first <= last < until:
             cut.append((last, last, until))
+        now = datetime.now(UTC)
         for day, start, end in cut:
             past = literal(day.date(), Date) < retained
             kept = or_(retained.is_(None), retained <= literal(day.date(), Date))
-            parts.append(rollups(day.date(), (day + DAY).date()).where(past))
-            parts.append(rows(day, day + DAY, unrolled=True).where(past))
-            parts.append(rows(start, end, unrolled=False).where(kept))
+            whole = [rollups(day.date(), (day + DAY).date()), rows(day, day + DAY, unrolled=True)]
+            rest = [(low, high) for low, high in ((day, start), (end, day + DAY)) if low < high]
+            # Either the rows of the range (a day past retention: the whole day), or, when
+            # the rest of the day holds fewer (by its time until now; a range's end is
+            # mostly now, after which there are none), the whole day less those rows. The
+            # same figures either way, exactly.
+            if sum((_until(now, low, high) for low, high in rest), timedelta()) < _until(
+                now, start, end
+            ):
+                parts += whole
+                parts += [
+                    rows(low, high, unrolled=False, less=True).where(kept) for low, high in rest
+                ]
+            else:
+                parts += [part.where(past) for part in whole]
+                parts.append(rows(start, end, unrolled=False).where(kept))
         return parts
 
     def _part(
-        self, table: Any, by: By | None, user_id: int | None, token_id: int | None
+        self,
+        table: Any,
+        by: By | None,
+        user_id: int | None,
+        token_id: int | None,
+        less: bool = False,
     ) -> Select[Any]:
         """One part's sums of a table (the ledger's rows or the rollups), grouped ``by``,
-        of one user or token when given."""
+        of one user or token when given; ``less``: to be taken away (negated)."""
         if by is None:
-            query = select(*_sums(table))
+            query = select(*_sums(table, less))
         else:
             key = self._rows_key(by) if table is UsageRow else _group(table, by)
-            query = select(key.label("key"), *_sums(table)).group_by(key)
+            query = select(key.label("key"), *_sums(table, less)).group_by(key)
         if user_id is not None:
             query = query.where(table.user_id == user_id)
         if token_id is not None:
@@ -621,9 +648,14 @@ def _unpriced() -> ColumnElement[Any]:
     return case((UsageRow.cost.is_(None), 1), else_=0)
 
 
-def _sums(table: Any) -> list[ColumnElement[Any]]:
+def _until(now: datetime, start: datetime, end: datetime) -> timedelta:
+    """How much of [start, end) is before ``now`` (when rows may have been written)."""
+    return max(timedelta(), min(end, now) - start)
+
+
+def _sums(table: Any, less: bool = False) -> list[ColumnElement[Any]]:
     """The sums of a part, labelled as ``SUMS``: of the ledger's rows (each a request) or of
-    rollup rows."""
+    rollup rows; negated with ``less``."""
     requests: ColumnElement[Any]
     if table is UsageRow:
         requests, cost, unpriced = func.count(), func.sum(_priced_cost()), func.sum(_unpriced())
@@ -632,7 +664,7 @@ def _sums(table: Any) -> list[ColumnElement[Any]]:
         cost, unpriced = func.sum(table.cost), func.sum(table.unpriced)
     tokens = [func.sum(getattr(table, name)) for name in TOKENS]
     return [
-        column.label(name)
+        (-column if less else column).label(name)
         for column, name in zip([requests, *tokens, cost, unpriced], SUMS, strict=True)
     ]
 
