@@ -334,15 +334,22 @@ async def raw_report(
 ) -> list[Line]:
     async with engine.connect() as connection:
         found = await connection.execute(raw_query(ledger, by, since, until, user_id))
-        lines = [
-            Line(
-                _key(by, key),
-                *(int(v or 0) for v in sums[:6]),
-                Decimal(sums[6] or 0),
-                int(sums[7] or 0),
-            )  # type: ignore[arg-type]
-            for key, *sums in found
-        ]
+        lines = []
+        for key, *sums in found:
+            counts = [int(value or 0) for value in sums[:6]]
+            lines.append(
+                Line(
+                    _key(by, key),  # type: ignore[arg-type]
+                    counts[0],
+                    counts[1],
+                    counts[2],
+                    counts[3],
+                    counts[4],
+                    counts[5],
+                    Decimal(sums[6] or 0),
+                    int(sums[7] or 0),
+                )
+            )
     return sorted(lines, key=lambda line: _order(line.key))
 
 
