@@ -10,6 +10,8 @@ import asyncio
 import dataclasses
 import logging
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,7 +20,8 @@ from sqlalchemy import func, select
 
 from chatwire.cli import main
 from chatwire.store.db import make_engine
-from chatwire.store.models import UsageRow
+from chatwire.store.ledger import Ledger
+from chatwire.store.models import UsageRollupRow, UsageRow
 from chatwire.store.records import UserRecord
 from chatwire.store.repo import Store
 from chatwire.team.prices import Prices
@@ -274,6 +277,62 @@ async def test_api_usage_a_member_sees_their_own_an_admin_everyones(
     status, problem = await usage(bob, since="yesterday")
     assert status == 400
     assert "not a time" in problem["message"]
+
+
+async def test_api_usage_the_same_from_the_rollups_late_rows_included(
+    make_server: ServerFactory,
+) -> None:
+    alice = await make_server()
+    for model in ("mistral-small-latest", "mistral-small-latest", "ministral-3b-latest"):
+        resp = await alice.client.post(
+            "/api/chat/mistral", json=alice.chat_body(model=model), headers=alice.auth
+        )
+        assert resp.status_code == 200
+    rows = await ledger_rows(alice, 3)
+    now = datetime.now(UTC)
+    today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    whole = {"since": today.isoformat(), "until": (today + timedelta(days=1)).isoformat()}
+    cut = {"since": "1d"}  # from this time yesterday: today is cut (until now)
+
+    async def usage(**query: Any) -> Any:
+        resp = await alice.client.get("/api/usage", params=query, headers=alice.auth)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        return [(g["key"], g["requests"], g["cost"]) for g in body["groups"]], body["total"]
+
+    before = {
+        name: await usage(by="model", **query) for name, query in (("whole", whole), ("cut", cut))
+    }
+    cost = sum((row.cost for row in rows if row.cost is not None), Decimal(0))
+    for groups, total in before.values():
+        assert [(key, requests) for key, requests, _ in groups] == [
+            ("mistral/ministral-3b-latest", 1),
+            ("mistral/mistral-small-latest", 2),
+        ]
+        assert total["requests"] == 3
+        assert Decimal(total["cost"]) == cost
+    # The server's roller rolls hourly: here, at once, from another process's ledger.
+    engine = make_engine(alice.settings.resolved_database_url)
+    try:
+        ledger = Ledger(engine)
+        await ledger.rollup()
+        async with engine.connect() as connection:
+            assert await connection.scalar(select(UsageRollupRow.rolled_to)) == rows[-1].id
+        for name, query in (("whole", whole), ("cut", cut)):
+            assert await usage(by="model", **query) == before[name]
+        # A row written late (a process's buffer after an outage) into the rolled day.
+        late = {column.name: getattr(rows[0], column.name) for column in UsageRow.__table__.columns}
+        del late["id"]
+        late["at"] = today + timedelta(microseconds=1)
+        ledger.add(late)
+        await ledger.flush()
+        groups, total = await usage(by="model", **whole)
+        assert total["requests"] == 4
+        assert Decimal(total["cost"]) == cost + (rows[0].cost or 0)
+        assert await ledger.rollup() == 1
+        assert await usage(by="model", **whole) == (groups, total)
+    finally:
+        await engine.dispose()
 
 
 async def test_cli_usage_report(server: Running) -> None:

@@ -173,11 +173,10 @@ class Services:
         ledger = Ledger(engine)
         ledger.start()
         usage = Accounts(ledger, Prices.load(settings.prices_file))
-        roller = None
-        if settings.usage_retention_days:
-            roller = asyncio.create_task(
-                _roll(ledger, settings.usage_retention_days), name="chatwire usage roller"
-            )
+        # The daily rollups the reports read, and retention: with any retention (0 too).
+        roller = asyncio.create_task(
+            _roll(ledger, settings.usage_retention_days), name="chatwire usage roller"
+        )
         limits, bus = _team(settings, ledger)
         providers = build_providers(settings)
         router = _router(settings, providers, limits)
@@ -436,16 +435,17 @@ async def _prune(responses: ResponseStore, days: float) -> None:
 
 
 async def _roll(ledger: Ledger, days: float) -> None:
-    """Sum the ledger's rows past the retention period into daily rows, now and every
-    PRUNE_EVERY seconds; idempotent and safe from every process sharing the database."""
+    """Add the ledger's new rows to the daily rollups and delete the rows past the retention
+    period (``days``; 0: none), now and every PRUNE_EVERY seconds; exact from every process
+    sharing the database at once."""
     while True:
         try:
-            moved = await ledger.roll(days)
+            deleted = await ledger.roll(days)
         except Exception:
-            log.warning("rolling up the usage ledger's old rows failed", exc_info=True)
+            log.warning("rolling up the usage ledger failed", exc_info=True)
         else:
-            if moved:
-                log.info("rolled %d usage rows older than %g days into daily sums", moved, days)
+            if deleted:
+                log.info("deleted %d usage rows older than %g days (rolled up)", deleted, days)
         await asyncio.sleep(PRUNE_EVERY)
 
 

@@ -35,8 +35,9 @@ TABLES = {
     "policies",
     "usage",
     "usage_daily",
+    "usage_rollup",
 }
-HEAD = "0006"
+HEAD = "0007"
 
 
 def mode(path: Path) -> int:

@@ -135,8 +135,9 @@ class Settings(BaseSettings):
     # Days a stored Responses API reply is kept for previous_response_id and its GET routes
     # (0: until deleted); older ones are deleted in the background.
     responses_retention_days: float = Field(default=30, ge=0)
-    # Whole UTC days the usage ledger keeps one row per chat (0: for ever); older rows are
-    # summed by day, user, token and model into usage_daily and deleted, in the background.
+    # Whole UTC days the usage ledger keeps one row per chat (0: for ever); every row is
+    # summed by day, user, token and model into usage_daily in the background, and the
+    # older ones are then deleted.
     usage_retention_days: float = Field(default=90, ge=0)
     # Browser origins allowed to call chatwire (comma-separated, e.g. the chat UI's own
     # origin); none by default: no CORS headers at all.

@@ -316,13 +316,16 @@ class UsageRow(Base):
     ended, the tokens it used and what they cost. Compact: no request bodies, no prices
     copied. ``cost`` is None when the model has no price (``priced`` false), never 0 for
     that; ``estimated``: chatwire counted the tokens, not the provider (no usage reported,
-    or the reply cut before it). Rows older than ``CHATWIRE_USAGE_RETENTION_DAYS`` are
-    added to ``usage_daily`` and deleted."""
+    or the reply cut before it). Each row is summed into ``usage_daily`` once (the rollup:
+    ``usage_rollup.rolled_to``), and deleted once older than
+    ``CHATWIRE_USAGE_RETENTION_DAYS``. On SQLite the ids are AUTOINCREMENT, never reused
+    (the rollup's watermark relies on every new row's id being above every earlier one)."""
 
     __tablename__ = "usage"
     __table_args__ = (
         Index("ix_usage_user_id_at", "user_id", "at"),
         Index("ix_usage_token_id_at", "token_id", "at"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
@@ -350,9 +353,12 @@ class UsageRow(Base):
 
 
 class UsageDayRow(Base):
-    """The ledger's rows past the retention period, summed by UTC day, user, token, provider
-    and model. A day may have several rows of one group (each roll adds its own); readers
-    sum them. ``cost`` sums the priced requests; ``unpriced`` counts the others."""
+    """The daily rollups: the ledger's rows summed by UTC day, user, token, provider and
+    model, one row per group (a rollup adds to it). They hold every row up to
+    ``usage_rollup.rolled_to``, the ones still in ``usage`` and the ones deleted past the
+    retention period alike. No NULLs, so the group is the primary key: token 0 stands for
+    none (a browser session), '' for no provider or model. ``cost`` sums the priced
+    requests; ``unpriced`` counts the others."""
 
     __tablename__ = "usage_daily"
     __table_args__ = (
@@ -360,17 +366,31 @@ class UsageDayRow(Base):
         Index("ix_usage_daily_token_id_day", "token_id", "day"),
     )
 
-    id: Mapped[int] = mapped_column(LedgerId, primary_key=True, autoincrement=True)
-    day: Mapped[date] = mapped_column(Date, nullable=False, index=True)
-    user_id: Mapped[int] = mapped_column(Integer, nullable=False)
-    token_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    provider: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
-    model: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
-    requests: Mapped[int] = mapped_column(Integer, nullable=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False)
     input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cached_input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     output_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cost: Mapped[Decimal] = mapped_column(Dollars, nullable=False)
-    unpriced: Mapped[int] = mapped_column(Integer, nullable=False)
+    unpriced: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class UsageRollupRow(Base):
+    """Where the rollup stands, one row (id 1): ``rolled_to``, the highest ledger id summed
+    into ``usage_daily`` (every row of a lower or equal id is in it, every row of a higher
+    one is not); ``retained_from``, the first UTC day whose rows are all kept (the days
+    before it have passed the retention period: their rows are deleted once rolled, and a
+    report counts such a day whole). See ``store.ledger``."""
+
+    __tablename__ = "usage_rollup"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rolled_to: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    retained_from: Mapped[date | None] = mapped_column(Date, nullable=True)
