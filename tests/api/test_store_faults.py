@@ -172,8 +172,14 @@ async def test_readyz_wants_the_schema_at_the_migrations_head(make_server: Serve
     server = await make_server()
     await assert_ready(server)
     path = server.settings.resolved_database_url.removeprefix("sqlite+aiosqlite:///")
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.execute("UPDATE alembic_version SET version_num = '0001'")
+
+    def downgrade_the_mark() -> None:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE alembic_version SET version_num = '0001'")
+
+    # In a thread: the server shares this event loop, and its usage roller may be in a
+    # write transaction that this update must wait out.
+    await asyncio.to_thread(downgrade_the_mark)
     resp = await server.client.get("/readyz")
     assert resp.status_code == 503
     assert resp.headers["retry-after"] == "2"
