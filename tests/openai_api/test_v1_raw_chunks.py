@@ -248,6 +248,19 @@ def test_any_other_line_takes_the_full_path(data: bytes) -> None:
     assert (fast.relayed, fast.usage) == (full.relayed, full.usage)
 
 
+def test_lines_ended_by_crlf_take_the_fast_path_too() -> None:
+    reader = steady_reader()
+    [raw, chunk] = reader.feed(
+        b"data: "
+        + line([text("a")])
+        + b"\r\n\r\ndata: "
+        + b'{"choices":[{"index":0,\r"delta":{"content":"b"}}]}\r\n\r\n'
+    )
+    assert bytes(raw) == _encode([text("a")])
+    assert chunk == {"choices": [{"index": 0, "delta": {"content": "b"}}]}  # the bare CR
+    assert reader.relayed == 2
+
+
 def test_no_fast_path_before_the_first_delta_or_while_a_finish_is_held() -> None:
     reader = Chunks(keep_usage=True, usage_follows=True)
     reader.allow_raw()

@@ -332,6 +332,7 @@ class Chunks(DeltaReader):
     __slots__ = (
         "_call_ids",
         "_calls",
+        "_cr",
         "_finish_seen",
         "_held",
         "_hold_finish",
@@ -358,6 +359,7 @@ class Chunks(DeltaReader):
         # Choice index -> its tool calls being gathered, by call index.
         self._calls: dict[Any, dict[int, dict[str, Any]]] = {}
         self._raw = False
+        self._cr = False
 
     def allow_raw(self) -> None:
         """Lets ``feed`` give a text delta of the steady state as its ``choices``' own bytes
@@ -365,7 +367,13 @@ class Chunks(DeltaReader):
         self._raw = True
 
     def feed(self, block: bytes) -> list[Any]:
-        chunks = self.items(block, True, self._steady if self._raw else None)
+        first = None
+        if self._raw:
+            first = self._steady
+            # Whether a line of this read may hold a CR (``_steady``). ``find``: ``in`` tries
+            # its operand as an integer first, raising and clearing a TypeError each time.
+            self._cr = block.find(b"\r") >= 0 or self._rest.find(b"\r") >= 0
+        chunks = self.items(block, True, first)
         if chunks:
             self.relayed += text_size(chunks)
         return chunks
@@ -381,9 +389,10 @@ class Chunks(DeltaReader):
         encode it again under the client's id and model was most of /v1's CPU per delta,
         which a relay passing the bytes on does not pay (bench/README.md, "/v1's text
         deltas as the provider's bytes")."""
-        # A bare CR between JSON's tokens would end the client's event line.
-        if not self._started or self._held or self._calls or b"\r" in data:
+        if not self._started or self._held or self._calls:
             return None
+        if self._cr and data.find(b"\r") >= 0:
+            return None  # a bare CR between JSON's tokens would end the client's event line
         try:
             chunk = _STEADY(data)
             choices = _TEXT_CHOICES(chunk.choices)
