@@ -128,12 +128,19 @@ async def send_json(
 
 class EventsOutput:
     """The reply as ``chat.completion.chunk`` events; the events of one upstream read go out
-    at once, in one write: a write per event was the largest cost of this route."""
+    at once, in one write: a write per event was the largest cost of this route.
+
+    A reader that can (``allow_raw``, the OpenAI-compatible family's) gives a text delta of
+    the reply's steady state as the provider's own ``choices`` bytes instead of a chunk: its
+    event is this reply's head, encoded once, then those bytes. The client gets the same
+    JSON as from encoding the chunk (the same keys in the same order, the same values),
+    without the decode and encode of every delta."""
 
     __slots__ = (
         "_head",
         "_headers",
         "_include_usage",
+        "_raw_head",
         "_reader",
         "_rid",
         "_send",
@@ -162,9 +169,18 @@ class EventsOutput:
             "created": int(time.time()),
             "model": request.name,
         }
+        self._raw_head = b""
+        allow_raw = getattr(reader, "allow_raw", None)
+        if allow_raw is not None:
+            allow_raw()
+            # The event of ``{**head, "choices": ...}``, up to the choices.
+            self._raw_head = b"data: " + _encode(self._head)[:-1] + b',"choices":'
         self.started = False
 
     async def _events(self, payloads: list[bytes], last: bool = False) -> None:
+        await self._body(b"".join([b"data: " + data + b"\n\n" for data in payloads]), last)
+
+    async def _body(self, body: bytes, last: bool = False) -> None:
         if not self.started:
             headers = [
                 (b"content-type", b"text/event-stream"),
@@ -176,11 +192,17 @@ class EventsOutput:
             ]
             await self._send({"type": "http.response.start", "status": 200, "headers": headers})
             self.started = True
-        body = b"".join([b"data: " + data + b"\n\n" for data in payloads])
         await self._send({"type": "http.response.body", "body": body, "more_body": not last})
 
-    async def write(self, chunks: list[dict[str, Any]]) -> None:
-        await self._events([self._encoded(chunk) for chunk in chunks])
+    async def write(self, chunks: list[Any]) -> None:
+        head = self._raw_head
+        parts: list[Any] = []
+        for chunk in chunks:
+            if type(chunk) is msgspec.Raw:
+                parts += (head, chunk, b"}\n\n")  # a text delta's own choices
+            else:
+                parts += (b"data: ", self._encoded(chunk), b"\n\n")
+        await self._body(b"".join(parts))
 
     def _encoded(self, chunk: dict[str, Any]) -> bytes:
         reader = self._reader
