@@ -125,7 +125,9 @@ async def test_no_ollama_running_lists_none_of_its_models_quickly(
     assert resp.status_code == 200
     assert "ollama" not in resp.json()
     assert "mistral" in resp.json()
-    assert time.monotonic() - began < 2.0
+    # A refused port answers at once; the discovery's own bound is 1 s, the upstream
+    # policy's connect timeout 10 s. 2 s was once too little on a loaded CI machine.
+    assert time.monotonic() - began < 5.0
 
 
 async def test_ollamas_first_streamed_delta_says_the_role(
