@@ -47,7 +47,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatwire.store.db import make_engine, upgrade
-from chatwire.store.ledger import Ledger, Line, _key, _order, _priced_cost, _sum_query, _unpriced
+from chatwire.store.ledger import Ledger, Line
+from chatwire.store.ledger_reports import _key, _order, _sum_query
+from chatwire.store.ledger_rollups import priced_cost, unpriced_flag
 from chatwire.store.models import UsageRow
 
 T = TypeVar("T")
@@ -320,7 +322,7 @@ def raw_query(
     scan of the range)."""
     key = ledger._rows_key(by)  # type: ignore[arg-type]
     query = (
-        _sum_query(UsageRow, key, _priced_cost(), _unpriced())
+        _sum_query(UsageRow, key, priced_cost(), unpriced_flag())
         .where(UsageRow.at >= since, UsageRow.at < until)
         .group_by(key)
     )

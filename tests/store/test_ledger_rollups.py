@@ -18,7 +18,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatwire.store import ledger as ledger_module
+from chatwire.store import ledger_rollups as ledger_module
 from chatwire.store.db import make_engine
 from chatwire.store.ledger import BY, By, Ledger, Line
 from chatwire.store.models import UsageDayRow, UsageRollupRow, UsageRow
