@@ -21,8 +21,8 @@ from chatwire.errors import RequestInvalid
 from chatwire.families.anthropic_reply import Events as AnthropicChunks
 from chatwire.families.gemini_reply import Chunks as GeminiChunks
 from chatwire.families.ollama import Lines as OllamaChunks
-from chatwire.families.openai import Chunks as OpenAIChunks
 from chatwire.families.openai import _message
+from chatwire.families.openai_reply import Chunks as OpenAIChunks
 from chatwire.gateway.lines import DeltaReader as ChunkReader
 from chatwire.gateway.lines import StreamFailed
 from chatwire.providers.error_text import readable_message

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from chatwire.dialects.base import Request
 from chatwire.dialects.openai_chat import EventsOutput
-from chatwire.families.openai import Chunks
+from chatwire.families.openai_reply import Chunks
 from chatwire.gateway.call import ChatCall
 from chatwire.gateway.lines import StreamFailed
 from chatwire.timing import Timing

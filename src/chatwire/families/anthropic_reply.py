@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from chatwire.families.anthropic_relay import added_usage
-from chatwire.families.openai import mid_stream
+from chatwire.families.openai_reply import mid_stream
 from chatwire.gateway.call import delta
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
 

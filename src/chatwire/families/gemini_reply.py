@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import msgspec
 
-from chatwire.families.openai import mid_stream
+from chatwire.families.openai_reply import mid_stream
 from chatwire.gateway.call import delta
 from chatwire.gateway.call import new_call_id as plain_call_id
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, StreamFailed, TextReader

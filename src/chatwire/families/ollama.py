@@ -43,7 +43,7 @@ from chatwire.families.base import (
     reply_budget,
     stop_sequences,
 )
-from chatwire.families.openai import mid_stream
+from chatwire.families.openai_reply import mid_stream
 from chatwire.gateway.call import delta, new_call_id
 from chatwire.gateway.embedding_call import token_usage
 from chatwire.gateway.lines import ANY_JSON, DeltaReader, TextReader
