@@ -505,14 +505,12 @@ def redis_answers(url: str) -> bool:
 
 def forget_everything(url: str, prefix: str) -> None:
     """Tell the chatwire processes of ``prefix`` to forget every cached caller and profile,
-    as after a lost subscription (chatwire.team.bus), and give them a moment to."""
-    import redis
+    as after a lost subscription, through chatwire's own change channel, and give them a
+    moment to."""
+    from chatwire.team.bus import publish_now
 
-    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        client.publish(f"{prefix}changed", b'{"kind":"all"}')
-    finally:
-        client.close()
+    if not publish_now(url, prefix, "all", None):
+        raise RuntimeError(f"Redis at {url} did not take the bench's change message")
     time.sleep(0.5)
 
 
