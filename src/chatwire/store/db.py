@@ -109,6 +109,10 @@ def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine:
         engine = create_async_engine(parsed, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_setup(timeout))
         return engine
+    return _postgres_engine(parsed, timeout, POOL_SIZE)
+
+
+def _postgres_engine(parsed: URL, timeout: float, pool_size: int, **options: Any) -> AsyncEngine:
     return create_async_engine(
         parsed,
         hide_parameters=True,
@@ -117,13 +121,14 @@ def make_engine(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine:
         # for nearly every request under load. Measured with 32 connections of 10,000
         # distinct users, 74-82 new PostgreSQL connections per 1,000 requests, each a
         # backend forked and a login, at a fifth of the one-user requests/s.
-        pool_size=POOL_SIZE,
+        pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,
         pool_pre_ping=True,  # survive server restarts and idle-connection reapers
         pool_recycle=1800,
         # asyncpg's own: to connect, and for each statement (the pre-ping's included).
         connect_args={"timeout": timeout, "command_timeout": timeout},
+        **options,
     )
 
 
@@ -137,18 +142,8 @@ def make_reader(url: str, timeout: float = DEFAULT_TIMEOUT) -> AsyncEngine | Non
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return None
-    return create_async_engine(
-        parsed,
-        hide_parameters=True,
-        isolation_level="AUTOCOMMIT",
-        # Lookups take a millisecond or two: a few connections serve thousands a second.
-        pool_size=READER_POOL_SIZE,
-        max_overflow=0,
-        pool_timeout=timeout,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"timeout": timeout, "command_timeout": timeout},
-    )
+    # Lookups take a millisecond or two: a few connections serve thousands a second.
+    return _postgres_engine(parsed, timeout, READER_POOL_SIZE, isolation_level="AUTOCOMMIT")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
