@@ -44,6 +44,7 @@ from chatwire.errors import (
     TooManyStreams,
 )
 from chatwire.store.records import Policy, UserRecord
+from chatwire.team.allowances import Allowances
 from chatwire.team.counters import (
     MICRO,
     Check,
@@ -64,6 +65,8 @@ log = logging.getLogger("chatwire.limits")
 PROBE_EVERY = 0.5
 # Calls timing out one after the other that make Redis count as down.
 TIMEOUTS_IN_A_ROW = 3
+# Callers' checks kept (each a few hundred bytes).
+KEPT = 10_000
 # Settlements kept for a Redis that does not answer (each a few hundred bytes).
 UNSETTLED_KEPT = 10_000
 
@@ -112,6 +115,23 @@ class Limits:
         default_factory=lambda: deque(maxlen=UNSETTLED_KEPT), repr=False
     )
     _replay: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Each caller's checks, and each list of checks in its budgets' periods of the day.
+    _checks: dict[UserRecord, list[Check]] = field(default_factory=dict, repr=False)
+    _periods: dict[int, tuple[list[Check], int, list[Check]]] = field(
+        default_factory=dict, repr=False
+    )
+    # This process's shares of the limits, reserved ahead in Redis (``team.allowances``).
+    allowances: Allowances | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.redis is not None:
+            self.allowances = Allowances(
+                self.redis,
+                int(self.lease_seconds * 1000),
+                self._down,
+                _now_ms,
+                lambda: self.up,
+            )
 
     @property
     def waiting(self) -> int:
@@ -121,6 +141,15 @@ class Limits:
     def checks(self, user: UserRecord) -> list[Check] | None:
         """What a chat of ``user`` must pass (budgets without their period yet, see
         ``admit``); None when nothing is counted: no call at all."""
+        if (
+            user.token_policy is None
+            and user.policy is None
+            and not (self.streams_per_user and self.redis is not None)
+        ):
+            return None
+        cached = self._checks.get(user)
+        if cached is not None:
+            return cached or None
         found: list[Check] = []
         if user.token_policy is not None and user.token_id is not None:
             label = f"Token '{user.token_name}'" if user.token_name else f"Token #{user.token_id}"
@@ -131,6 +160,9 @@ class Limits:
             found.append(
                 Check("streams", self.streams_per_user, f"u:{user.id}:streams", "", "user", user.id)
             )
+        if len(self._checks) >= KEPT:
+            self._checks.clear()
+        self._checks[user] = found
         return found or None
 
     async def admit(
@@ -155,13 +187,28 @@ class Limits:
                     "price to the file CHATWIRE_PRICES_FILE names, or use a priced model."
                 )
             cost = micros(price.estimate(input_tokens, output_tokens))
-            at = datetime.fromtimestamp(now, UTC)
-            checks = [
-                _in_period(check, at) if check.kind == "budget" else check for check in checks
-            ]
-        hold = Hold(
-            f"{_PROCESS}.{next(_IDS)}", checks, input_tokens + output_tokens, cost, self.memory
-        )
+            # The checks with their budgets in today's periods, made once a day per list.
+            day = now_ms // 86_400_000
+            known = self._periods.get(id(checks))
+            if known is not None and known[0] is checks and known[1] == day:
+                checks = known[2]
+            else:
+                at = datetime.fromtimestamp(now, UTC)
+                dated = [
+                    _in_period(check, at) if check.kind == "budget" else check for check in checks
+                ]
+                if len(self._periods) >= KEPT:
+                    self._periods.clear()
+                # The list itself is kept with it: its id is not reused while this is here.
+                self._periods[id(checks)] = (checks, day, dated)
+                checks = dated
+        tokens = input_tokens + output_tokens
+        allowances = self.allowances
+        if allowances is not None and self.up:
+            taken = allowances.take(checks, tokens, cost, now_ms)
+            if taken is not None:
+                return taken
+        hold = Hold(f"{_PROCESS}.{next(_IDS)}", checks, tokens, cost, self.memory)
         lease_ms = int(self.lease_seconds * 1000)
         refusal: Refusal | None
         if self.redis is not None and self.up:
@@ -169,6 +216,8 @@ class Limits:
             try:
                 refusal = await self._admit(self.redis, hold, now_ms, lease_ms)
                 self._timeouts = 0
+                if refusal is None and allowances is not None:
+                    allowances.want(checks, tokens, cost, now_ms)
             except REDIS_ERRORS as exc:
                 self._down(exc)
                 hold.backend = self.memory
@@ -269,6 +318,8 @@ class Limits:
         self._timeouts = 0
         self.up = False
         self.outages += 1
+        if self.allowances is not None:
+            self.allowances.forget()
         then = (
             "each process counts the limits in its own memory until it does"
             if self.failure == "open"
@@ -308,11 +359,17 @@ class Limits:
             return
 
     async def close(self) -> None:
+        if self.allowances is not None:
+            await self.allowances.close()
         for task in (self._probe, self._replay):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _add(

@@ -13,6 +13,7 @@ atomic as before; a chat waits at most for the pipeline in flight before its own
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
@@ -20,28 +21,38 @@ from redis.exceptions import NoScriptError, RedisError
 from chatwire.team.counters import WINDOW_MS, Check, Counters, Hold, Refusal
 
 # KEYS: one per check. ARGV: now (ms), the hold's id, the window (ms), the lease's end (ms),
-# the tokens and micro-dollars reserved, then per check: its kind, limit, seed (-1: none)
-# and (budgets) the ms its counter lives after now (0: for ever).
+# the tokens and micro-dollars reserved, the chats (1: one chat; more: an allowance of that
+# many, ``team.allowances``, its places and requests named <id>.1, <id>.2...), then per
+# check: its kind, limit, seed (-1: none) and (budgets) the ms its counter lives after now
+# (0: for ever).
 # Returns {0}: admitted; {1, check, ms}: refused, may pass in ms; {2, check...}: the budget
 # checks with no count yet in their period (ask again with their seeds). Checks (indexes)
 # count from 0.
 ADMIT = """
 local now, id, window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local lease_until, tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local count = tonumber(ARGV[7])
 local n = #KEYS
 local missing = {2}
 for i = 1, n do
-  if ARGV[3 + 4 * i] == 'budget' and tonumber(ARGV[5 + 4 * i]) < 0
+  if ARGV[4 + 4 * i] == 'budget' and tonumber(ARGV[6 + 4 * i]) < 0
       and redis.call('EXISTS', KEYS[i]) == 0 then
     missing[#missing + 1] = i - 1
   end
 end
 if #missing > 1 then return missing end
+local function add(key, score)
+  if count == 1 then
+    redis.call('ZADD', key, score, id)
+  else
+    for j = 1, count do redis.call('ZADD', key, score, id .. '.' .. j) end
+  end
+end
 for i = 1, n do
-  local key, kind, limit = KEYS[i], ARGV[3 + 4 * i], tonumber(ARGV[4 + 4 * i])
+  local key, kind, limit = KEYS[i], ARGV[4 + 4 * i], tonumber(ARGV[5 + 4 * i])
   if kind == 'rpm' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-    if redis.call('ZCARD', key) >= limit then
+    if redis.call('ZCARD', key) + count > limit then
       local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
       return {1, i - 1, tonumber(oldest[2]) + window - now}
     end
@@ -54,7 +65,7 @@ for i = 1, n do
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
       redis.call('SET', sum, used, 'KEEPTTL')
     end
-    if used > 0 and used + tokens > limit then
+    if (used > 0 or count > 1) and used + tokens > limit then
       local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
       local left, at = used, now
       for j = 1, #entries, 2 do
@@ -66,22 +77,22 @@ for i = 1, n do
     end
   elseif kind == 'parallel' or kind == 'streams' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    if redis.call('ZCARD', key) >= limit then return {1, i - 1, 1000} end
+    if redis.call('ZCARD', key) + count > limit then return {1, i - 1, 1000} end
   else
     local spent = redis.call('GET', key)
     if not spent then
-      spent = ARGV[5 + 4 * i]
+      spent = ARGV[6 + 4 * i]
       redis.call('SET', key, spent)
-      local ttl = tonumber(ARGV[6 + 4 * i])
+      local ttl = tonumber(ARGV[7 + 4 * i])
       if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
     end
     if tonumber(spent) + cost > limit then return {1, i - 1, 0} end
   end
 end
 for i = 1, n do
-  local key, kind = KEYS[i], ARGV[3 + 4 * i]
+  local key, kind = KEYS[i], ARGV[4 + 4 * i]
   if kind == 'rpm' then
-    redis.call('ZADD', key, now, id)
+    add(key, now)
     redis.call('PEXPIRE', key, window + 1000)
   elseif kind == 'tpm' then
     redis.call('ZADD', key, now, id .. ':' .. tokens)
@@ -89,7 +100,7 @@ for i = 1, n do
     redis.call('PEXPIRE', key, window + 1000)
     redis.call('PEXPIRE', key .. ':sum', window + 1000)
   elseif kind == 'parallel' or kind == 'streams' then
-    redis.call('ZADD', key, lease_until, id)
+    add(key, lease_until)
     redis.call('PEXPIRE', key, lease_until - now + 1000)
   else
     redis.call('INCRBY', key, cost)
@@ -131,6 +142,73 @@ end
 return 0
 """
 
+# What an allowance (``team.allowances``) did since it last told Redis, in one call.
+# KEYS: its checks'. ARGV: now (ms), its id, the window (ms), then per check its kind and
+# (budgets) the ms its counter lives after now; then the tokens it held reserved, the tokens
+# it holds now, the micro-dollars to add (real cost less estimates; less what is given
+# back), the first and last number given back unused (their requests and places go; 0 -1:
+# none), then three lists, each one string of numbers apart by spaces: the chats admitted
+# (number, ms: their request moves to its real time), the chats ended (their places go),
+# the real tokens (number, tokens). (One string each: redis-py encodes each argument in
+# Python, about 2 us apiece.)
+UPDATE = """
+local now, id, window = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local n = #KEYS
+local p = 4 + 2 * n
+local old, new, cost = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
+local unused_from, unused_to = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])
+local function numbers(text)
+  local found = {}
+  for x in string.gmatch(text, '%d+') do found[#found + 1] = x end
+  return found
+end
+local admitted, ended, reals = numbers(ARGV[p + 5]), numbers(ARGV[p + 6]), numbers(ARGV[p + 7])
+for i = 1, n do
+  local key, kind = KEYS[i], ARGV[2 + 2 * i]
+  if kind == 'rpm' then
+    for k = 1, #admitted, 2 do
+      redis.call('ZADD', key, 'XX', admitted[k + 1], id .. '.' .. admitted[k])
+    end
+    for j = unused_from, unused_to do redis.call('ZREM', key, id .. '.' .. j) end
+    if #admitted > 0 then redis.call('PEXPIRE', key, window + 1000) end
+  elseif kind == 'parallel' or kind == 'streams' then
+    for j = unused_from, unused_to do redis.call('ZREM', key, id .. '.' .. j) end
+    for k = 1, #ended do redis.call('ZREM', key, id .. '.' .. ended[k]) end
+  elseif kind == 'tpm' then
+    local sum = key .. ':sum'
+    if old ~= new then
+      local score = redis.call('ZSCORE', key, id .. ':' .. old)
+      if score then
+        redis.call('ZREM', key, id .. ':' .. old)
+        redis.call('DECRBY', sum, old)
+        if new > 0 then
+          redis.call('ZADD', key, score, id .. ':' .. new)
+          redis.call('INCRBY', sum, new)
+        end
+      end
+    end
+    for k = 1, #reals, 2 do
+      local real = tonumber(reals[k + 1])
+      if real > 0 then
+        redis.call('ZADD', key, now, id .. '.' .. reals[k] .. ':r:' .. real)
+        redis.call('INCRBY', sum, real)
+      end
+    end
+    if #reals > 0 then
+      redis.call('PEXPIRE', key, window + 1000)
+      redis.call('PEXPIRE', sum, window + 1000)
+    end
+  elseif kind == 'budget' then
+    if cost ~= 0 and redis.call('EXISTS', key) == 1 then
+      redis.call('INCRBY', key, cost)
+      local ttl = tonumber(ARGV[3 + 2 * i])
+      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    end
+  end
+end
+return 0
+"""
+
 # What a Redis that does not answer raises (redis-py's own errors, and the timeouts and
 # socket errors under them).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
@@ -163,7 +241,8 @@ class RedisCounters(Counters):
         self._prefix = prefix
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
-        self._calls = Calls(client, (self._admit, self._settle))
+        self._update = client.register_script(UPDATE)
+        self._calls = Calls(client, (self._admit, self._settle, self._update))
 
     async def load(self) -> None:
         """Load the scripts now (each call finds them loaded: one EVALSHA)."""
@@ -172,9 +251,28 @@ class RedisCounters(Counters):
     async def admit(
         self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
     ) -> Refusal | list[int] | None:
+        return await self._reserve(hold, now_ms, lease_ms, seeds, 1)
+
+    async def grant(self, hold: Hold, now_ms: int, lease_ms: int, count: int) -> bool:
+        """Reserve an allowance of ``count`` chats (``hold``: its id, checks, and the tokens
+        and micro-dollars of them all) in one call; False when any check has no room for
+        all of it (nothing is then reserved) or a budget has no count yet."""
+        return await self._reserve(hold, now_ms, lease_ms, {}, count) is None
+
+    async def _reserve(
+        self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int], count: int
+    ) -> Refusal | list[int] | None:
         prefix = self._prefix
         keys = [prefix + check.key for check in hold.checks]
-        args: list[Any] = [now_ms, hold.id, WINDOW_MS, now_ms + lease_ms, hold.tokens, hold.cost]
+        args: list[Any] = [
+            now_ms,
+            hold.id,
+            WINDOW_MS,
+            now_ms + lease_ms,
+            hold.tokens,
+            hold.cost,
+            count,
+        ]
         for i, check in enumerate(hold.checks):
             args += (check.kind, check.limit, seeds.get(i, -1), _lives_ms(check, now_ms))
         result = await self._calls.call(self._admit.sha, keys, args)
@@ -190,6 +288,29 @@ class RedisCounters(Counters):
         for check in hold.checks:
             args += (check.kind, _lives_ms(check, now_ms))
         await self._calls.call(self._settle.sha, keys, args)
+
+    async def update(
+        self,
+        gid: str,
+        checks: Sequence[Check],
+        now_ms: int,
+        reserved: tuple[int, int],
+        cost: int,
+        admitted: Sequence[int],
+        unused: tuple[int, int],
+        ended: Sequence[int],
+        reals: Sequence[int],
+    ) -> None:
+        """Tell Redis what allowance ``gid`` did (``UPDATE``); ``reserved``: the tokens it
+        held reserved, and holds now; ``admitted`` and ``reals``: pairs, flat."""
+        keys = [self._prefix + check.key for check in checks]
+        args: list[Any] = [now_ms, gid, WINDOW_MS]
+        for check in checks:
+            args += (check.kind, _lives_ms(check, now_ms))
+        args += (*reserved, cost, *unused)
+        args += (" ".join(map(str, admitted)), " ".join(map(str, ended)))
+        args.append(" ".join(map(str, reals)))
+        await self._calls.call(self._update.sha, keys, args)
 
 
 class Calls:
