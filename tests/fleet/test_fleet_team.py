@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from chatwire.cli import open_store
 from chatwire.store.models import UsageRow
+from tests.api.test_metrics import metric
 from tests.fakes.fake_mistral import FakeMistral
 from tests.fleet.conftest import FLEET, PROCESSES, Fleet
 from tests.test_cli import Result
@@ -117,6 +118,39 @@ async def test_a_token_gets_exactly_its_requests_per_minute_across_the_fleet(
     assert all(
         row.input_tokens == row.output_tokens == 0 for row in rows if row.outcome == "refused"
     )
+
+
+async def test_a_larger_limit_is_kept_from_allowances_exactly_across_the_fleet(
+    fleet: Fleet, fake: FakeMistral
+) -> None:
+    # 640 requests a minute: each process may reserve up to 10 chats ahead (team.allowances)
+    # and admit them with no round trip to Redis; the fleet still admits no more than 640,
+    # and once the processes gave back what they held unused, exactly 640.
+    token = await new_token(fleet, "--name", "big", "--rpm", "640")
+    statuses: Counter[int] = Counter()
+    for _ in range(4):
+        statuses.update(r.status_code for r in await send(fleet, token, 150))
+        assert statuses[200] <= 640
+    assert statuses[200] + statuses[429] == 600
+    # A refusal while another process held part of the room unused is the documented early
+    # refusal: once every allowance is 1 s old, its unused part is given back, and the room
+    # is there again. Waves until one gets none: every request of the minute was used.
+    for _ in range(10):
+        await asyncio.sleep(1.3)
+        replies = await send(fleet, token, 60)
+        statuses.update(r.status_code for r in replies)
+        assert statuses[200] <= 640
+        if not any(r.status_code == 200 for r in replies):
+            break
+    assert statuses[200] == 640, statuses
+    assert len(fake.requests) == 640
+    # The processes admitted chats from their allowances.
+    from_allowances = 0
+    for served in fleet.processes:
+        async with httpx.AsyncClient(base_url=served.url) as client:
+            text = (await client.get("/metrics")).text
+        from_allowances += int(metric(text, "chatwire_limits_allowance_chats_total"))
+    assert from_allowances > 300, from_allowances
 
 
 async def test_a_revoked_token_is_refused_by_every_process_within_100_ms(fleet: Fleet) -> None:

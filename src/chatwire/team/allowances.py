@@ -164,8 +164,10 @@ class Allowances:
     sizes: dict[tuple[str, ...], int] = field(default_factory=dict)
     paused_until: dict[tuple[str, ...], int] = field(default_factory=dict)
     asking: set[tuple[str, ...]] = field(default_factory=set)
+    # Allowances Redis granted and refused; chats admitted from one.
     granted: int = 0
     refused: int = 0
+    chats: int = 0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -180,6 +182,7 @@ class Allowances:
             first = held[0]
             hold = first.take(tokens, cost, now_ms)
             if hold is not None:
+                self.chats += 1
                 break
             # Used up (or too little left for this chat): the next one, if any.
             first.close()

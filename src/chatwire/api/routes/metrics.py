@@ -79,6 +79,24 @@ class _Live(Collector):
                 "Settlements made late, once Redis answered again.",
                 limits.replayed,
             )
+            allowances = limits.allowances
+            if allowances is not None:
+                yield CounterMetricFamily(
+                    "chatwire_limits_allowances",
+                    "Allowances (shares of limits reserved ahead for several chats) Redis "
+                    "granted this process.",
+                    allowances.granted,
+                )
+                yield CounterMetricFamily(
+                    "chatwire_limits_allowances_refused",
+                    "Allowances Redis refused (a limit without room for one).",
+                    allowances.refused,
+                )
+                yield CounterMetricFamily(
+                    "chatwire_limits_allowance_chats",
+                    "Chats admitted from an allowance, with no round trip to Redis.",
+                    allowances.chats,
+                )
         yield from _usage(services)
         if services.router is not None:
             yield from _routing(services.router)
