@@ -117,7 +117,7 @@ class Limits:
     _replay: asyncio.Task[None] | None = field(default=None, repr=False)
     # Each caller's checks, and each list of checks in its budgets' periods of the day.
     _checks: dict[UserRecord, list[Check]] = field(default_factory=dict, repr=False)
-    _periods: dict[int, tuple[list[Check], int, list[Check]]] = field(
+    _periods: dict[int, tuple[list[Check], int, list[Check], bool]] = field(
         default_factory=dict, repr=False
     )
     # This process's shares of the limits, reserved ahead in Redis (``team.allowances``).
@@ -179,29 +179,20 @@ class Limits:
         503 (Redis down, CHATWIRE_REDIS_FAILURE=closed)."""
         now = time.time()
         now_ms = int(now * 1000)
+        # The checks with their budgets in today's periods, made once a day per list.
+        day = now_ms // 86_400_000
+        known = self._periods.get(id(checks))
+        if known is None or known[0] is not checks or known[1] != day:
+            known = self._dated(checks, now, day)
+        checks = known[2]
         cost = 0
-        if any(check.kind == "budget" for check in checks):
+        if known[3]:
             if price is None:
                 raise ModelUnpriced(
                     f"'{model[:200]}' has no price, so it cannot be kept to a budget: add its "
                     "price to the file CHATWIRE_PRICES_FILE names, or use a priced model."
                 )
             cost = micros(price.estimate(input_tokens, output_tokens))
-            # The checks with their budgets in today's periods, made once a day per list.
-            day = now_ms // 86_400_000
-            known = self._periods.get(id(checks))
-            if known is not None and known[0] is checks and known[1] == day:
-                checks = known[2]
-            else:
-                at = datetime.fromtimestamp(now, UTC)
-                dated = [
-                    _in_period(check, at) if check.kind == "budget" else check for check in checks
-                ]
-                if len(self._periods) >= KEPT:
-                    self._periods.clear()
-                # The list itself is kept with it: its id is not reused while this is here.
-                self._periods[id(checks)] = (checks, day, dated)
-                checks = dated
         tokens = input_tokens + output_tokens
         allowances = self.allowances
         if allowances is not None and self.up:
@@ -229,6 +220,18 @@ class Limits:
         if refusal is not None:
             raise refused(hold, refusal, now)
         return hold
+
+    def _dated(
+        self, checks: list[Check], now: float, day: int
+    ) -> tuple[list[Check], int, list[Check], bool]:
+        at = datetime.fromtimestamp(now, UTC)
+        dated = [_in_period(check, at) if check.kind == "budget" else check for check in checks]
+        if len(self._periods) >= KEPT:
+            self._periods.clear()
+        # The list itself is kept with it: its id is not reused while this is here.
+        known = (checks, day, dated, any(check.kind == "budget" for check in checks))
+        self._periods[id(checks)] = known
+        return known
 
     async def _fallback(self, hold: Hold, now_ms: int, lease_ms: int) -> Refusal | None:
         # The per-user chat cap alone falls back to each process's own count, whatever

@@ -13,8 +13,9 @@ never counted as $0.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
@@ -80,6 +81,10 @@ Table = dict[str, dict[str, list[Price]]]
 class Prices:
     # provider -> model -> prices, the newest first.
     models: Table
+    # (provider, model) -> the UTC day (days since 1970) and the price in effect that day.
+    _today: dict[tuple[str, str], tuple[int, Price | None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def load(cls, operator_file: Path | None = None) -> Prices:
@@ -95,11 +100,22 @@ class Prices:
         return cls(table)
 
     def price(self, provider: str, model: str, at: datetime | None = None) -> Price | None:
-        """The price of ``provider/model`` in effect at ``at`` (now by default)."""
+        """The price of ``provider/model`` in effect at ``at`` (now by default; looked up
+        once a day per model)."""
+        if at is None:
+            day_number = int(time.time() // 86_400)
+            known = self._today.get((provider, model))
+            if known is not None and known[0] == day_number:
+                return known[1]
+            found = self.price(provider, model, datetime.fromtimestamp(day_number * 86_400, UTC))
+            if len(self._today) >= 10_000:
+                self._today.clear()
+            self._today[(provider, model)] = (day_number, found)
+            return found
         prices = self.models.get(provider, {}).get(model)
         if not prices:
             return None
-        day = (at or datetime.now(UTC)).astimezone(UTC).date()
+        day = at.astimezone(UTC).date()
         for price in prices:
             if price.since <= day:
                 return price
