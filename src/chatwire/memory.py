@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger("chatwire")
@@ -40,17 +41,24 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it has ``mallinfo2`` and ``malloc_trim`` (glibc), else None; found
+    once per process (``find_library`` runs ``ldconfig -p`` in a child process each time)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    libc = ctypes.CDLL(name)
+    if not (hasattr(libc, "mallinfo2") and hasattr(libc, "malloc_trim")):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return libc
+
+
 class HeapTrimmer:
     def __init__(self) -> None:
-        self._libc: ctypes.CDLL | None = None
-        name = ctypes.util.find_library("c")
-        if name is None:
-            return
-        libc = ctypes.CDLL(name)
-        if hasattr(libc, "mallinfo2") and hasattr(libc, "malloc_trim"):
-            libc.mallinfo2.restype = _MallInfo2
-            libc.malloc_trim.argtypes = [ctypes.c_size_t]
-            self._libc = libc
+        self._libc: ctypes.CDLL | None = _glibc()
 
     @property
     def available(self) -> bool:

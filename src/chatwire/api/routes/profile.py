@@ -6,6 +6,7 @@ is given (``build_router``), so the OpenAPI description lists exactly the fields
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -22,12 +23,10 @@ Text = Annotated[str, StringConstraints(max_length=MAX_FIELD_LENGTH)] | None
 OWN_NAMES = frozenset({"username", "use_azure_openai"})
 
 
-def build_router(fields: Mapping[str, CredentialField]) -> APIRouter:
-    """The routes, with ``ProfileUpdate`` and ``ProfilePublic`` made from ``fields``."""
-    if clash := OWN_NAMES & set(fields):
-        raise ValueError(f"credential fields named like profile settings: {sorted(clash)}")
-    names = tuple(fields)
-    masked = frozenset(name for name, field in fields.items() if field.secret)
+@functools.cache
+def _models(names: tuple[str, ...]) -> tuple[type[BaseModel], type[BaseModel]]:
+    """``ProfileUpdate`` and ``ProfilePublic`` for these credential fields (made once per
+    set of names: pydantic builds a model's validators in some milliseconds)."""
     text: dict[str, Any] = {name: (Text, None) for name in names}
     update_model: type[BaseModel] = create_model(
         "ProfileUpdate",
@@ -45,6 +44,16 @@ def build_router(fields: Mapping[str, CredentialField]) -> APIRouter:
         username=(str, ...),
         use_azure_openai=(bool, False),
     )
+    return update_model, public_model
+
+
+def build_router(fields: Mapping[str, CredentialField]) -> APIRouter:
+    """The routes, with ``ProfileUpdate`` and ``ProfilePublic`` made from ``fields``."""
+    if clash := OWN_NAMES & set(fields):
+        raise ValueError(f"credential fields named like profile settings: {sorted(clash)}")
+    names = tuple(fields)
+    masked = frozenset(name for name, field in fields.items() if field.secret)
+    update_model, public_model = _models(names)
 
     def public(username: str, profile: Profile) -> BaseModel:
         values = {
