@@ -190,3 +190,19 @@ async def test_small_limits_get_no_allowance(fleet: Callable[[], Limits]) -> Non
         assert h.backend is limits.redis
     assert limits.allowances is not None
     assert limits.allowances.granted == 0
+
+
+async def test_a_changed_limit_is_not_served_from_an_allowance_of_the_old_one(
+    fleet: Callable[[], Limits],
+) -> None:
+    limits = fleet()
+    generous = [token_check("rpm", 6400, "t:1:rpm")]
+    assert await try_admit(limits, generous) is not None
+    await granted(limits)
+    h = await try_admit(limits, generous)
+    assert h is not None
+    assert isinstance(h.backend, Allowance)
+    # The token's policy is now 2 requests a minute: its next chat asks Redis, which holds
+    # the two already admitted (and the allowance's reservation), and is refused.
+    strict = [token_check("rpm", 2, "t:1:rpm")]
+    assert await try_admit(limits, strict) is None

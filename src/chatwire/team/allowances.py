@@ -173,7 +173,7 @@ class Allowances:
 
     def take(self, checks: Sequence[Check], tokens: int, cost: int, now_ms: int) -> Hold | None:
         """A chat admitted from this process's allowance of ``checks``, or None (ask Redis)."""
-        key = tuple(check.key for check in checks)
+        key = _key(checks)
         held = self.current.get(key)
         if held is None:
             return None
@@ -198,7 +198,7 @@ class Allowances:
     def want(self, checks: Sequence[Check], tokens: int, cost: int, now_ms: int) -> None:
         """A chat of ``checks`` went to Redis, or their allowance runs low: ask for a new
         one in the background, when their limits have room for one."""
-        key = tuple(check.key for check in checks)
+        key = _key(checks)
         if key in self.asking or self.paused_until.get(key, 0) > now_ms:
             return
         size = min(self.sizes.get(key, FIRST_SIZE), _cap(checks, tokens, cost))
@@ -333,6 +333,12 @@ class Allowances:
             for allowance in held:
                 allowance.close()
         self.current.clear()
+
+
+def _key(checks: Sequence[Check]) -> tuple[str, ...]:
+    """Which allowances serve ``checks``: their counters' keys and limits, so that a changed
+    policy takes effect at once (its chats ask Redis, under the new limits)."""
+    return tuple(f"{check.key}={check.limit}" for check in checks)
 
 
 def _cap(checks: Sequence[Check], tokens: int, cost: int) -> int:
