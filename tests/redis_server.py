@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -60,8 +61,18 @@ class OwnRedis:
             await asyncio.sleep(0.02)
         pytest.fail("redis-server did not start")
 
+    def pause(self) -> None:
+        """Stop the server answering, its connections left open (SIGSTOP): a stalled Redis."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     async def stop(self) -> None:
         if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
             self._proc.kill()
             await asyncio.to_thread(self._proc.wait, 10)
             self._proc = None

@@ -206,3 +206,23 @@ async def test_a_changed_limit_is_not_served_from_an_allowance_of_the_old_one(
     # the two already admitted (and the allowance's reservation), and is refused.
     strict = [token_check("rpm", 2, "t:1:rpm")]
     assert await try_admit(limits, strict) is None
+
+
+async def test_a_shutdown_waits_at_most_close_within_for_a_stalled_redis(
+    own_redis: Any,
+) -> None:
+    client = redis_client(own_redis.url, 5.0)
+    limits = Limits(MemoryCounters(), RedisCounters(client, "t:"), lease_seconds=600)
+    try:
+        checks = [token_check("rpm", 6400, "t:1:rpm")]
+        assert await try_admit(limits, checks) is not None
+        await granted(limits)
+        assert await try_admit(limits, checks) is not None  # from the allowance
+        # Redis stops answering (its client's calls would each wait 5 s).
+        own_redis.pause()
+        started = time.monotonic()
+        await limits.close()
+        assert time.monotonic() - started < allowances.CLOSE_WITHIN + 1
+        own_redis.resume()
+    finally:
+        await client.aclose()

@@ -59,6 +59,8 @@ FIRST_SIZE = 4
 # How often what allowances did goes to Redis, and how long one admits chats.
 FLUSH_S = 0.05
 LIFETIME_MS = 1000
+# How long a shutdown waits for Redis to take what the allowances did.
+CLOSE_WITHIN = 2.0
 # After Redis refused an allowance of some checks, how long before one is asked again.
 REFUSED_PAUSE_MS = 1000
 
@@ -312,19 +314,21 @@ class Allowances:
             a.returned_told = True
 
     async def close(self) -> None:
-        """At shutdown: give back what is unused and tell Redis the rest, once."""
+        """At shutdown: give back what is unused and tell Redis the rest, once, within
+        CLOSE_WITHIN seconds (a shutdown never waits longer for Redis)."""
         for task in list(self._tasks):
             task.cancel()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        if self.live:
-            try:
-                await self.flush(close_all=True)
-            except REDIS_ERRORS as exc:
-                log.warning("allowances not given back to Redis at shutdown: %r", exc)
+        try:
+            async with asyncio.timeout(CLOSE_WITHIN):
+                if self._flusher is not None:
+                    self._flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._flusher
+                    self._flusher = None
+                if self.live:
+                    await self.flush(close_all=True)
+        except REDIS_ERRORS as exc:  # TimeoutError among them
+            log.warning("allowances not given back to Redis at shutdown: %r", exc)
 
     def forget(self) -> None:
         """Redis went down: admit nothing more from allowances (what they did is told once
