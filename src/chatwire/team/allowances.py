@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chatwire.team.counters import Check, Counters, Hold, Refusal
+from chatwire.team.counters import Check, Counters, Hold
 from chatwire.team.redis_counters import REDIS_ERRORS, RedisCounters
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ LIFETIME_MS = 1000
 CLOSE_WITHIN = 2.0
 # After Redis refused an allowance of some checks, how long before one is asked again.
 REFUSED_PAUSE_MS = 1000
+
+# Which allowances serve a list of checks (``key_of``).
+Key = tuple[str, ...]
 
 _IDS = itertools.count()
 _PROCESS = os.urandom(4).hex()
@@ -110,11 +113,6 @@ class Allowance(Counters):
         self.admitted += (number, now_ms)
         return Hold(f"{self.gid}.{number}", self.checks, tokens, cost, self)
 
-    async def admit(
-        self, hold: Hold, now_ms: int, lease_ms: int, seeds: dict[int, int]
-    ) -> Refusal | list[int] | None:
-        raise NotImplementedError("an allowance admits with take()")
-
     async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
         number = int(hold.id.rpartition(".")[2])
         self.running -= 1
@@ -161,11 +159,11 @@ class Allowances:
     # Whether Redis is taken to answer (``Limits.up``): while it is not, nothing is sent.
     up: Callable[[], bool]
     # The open allowances of each set of checks, the oldest first.
-    current: dict[tuple[str, ...], list[Allowance]] = field(default_factory=dict)
+    current: dict[Key, list[Allowance]] = field(default_factory=dict)
     live: list[Allowance] = field(default_factory=list)
-    sizes: dict[tuple[str, ...], int] = field(default_factory=dict)
-    paused_until: dict[tuple[str, ...], int] = field(default_factory=dict)
-    asking: set[tuple[str, ...]] = field(default_factory=set)
+    sizes: dict[Key, int] = field(default_factory=dict)
+    paused_until: dict[Key, int] = field(default_factory=dict)
+    asking: set[Key] = field(default_factory=set)
     # Allowances Redis granted and refused; chats admitted from one.
     granted: int = 0
     refused: int = 0
@@ -173,9 +171,11 @@ class Allowances:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
     _flusher: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    def take(self, checks: Sequence[Check], tokens: int, cost: int, now_ms: int) -> Hold | None:
-        """A chat admitted from this process's allowance of ``checks``, or None (ask Redis)."""
-        key = _key(checks)
+    def take(
+        self, key: Key, checks: Sequence[Check], tokens: int, cost: int, now_ms: int
+    ) -> Hold | None:
+        """A chat admitted from this process's allowance of ``checks`` (``key``: theirs,
+        ``key_of``), or None (ask Redis)."""
         held = self.current.get(key)
         if held is None:
             return None
@@ -192,15 +192,14 @@ class Allowances:
             del held[0]
         left = sum(a.size - a.taken for a in held)
         if left * 2 <= self.sizes.get(key, FIRST_SIZE):
-            self.want(checks, tokens, cost, now_ms)
+            self.want(key, checks, tokens, cost, now_ms)
         if not held:
             del self.current[key]
         return hold
 
-    def want(self, checks: Sequence[Check], tokens: int, cost: int, now_ms: int) -> None:
+    def want(self, key: Key, checks: Sequence[Check], tokens: int, cost: int, now_ms: int) -> None:
         """A chat of ``checks`` went to Redis, or their allowance runs low: ask for a new
         one in the background, when their limits have room for one."""
-        key = _key(checks)
         if key in self.asking or self.paused_until.get(key, 0) > now_ms:
             return
         size = min(self.sizes.get(key, FIRST_SIZE), _cap(checks, tokens, cost))
@@ -214,7 +213,7 @@ class Allowances:
         task.add_done_callback(self._tasks.discard)
 
     async def _ask(
-        self, key: tuple[str, ...], checks: Sequence[Check], tokens: int, cost: int, size: int
+        self, key: Key, checks: Sequence[Check], tokens: int, cost: int, size: int
     ) -> None:
         try:
             now_ms = self.clock_ms()
@@ -241,7 +240,7 @@ class Allowances:
         finally:
             self.asking.discard(key)
 
-    def _resize(self, key: tuple[str, ...], old: Allowance) -> None:
+    def _resize(self, key: Key, old: Allowance) -> None:
         size = self.sizes.get(key, FIRST_SIZE)
         if old.taken >= old.size:
             self.sizes[key] = min(size * 2, MAX_SIZE)
@@ -339,9 +338,10 @@ class Allowances:
         self.current.clear()
 
 
-def _key(checks: Sequence[Check]) -> tuple[str, ...]:
+def key_of(checks: Sequence[Check]) -> Key:
     """Which allowances serve ``checks``: their counters' keys and limits, so that a changed
-    policy takes effect at once (its chats ask Redis, under the new limits)."""
+    policy takes effect at once (its chats ask Redis, under the new limits). Made once per
+    list of checks (``Limits``), not per chat."""
     return tuple(f"{check.key}={check.limit}" for check in checks)
 
 

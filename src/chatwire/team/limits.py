@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from redis.exceptions import TimeoutError as RedisTimeout
 
@@ -44,7 +44,7 @@ from chatwire.errors import (
     TooManyStreams,
 )
 from chatwire.store.records import Policy, UserRecord
-from chatwire.team.allowances import Allowances
+from chatwire.team.allowances import Allowances, Key, key_of
 from chatwire.team.counters import (
     MICRO,
     Check,
@@ -117,9 +117,7 @@ class Limits:
     _replay: asyncio.Task[None] | None = field(default=None, repr=False)
     # Each caller's checks, and each list of checks in its budgets' periods of the day.
     _checks: dict[UserRecord, list[Check]] = field(default_factory=dict, repr=False)
-    _periods: dict[int, tuple[list[Check], int, list[Check], bool]] = field(
-        default_factory=dict, repr=False
-    )
+    _periods: dict[int, _Dated] = field(default_factory=dict, repr=False)
     # This process's shares of the limits, reserved ahead in Redis (``team.allowances``).
     allowances: Allowances | None = field(default=None, repr=False)
 
@@ -182,11 +180,11 @@ class Limits:
         # The checks with their budgets in today's periods, made once a day per list.
         day = now_ms // 86_400_000
         known = self._periods.get(id(checks))
-        if known is None or known[0] is not checks or known[1] != day:
+        if known is None or known.source is not checks or known.day != day:
             known = self._dated(checks, now, day)
-        checks = known[2]
+        checks = known.checks
         cost = 0
-        if known[3]:
+        if known.budgeted:
             if price is None:
                 raise ModelUnpriced(
                     f"'{model[:200]}' has no price, so it cannot be kept to a budget: add its "
@@ -196,7 +194,7 @@ class Limits:
         tokens = input_tokens + output_tokens
         allowances = self.allowances
         if allowances is not None and self.up:
-            taken = allowances.take(checks, tokens, cost, now_ms)
+            taken = allowances.take(known.key, checks, tokens, cost, now_ms)
             if taken is not None:
                 return taken
         hold = Hold(f"{_PROCESS}.{next(_IDS)}", checks, tokens, cost, self.memory)
@@ -208,7 +206,7 @@ class Limits:
                 refusal = await self._admit(self.redis, hold, now_ms, lease_ms)
                 self._timeouts = 0
                 if refusal is None and allowances is not None:
-                    allowances.want(checks, tokens, cost, now_ms)
+                    allowances.want(known.key, checks, tokens, cost, now_ms)
             except REDIS_ERRORS as exc:
                 self._down(exc)
                 hold.backend = self.memory
@@ -221,15 +219,13 @@ class Limits:
             raise refused(hold, refusal, now)
         return hold
 
-    def _dated(
-        self, checks: list[Check], now: float, day: int
-    ) -> tuple[list[Check], int, list[Check], bool]:
+    def _dated(self, checks: list[Check], now: float, day: int) -> _Dated:
         at = datetime.fromtimestamp(now, UTC)
         dated = [_in_period(check, at) if check.kind == "budget" else check for check in checks]
         if len(self._periods) >= KEPT:
             self._periods.clear()
         # The list itself is kept with it: its id is not reused while this is here.
-        known = (checks, day, dated, any(check.kind == "budget" for check in checks))
+        known = _Dated(checks, day, dated, any(c.kind == "budget" for c in checks), key_of(dated))
         self._periods[id(checks)] = known
         return known
 
@@ -369,6 +365,18 @@ class Limits:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+class _Dated(NamedTuple):
+    """A list of checks (``source``) as admitted on ``day`` (days since 1970, UTC): its
+    budgets in that day's periods (``checks``), whether it has any, and the key of its
+    allowances."""
+
+    source: list[Check]
+    day: int
+    checks: list[Check]
+    budgeted: bool
+    key: Key
 
 
 def _now_ms() -> int:

@@ -285,8 +285,7 @@ class RedisCounters(Counters):
     async def settle(self, hold: Hold, now_ms: int, tokens: int, cost: int) -> None:
         keys = [self._prefix + check.key for check in hold.checks]
         args: list[Any] = [now_ms, hold.id, WINDOW_MS, hold.tokens, tokens, hold.cost, cost]
-        for check in hold.checks:
-            args += (check.kind, _lives_ms(check, now_ms))
+        args += _kinds_and_lives(hold.checks, now_ms)
         await self._calls.call(self._settle.sha, keys, args)
 
     async def update(
@@ -304,9 +303,7 @@ class RedisCounters(Counters):
         """Tell Redis what allowance ``gid`` did (``UPDATE``); ``reserved``: the tokens it
         held reserved, and holds now; ``admitted`` and ``reals``: pairs, flat."""
         keys = [self._prefix + check.key for check in checks]
-        args: list[Any] = [now_ms, gid, WINDOW_MS]
-        for check in checks:
-            args += (check.kind, _lives_ms(check, now_ms))
+        args: list[Any] = [now_ms, gid, WINDOW_MS, *_kinds_and_lives(checks, now_ms)]
         args += (*reserved, cost, *unused)
         args += (" ".join(map(str, admitted)), " ".join(map(str, ended)))
         args.append(" ".join(map(str, reals)))
@@ -391,6 +388,15 @@ class Calls:
         for sha, keys, args, _ in calls:
             pipe.evalsha(sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def _kinds_and_lives(checks: Sequence[Check], now_ms: int) -> list[Any]:
+    """Each check's kind and the ms its counter lives after now (``_lives_ms``), flat: the
+    per-check arguments of SETTLE and UPDATE."""
+    found: list[Any] = []
+    for check in checks:
+        found += (check.kind, _lives_ms(check, now_ms))
+    return found
 
 
 def _lives_ms(check: Check, now_ms: int) -> int:
