@@ -70,6 +70,8 @@ from chatbench.upstream import Upstream, start_nginx
 PROJECT = Path(__file__).resolve().parents[2]
 STREAMS_GOAL = 10_000
 USERS_GOAL = 10_000
+# The team phase's first bytes are timed this long after a round's load.
+SETTLE_S = 2.0
 PHASES = ("fast", "long", "sequential", "slow", "users", "team")
 # chatwire's default CHATWIRE_CACHE_TTL: how long a token's user and a profile are reused.
 CACHE_TTL = 1.0
@@ -392,13 +394,22 @@ class Bench:
         for _, t, script in targets:  # warm-up, not counted
             load.run_wrk(t, script, conns, 1)
         for number in range(1, self.args.rounds + 1):
-            for name, t, script in targets:
+            # Every other round in the other order: neither side always runs first.
+            for name, t, script in targets if number % 2 else targets[::-1]:
                 result = load.run_wrk(t, script, conns, seconds)
-                fig = self.team.setdefault(name, Figures(route=t.route))
-                fig.fast.append(result)
-                firsts, _ = load.sequential(t, self.args.first_byte_requests)
-                fig.first_byte_s += firsts
+                self.team.setdefault(name, Figures(route=t.route)).fast.append(result)
                 note(f"team round {number}: {name}: {result.rps:,.0f} req/s")
+            # First bytes at rest: the servers' work left from the load (the ledger's batches
+            # of the round's rows, the allowances' updates and give-backs) is let finish, then
+            # limits off and on take turns request by request, so that the machine's drift
+            # falls on both alike (timed right after each one's own wrk run, they measured
+            # that backlog, one after the other).
+            time.sleep(SETTLE_S)
+            for route in ("api", "v1"):
+                same = [(name, t) for name, t, _ in targets if t.route == route]
+                timed = load.alternating([t for _, t in same], self.args.first_byte_requests)
+                for (name, _), firsts in zip(same, timed, strict=True):
+                    self.team[name].first_byte_s += firsts
         for _, pair in pairs:
             self.stop_targets(list(pair))
 

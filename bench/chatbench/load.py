@@ -11,6 +11,7 @@ process holds ten thousand of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import socket
@@ -209,6 +210,29 @@ def sequential(target: Target, count: int) -> tuple[list[float], list[float]]:
             firsts.append(first)
             lasts.append(last)
     return firsts, lasts
+
+
+def alternating(targets: list[Target], count: int) -> list[list[float]]:
+    """``count`` requests to each target, taking turns request by request, each target on a
+    connection of its own (opened by one request not timed): the seconds to each reply's
+    first body bytes, a list per target. Turn by turn, whatever the machine does at a moment
+    falls on every target alike, which a run of one target after another cannot give."""
+    firsts: list[list[float]] = [[] for _ in targets]
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for target in targets:
+            url = urlsplit(target.url)
+            assert url.hostname is not None
+            assert url.port is not None
+            sock = stack.enter_context(socket.create_connection((url.hostname, url.port), 30))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            request = _request_bytes(target, keep_alive=True)
+            _timed(sock, request, target)
+            socks.append((sock, request, target))
+        for _ in range(count):
+            for i, (sock, request, target) in enumerate(socks):
+                firsts[i].append(_timed(sock, request, target)[0])
+    return firsts
 
 
 async def check(target: Target) -> None:
