@@ -31,6 +31,9 @@ log = logging.getLogger("chatwire.connections")
 MAX_HEAD_BYTES = 64 * 1024  # the URL and every header name and value
 MAX_HEADERS = 100
 READ_SLACK = 64 * 1024
+# How long a connection answered 408 or 431 is kept half-closed, its further bytes read and
+# dropped, before it is closed (``_refuse``).
+LINGER_S = 2.0
 
 
 class HeadTooLarge(Exception):
@@ -92,6 +95,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # head), None while no head is awaited or none has begun since the last request.
         self._head_since: float | None = None
         self._head_begun = False  # a byte of the awaited head has arrived
+        self._linger: asyncio.TimerHandle | None = None  # answered and closing (``_refuse``)
 
     _head_bytes = 0
     _header_count = 0
@@ -120,6 +124,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer(self._head_since + self._connections.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -158,15 +164,31 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # opened and never used: nothing to answer
             return
         text = (f"Request head not received within {timeout:g} s (CHATWIRE_HEAD_TIMEOUT).").encode()
+        self._refuse(b"408 Request Timeout", text)
+
+    def _refuse(self, status: bytes, text: bytes) -> None:
+        """Answers ``status`` and closes the connection the way nginx's lingering close does.
+        Closing a socket that still has unread bytes makes the kernel send a reset, and a
+        reset that reaches the client before it read the answer drops the answer: a client
+        still sending its head (a trickled one, one past the head's bound) got a
+        ConnectionResetError instead of the 408 or 431. So the answer is followed by a FIN
+        (the write side shut), the client's further bytes are read and dropped, and the
+        connection is closed when the client closes its side or after ``LINGER_S``."""
         self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"HTTP/1.1 " + status + b"\r\n"
             b"content-type: text/plain; charset=utf-8\r\n"
             b"content-length: " + str(len(text)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + text
         )
-        self.transport.close()
+        if self._linger is None and self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            return  # answered: the rest of what the client sends is dropped
         if self._awaiting_head:
             if not self._head_begun:
                 self._head_begun = True
@@ -229,10 +251,4 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             f"Request head too large: at most {MAX_HEADERS} headers and "
             f"{MAX_HEAD_BYTES} bytes of URL and headers."
         ).encode()
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: text/plain; charset=utf-8\r\n"
-            b"content-length: " + str(len(text)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + text
-        )
-        self.transport.close()
+        self._refuse(b"431 Request Header Fields Too Large", text)

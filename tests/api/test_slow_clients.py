@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -59,6 +61,40 @@ async def test_a_trickled_head_is_closed_at_its_deadline(make_server: ServerFact
         conn.close()
     assert status_of(answer) == 408
     assert time.monotonic() - conn.opened < TIMEOUT + SLACK
+
+
+def _send_late_then_read(port: int) -> bytes:
+    """A client that sends part of a head, more of it after the head's time is out, then
+    reads: what it reads, or the error its socket gave."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(TIMEOUT + 0.5)  # answered by now, not read yet
+        try:
+            sock.sendall(b"X-Late: 1\r\n")
+            time.sleep(0.2)
+            sock.sendall(b"X-Late: 2\r\n")
+            time.sleep(0.2)
+            data = b""
+            while part := sock.recv(65536):
+                data += part
+        except OSError as exc:
+            return repr(exc).encode()
+        return data
+
+
+async def test_a_client_still_sending_after_the_408_reads_it_whole(
+    make_server: ServerFactory,
+) -> None:
+    """The 408 is not lost to a reset: bytes that reach a closed socket make the kernel
+    answer with a reset (the client's next write fails with a broken pipe, and the answer
+    it had not read yet is gone), so the connection is half-closed after the answer and what
+    the client sends then is read and dropped."""
+    server = await make_server(head_timeout=TIMEOUT)
+    port = urlsplit(server.url).port
+    assert port is not None
+    answer = await asyncio.to_thread(_send_late_then_read, port)
+    assert status_of(answer) == 408, answer[:200]
+    assert b"CHATWIRE_HEAD_TIMEOUT" in answer
 
 
 async def test_a_kept_alive_connections_next_head_has_its_own_time(
