@@ -16,6 +16,7 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 import stat
 import subprocess
 import sys
@@ -394,34 +395,41 @@ def test_the_app_does_not_load_alembic(cli: Cli) -> None:
     assert loaded_by(cli, code, among=("alembic", "mako")) == []
 
 
-def test_db_revision_against_a_migrated_database_has_nothing_to_do(cli: Cli) -> None:
+def test_db_revision_against_a_migrated_database_has_nothing_to_do(
+    cli: Cli, tmp_path: Path
+) -> None:
     """``chatwire db revision --autogenerate`` writes the next migration where Alembic finds
-    it; against a database at head, with the models as they are, it has no operations."""
-    versions = Path(chatwire.__file__).parent / "migrations" / "versions"
-    before = set(versions.rglob("*"))
+    it; against a database at head, with the models as they are, it has no operations.
+
+    The command runs from a copy of the package (first on its PYTHONPATH), so the migration
+    it writes is the copy's: one written into the source tree would be seen, while it
+    existed, by every other test process migrating a database at the same time."""
+    source_tree = Path(chatwire.__file__).parent
+    real_versions = source_tree / "migrations" / "versions"
+    untouched = _files_of(real_versions)
+    copy = tmp_path / "package"
+    shutil.copytree(source_tree, copy / "chatwire", ignore=shutil.ignore_patterns("__pycache__"))
+    versions = copy / "chatwire" / "migrations" / "versions"
     head = max(int(path.name[:4]) for path in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
     number, previous = f"{head + 1:04d}", f"{head:04d}"
-    try:
-        result = cli.run("db", "revision", "-m", "Nothing to change", "--autogenerate")
-        assert result.returncode == 0, result
-        written = Path(result.stdout.removesuffix("\n"))
-        assert written == versions / f"{number}_nothing_to_change.py", result
-        source = written.read_text()
-        assert f"revision: str = '{number}'" in source
-        assert f"down_revision: str | None = '{previous}'" in source
-        functions = {
-            node.name: node.body
-            for node in ast.parse(source).body
-            if isinstance(node, ast.FunctionDef)
-        }
-        assert set(functions) == {"upgrade", "downgrade"}
-        for body in functions.values():
-            assert [type(statement) for statement in body] == [ast.Pass], source
-    finally:
-        made = set(versions.rglob("*")) - before
-        for path in sorted(made, key=lambda p: len(p.parts), reverse=True):
-            if path.is_dir():
-                path.rmdir()
-            else:
-                path.unlink()
-    assert set(versions.rglob("*")) == before
+    cli.env["PYTHONPATH"] = str(copy)
+    result = cli.run("db", "revision", "-m", "Nothing to change", "--autogenerate")
+    assert result.returncode == 0, result
+    written = Path(result.stdout.removesuffix("\n"))
+    assert written == versions / f"{number}_nothing_to_change.py", result
+    source = written.read_text()
+    assert f"revision: str = '{number}'" in source
+    assert f"down_revision: str | None = '{previous}'" in source
+    functions = {
+        node.name: node.body for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)
+    }
+    assert set(functions) == {"upgrade", "downgrade"}
+    for body in functions.values():
+        assert [type(statement) for statement in body] == [ast.Pass], source
+    assert _files_of(real_versions) == untouched
+
+
+def _files_of(folder: Path) -> set[Path]:
+    """The files under ``folder``, bytecode caches left out (other test processes write
+    them at any time)."""
+    return {path for path in folder.rglob("*") if "__pycache__" not in path.parts}
