@@ -180,6 +180,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             b"content-length: " + str(len(text)).encode() + b"\r\n"
             b"connection: close\r\n\r\n" + text
         )
+        if self._head_timer is not None:
+            # Answered: the head's time no longer runs (it would answer again, past the FIN).
+            self._head_timer.cancel()
+            self._head_timer = None
         if self._linger is None and self.transport.can_write_eof():
             self.transport.write_eof()
             self._linger = self.loop.call_later(LINGER_S, self.transport.close)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from urllib.parse import urlsplit
 
 import pytest
@@ -59,6 +60,28 @@ async def test_a_header_line_that_never_ends_is_431(server: Running) -> None:
     endless = start + b"a" * (MAX_HEAD_BYTES + READ_SLACK + 1 - len(start))
     answer = await raw(server, endless)
     assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_431_is_the_only_answer_while_the_connection_lingers(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a 431 the connection stays half-closed for a while; the head's own timer, shorter
+    than that, must not answer again on it (a write past the FIN fails in the event loop)."""
+    server = await make_server(head_timeout=0.3)
+    start = b"POST /api/chat/mistral HTTP/1.1\r\nHost: x\r\nX-Endless: "
+    endless = start + b"a" * (MAX_HEAD_BYTES + READ_SLACK + 1 - len(start))
+    address = urlsplit(server.url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        writer.write(endless)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)  # up to the server's FIN
+        await asyncio.sleep(0.6)  # past the head's time, inside the linger; not closed
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert answer.count(b"HTTP/1.1 ") == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_giant_url_is_431(server: Running) -> None:
