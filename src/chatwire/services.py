@@ -52,10 +52,9 @@ DISCOVERY_TTL = 10.0
 # the usage ledger.
 PRUNE_EVERY = 3600.0
 # Seconds from a start to the first of each. Not at once: the first requests of a process
-# (and of a fleet started together) do not wait behind them; and a process that runs for less
-# than this (the test suite's hundreds of servers, a CLI command's own store) spends nothing
-# on them: about 45 ms of CPU per start on an empty SQLite database, mostly compiling the
-# statements for a new engine.
+# (and of a fleet started together) do not wait behind them, and a server that runs for less
+# than this (the test suite's hundreds of them) spends nothing on them: about 45 ms of CPU
+# per start on an empty SQLite database, mostly compiling the statements for a new engine.
 FIRST_PRUNE_AFTER = 60.0
 ProfileLookup = Callable[[int], Awaitable[Profile]]
 # What changed (``Services.changed``), and its subject:
