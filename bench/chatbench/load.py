@@ -194,17 +194,29 @@ def _timed(sock: socket.socket, request: bytes, target: Target) -> tuple[float, 
     return first - started, last - started
 
 
-def sequential(target: Target, count: int) -> tuple[list[float], list[float]]:
-    """``count`` requests one after another on one connection (after one not timed, which
-    opens it): seconds to each reply's first body bytes, and to its last byte."""
+def _opened(target: Target) -> tuple[socket.socket, bytes]:
+    """A keep-alive connection to ``target``, opened by one request not timed, and the
+    request to time on it."""
     url = urlsplit(target.url)
     assert url.hostname is not None
     assert url.port is not None
     request = _request_bytes(target, keep_alive=True)
-    firsts, lasts = [], []
-    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+    sock = socket.create_connection((url.hostname, url.port), timeout=30)
+    try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         _timed(sock, request, target)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, request
+
+
+def sequential(target: Target, count: int) -> tuple[list[float], list[float]]:
+    """``count`` requests one after another on one connection (after one not timed, which
+    opens it): seconds to each reply's first body bytes, and to its last byte."""
+    firsts, lasts = [], []
+    sock, request = _opened(target)
+    with sock:
         for _ in range(count):
             first, last = _timed(sock, request, target)
             firsts.append(first)
@@ -221,14 +233,8 @@ def alternating(targets: list[Target], count: int) -> list[list[float]]:
     with contextlib.ExitStack() as stack:
         socks = []
         for target in targets:
-            url = urlsplit(target.url)
-            assert url.hostname is not None
-            assert url.port is not None
-            sock = stack.enter_context(socket.create_connection((url.hostname, url.port), 30))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            request = _request_bytes(target, keep_alive=True)
-            _timed(sock, request, target)
-            socks.append((sock, request, target))
+            sock, request = _opened(target)
+            socks.append((stack.enter_context(sock), request, target))
         for _ in range(count):
             for i, (sock, request, target) in enumerate(socks):
                 firsts[i].append(_timed(sock, request, target)[0])
